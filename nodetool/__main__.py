@@ -1,0 +1,5 @@
+"""`python -m nodetool` entry point."""
+
+from nodetool.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""FastAPI edge: app factories, one route module per API area, error mapping, middleware."""

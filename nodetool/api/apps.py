@@ -1,0 +1,113 @@
+"""The three app factories. Each lists the routers and middleware its surface mounts.
+
+| factory                  | surface (DESIGN.md)                                              |
+|--------------------------|------------------------------------------------------------------|
+| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs       |
+| create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream]                    |
+| create_chat_server_app   | /v1                                                              |
+
+All three add /health, /ping and /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from nodetool import __version__
+from nodetool.api.errors import install_error_handlers
+from nodetool.config import Settings
+from nodetool.runtime import open_runtime
+
+SETTINGS_ENV = "NODETOOL_SETTINGS_JSON"
+
+
+def _routers(names: list[str]) -> list[APIRouter]:
+    import importlib
+
+    return [importlib.import_module(f"nodetool.api.routes.{name}").router for name in names]
+
+
+def _build(
+    settings: Settings, *, title: str, routers: list[str], store: bool, jobs: bool
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await open_runtime(settings, store=store, jobs=jobs)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in _routers(["health", "metrics", "openai_api", *routers]):
+        app.include_router(router)
+    _install_middleware(app, settings)
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Body limit, metrics, auth and CORS, as pure ASGI middleware (outermost added last)."""
+    from nodetool.api.auth.middleware import install_auth
+    from nodetool.api.limits import BodyLimitMiddleware
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_auth(app, settings)
+
+
+def create_editor_app(settings: Settings) -> FastAPI:
+    """`nodetool serve`: the editor API for local desktop/web use."""
+    return _build(
+        settings,
+        title="nodetool editor",
+        routers=["chat_ws", "predict_ws", "threads", "workflows"],
+        store=True,
+        jobs=True,
+    )
+
+
+def create_worker_app(settings: Settings) -> FastAPI:
+    """`nodetool worker`: the deployable data plane."""
+    return _build(
+        settings,
+        title="nodetool worker",
+        routers=["worker_workflows"],
+        store=True,
+        jobs=True,
+    )
+
+
+def create_chat_server_app(settings: Settings) -> FastAPI:
+    """`nodetool chat-server`: chat-only /v1."""
+    return _build(settings, title="nodetool chat-server", routers=[], store=False, jobs=False)
+
+
+FACTORIES: dict[str, Callable[[Settings], FastAPI]] = {
+    "serve": create_editor_app,
+    "worker": create_worker_app,
+    "chat-server": create_chat_server_app,
+}
+
+
+def _settings_from_env() -> Settings:
+    """Settings handed to `--reload`/`--workers` child processes through the environment."""
+    return Settings.model_validate(json.loads(os.environ[SETTINGS_ENV]))
+
+
+def editor_app_from_env() -> FastAPI:
+    return create_editor_app(_settings_from_env())
+
+
+def worker_app_from_env() -> FastAPI:
+    return create_worker_app(_settings_from_env())
+
+
+def chat_server_app_from_env() -> FastAPI:
+    return create_chat_server_app(_settings_from_env())

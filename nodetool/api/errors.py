@@ -1,0 +1,95 @@
+"""The one place exceptions become OpenAI error envelopes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nodetool.errors import NodetoolError
+
+log = logging.getLogger("nodetool.api")
+
+_STATUS_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "payload_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    429: ("rate_limit_error", "overloaded"),
+}
+
+
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error envelope."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(exc: NodetoolError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers or None)
+
+
+def _param_of(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out += f"[{part}]" if part.isdigit() else f".{part}"
+    return out
+
+
+def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    """Validation errors are 400s (as at OpenAI), naming the offending field in `param`."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    param = _param_of(tuple(first.get("loc", ())))
+    msg = first.get("msg", "Invalid request")
+    message = f"{param}: {msg}" if param else str(msg)
+    return JSONResponse(
+        error_body(message, "invalid_request_error", param=param, code="invalid_value"),
+        status_code=400,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception to the envelope: ours, validation, routing, and the unexpected."""
+
+    async def on_nodetool(_: Request, exc: NodetoolError) -> JSONResponse:
+        return error_response(exc)
+
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_error_response(exc)
+
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_, code = _STATUS_TYPES.get(exc.status_code, ("server_error", None))
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "Unknown route"
+        elif exc.status_code == 405:
+            detail = "Method not allowed on this route"
+        return JSONResponse(
+            error_body(detail, type_, code=code),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_body("Internal server error", "server_error", code="internal_error"),
+            status_code=500,
+        )
+
+    app.add_exception_handler(NodetoolError, on_nodetool)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, on_unexpected)

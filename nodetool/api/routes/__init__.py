@@ -1,0 +1,1 @@
+"""One router module per API area; the app factories choose which to mount."""

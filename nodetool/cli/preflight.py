@@ -1,0 +1,19 @@
+"""Checks before a server starts: settings that cannot work give one clear message, exit 2."""
+
+from __future__ import annotations
+
+from nodetool.cli.common import fail
+from nodetool.config import Settings
+
+
+def check_startup(settings: Settings) -> None:
+    """Refuse configurations that cannot serve (e.g. supabase without its URL and key)."""
+    if settings.auth_provider == "supabase" and not (
+        settings.supabase_url and settings.supabase_key
+    ):
+        raise fail("AUTH_PROVIDER=supabase needs SUPABASE_URL and SUPABASE_KEY to be set", code=2)
+    from nodetool.providers.registry import describe_missing_default
+
+    problem = describe_missing_default(settings)
+    if problem:
+        raise fail(problem, code=2)

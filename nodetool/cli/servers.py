@@ -1,0 +1,202 @@
+"""`nodetool serve`, `nodetool worker`, `nodetool chat-server`: build an app, run uvicorn."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from nodetool.cli.common import build_settings, err_console, fail
+
+_IMPORT_FACTORIES = {
+    "serve": "nodetool.api.apps:editor_app_from_env",
+    "worker": "nodetool.api.apps:worker_app_from_env",
+    "chat-server": "nodetool.api.apps:chat_server_app_from_env",
+}
+
+HostOpt = typer.Option(help="Interface to bind.")
+PortOpt = typer.Option(8000, "--port", "-p", min=1, max=65535, help="Port to listen on.")
+AuthOpt = typer.Option(
+    None, "--auth-provider", help="none | local | static | supabase (env AUTH_PROVIDER)."
+)
+ProviderOpt = typer.Option(
+    None,
+    "--provider",
+    help="Default provider: local | openai | ollama (env NODETOOL_DEFAULT_PROVIDER).",
+)
+ModelOpt = typer.Option(
+    None,
+    "--default-model",
+    help="Model used when a request names none (env NODETOOL_DEFAULT_MODEL).",
+)
+ToolsOpt = typer.Option(None, "--tools", help="Server tools to enable, comma separated.")
+WorkflowOpt = typer.Option(
+    None, "--workflow", help="Workflow JSON file to register at startup (repeatable)."
+)
+ReloadOpt = typer.Option(False, "--reload", help="Reload on code changes (development).")
+WorkersOpt = typer.Option(1, "--workers", min=1, help="Worker processes.")
+LogOpt = typer.Option(None, "--log-level", help="critical | error | warning | info | debug.")
+CorsOpt = typer.Option(None, "--cors-origins", help="Allowed CORS origins, comma separated.")
+MetricsOpt = typer.Option(
+    False, "--public-metrics", help="Serve /metrics without a token when auth is enforced."
+)
+
+
+def _port_free(host: str, port: int) -> str | None:
+    """None when host:port can be bound; otherwise the reason."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use (try --port {port + 1})"
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags: Any) -> None:
+    settings = build_settings(**flags)
+    from nodetool.cli.preflight import check_startup
+
+    check_startup(settings)
+    problem = _port_free(host, port)
+    if problem:
+        raise fail(problem)
+
+    import uvicorn
+
+    from nodetool.api.apps import FACTORIES, SETTINGS_ENV
+
+    log_level = settings.log_level
+    err_console().print(
+        f"[bold]nodetool {kind}[/bold] on http://{host}:{port} "
+        f"(auth: {settings.auth_provider}, storage: "
+        f"{'postgresql' if (settings.database_url or '').startswith('postgres') else 'sqlite'})"
+    )
+    if reload or workers > 1:
+        import os
+
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            _IMPORT_FACTORIES[kind],
+            factory=True,
+            host=host,
+            port=port,
+            reload=reload,
+            workers=None if reload else workers,
+            log_level=log_level,
+        )
+        return
+    app = FACTORIES[kind](settings)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _flags(
+    auth_provider: str | None,
+    provider: str | None,
+    default_model: str | None,
+    tools: str | None,
+    workflow: list[Path] | None,
+    log_level: str | None,
+    cors_origins: str | None,
+    public_metrics: bool,
+) -> dict[str, Any]:
+    return {
+        "auth_provider": auth_provider,
+        "default_provider": provider,
+        "default_model": default_model,
+        "tools": tools,
+        "workflow_files": workflow or None,
+        "log_level": log_level,
+        "cors_origins": cors_origins,
+        "public_metrics": public_metrics or None,
+    }
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = PortOpt,
+    auth_provider: str | None = AuthOpt,
+    provider: str | None = ProviderOpt,
+    default_model: str | None = ModelOpt,
+    tools: str | None = ToolsOpt,
+    workflow: list[Path] | None = WorkflowOpt,
+    reload: bool = ReloadOpt,
+    workers: int = WorkersOpt,
+    log_level: str | None = LogOpt,
+    cors_origins: str | None = CorsOpt,
+    public_metrics: bool = MetricsOpt,
+) -> None:
+    """Start the editor API: /v1, /chat and /predict WebSockets, threads, workflows."""
+    flags = _flags(
+        auth_provider,
+        provider,
+        default_model,
+        tools,
+        workflow,
+        log_level,
+        cors_origins,
+        public_metrics,
+    )
+    _launch("serve", host, port, reload, workers, **flags)
+
+
+def worker(
+    host: str = typer.Option("0.0.0.0", "--host", help="Interface to bind."),
+    port: int = PortOpt,
+    auth_provider: str | None = AuthOpt,
+    provider: str | None = ProviderOpt,
+    default_model: str | None = ModelOpt,
+    tools: str | None = ToolsOpt,
+    workflow: list[Path] | None = WorkflowOpt,
+    reload: bool = ReloadOpt,
+    workers: int = WorkersOpt,
+    log_level: str | None = LogOpt,
+    cors_origins: str | None = CorsOpt,
+    public_metrics: bool = MetricsOpt,
+) -> None:
+    """Start the deployable worker: /v1 and workflow run endpoints (JSON and SSE)."""
+    flags = _flags(
+        auth_provider,
+        provider,
+        default_model,
+        tools,
+        workflow,
+        log_level,
+        cors_origins,
+        public_metrics,
+    )
+    _launch("worker", host, port, reload, workers, **flags)
+
+
+def chat_server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = PortOpt,
+    auth_provider: str | None = AuthOpt,
+    provider: str | None = ProviderOpt,
+    default_model: str | None = ModelOpt,
+    tools: str | None = ToolsOpt,
+    workflow: list[Path] | None = WorkflowOpt,
+    reload: bool = ReloadOpt,
+    workers: int = WorkersOpt,
+    log_level: str | None = LogOpt,
+    cors_origins: str | None = CorsOpt,
+    public_metrics: bool = MetricsOpt,
+) -> None:
+    """Start the chat-only server: /v1 and health."""
+    flags = _flags(
+        auth_provider,
+        provider,
+        default_model,
+        tools,
+        workflow,
+        log_level,
+        cors_origins,
+        public_metrics,
+    )
+    _launch("chat-server", host, port, reload, workers, **flags)

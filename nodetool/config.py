@@ -1,0 +1,148 @@
+"""One Settings object, built explicitly (environment, `.env`, CLI flags) and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as _PydanticSettingsError
+
+AuthProvider = Literal["none", "local", "static", "supabase"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def default_data_dir() -> Path:
+    """XDG data home for nodetool (`~/.local/share/nodetool`)."""
+    return _xdg("XDG_DATA_HOME", ".local/share") / "nodetool"
+
+
+def default_config_dir() -> Path:
+    """XDG config home for nodetool (`~/.config/nodetool`)."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / "nodetool"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting nodetool reads. Environment names follow PROTOCOL.md."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, case_sensitive=False
+    )
+
+    # Auth (PROTOCOL.md §5)
+    auth_provider: AuthProvider = Field("local", validation_alias=_env("AUTH_PROVIDER"))
+    worker_auth_token: str | None = Field(None, validation_alias=_env("WORKER_AUTH_TOKEN"))
+    supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))
+    supabase_key: str | None = Field(None, validation_alias=_env("SUPABASE_KEY"))
+    supabase_allow_static_token: bool = Field(
+        False, validation_alias=_env("NODETOOL_SUPABASE_ALLOW_STATIC_TOKEN")
+    )
+    auth_cache_ttl: float = Field(60.0, ge=0, validation_alias=_env("AUTH_CACHE_TTL"))
+    auth_cache_max: int = Field(2000, ge=1, validation_alias=_env("AUTH_CACHE_MAX"))
+    cors_origins: Annotated[list[str] | None, NoDecode] = Field(
+        None, validation_alias=_env("NODETOOL_CORS_ORIGINS")
+    )
+    public_metrics: bool = Field(False, validation_alias=_env("NODETOOL_PUBLIC_METRICS"))
+
+    # Providers
+    openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    ollama_host: str | None = Field(None, validation_alias=_env("OLLAMA_HOST"))
+    default_provider: str | None = Field(None, validation_alias=_env("NODETOOL_DEFAULT_PROVIDER"))
+    default_model: str | None = Field(None, validation_alias=_env("NODETOOL_DEFAULT_MODEL"))
+    upstream_timeout: float = Field(120.0, gt=0, validation_alias=_env("NODETOOL_UPSTREAM_TIMEOUT"))
+    local_model_path: Path | None = Field(None, validation_alias=_env("NODETOOL_LOCAL_MODEL_PATH"))
+    local_context_size: int = Field(2048, ge=256, validation_alias=_env("NODETOOL_LOCAL_N_CTX"))
+    local_threads: int | None = Field(None, ge=1, validation_alias=_env("NODETOOL_LOCAL_THREADS"))
+
+    # Storage
+    data_dir: Path = Field(
+        default_factory=default_data_dir, validation_alias=_env("NODETOOL_DATA_DIR")
+    )
+    config_dir: Path = Field(
+        default_factory=default_config_dir, validation_alias=_env("NODETOOL_CONFIG_DIR")
+    )
+    database_url: str | None = Field(None, validation_alias=_env("NODETOOL_DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=_env("NODETOOL_REDIS_URL"))
+
+    # Server behaviour
+    log_level: LogLevel = Field("info", validation_alias=_env("NODETOOL_LOG_LEVEL"))
+    tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("NODETOOL_TOOLS")
+    )
+    workflow_files: list[Path] = Field(default_factory=list)
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_MAX_BODY_BYTES")
+    )
+    max_frame_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_MAX_FRAME_BYTES")
+    )
+    keepalive_interval: float = Field(
+        10.0, gt=0, validation_alias=_env("NODETOOL_KEEPALIVE_INTERVAL")
+    )
+    ws_heartbeat_interval: float = Field(25.0, gt=0, validation_alias=_env("NODETOOL_WS_HEARTBEAT"))
+    client_tool_timeout: float = Field(
+        60.0, gt=0, validation_alias=_env("NODETOOL_CLIENT_TOOL_TIMEOUT")
+    )
+    max_tool_rounds: int = Field(10, ge=1, validation_alias=_env("NODETOOL_MAX_TOOL_ROUNDS"))
+    history_limit: int = Field(200, ge=1, validation_alias=_env("NODETOOL_HISTORY_LIMIT"))
+
+    @field_validator("tools", "cors_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def effective_database_url(self) -> str:
+        """SQLAlchemy async URL: the configured one, else SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'nodetool.db'}"
+
+    @property
+    def auth_enforced(self) -> bool:
+        return self.auth_provider in ("static", "supabase")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the setting."""
+
+
+def _setting_name(loc: tuple[Any, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    info = Settings.model_fields.get(field)
+    alias = getattr(info, "validation_alias", None) if info else None
+    if isinstance(alias, AliasChoices) and alias.choices:
+        return str(alias.choices[0])
+    return field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment and `.env`; non-None overrides (CLI flags) win."""
+    values = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = _setting_name(tuple(first.get("loc", ())))
+        raise SettingsError(f"invalid value for {name}: {first.get('msg', 'invalid')}") from None
+    except _PydanticSettingsError as exc:
+        raise SettingsError(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Chat providers: the protocol, the registry with routing, and the built-in providers."""

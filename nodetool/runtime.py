@@ -1,0 +1,67 @@
+"""The process's shared resources, built from Settings at startup and closed at shutdown.
+
+The API lifespan, `nodetool run` and tests all build one `Runtime`; handlers reach its parts
+through typed dependencies. Each part is optional: an app builds only what it mounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nodetool.config import Settings
+
+if TYPE_CHECKING:
+    from nodetool.chat.engine import ChatEngine
+    from nodetool.providers.registry import ProviderRegistry
+    from nodetool.storage.base import Store
+    from nodetool.tools.registry import ToolRegistry
+    from nodetool.workflows.jobs import JobManager
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    providers: ProviderRegistry | None = None
+    store: Store | None = None
+    tools: ToolRegistry | None = None
+    engine: ChatEngine | None = None
+    jobs: JobManager | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        """Close parts in reverse order of creation."""
+        if self.jobs is not None:
+            await self.jobs.aclose()
+        if self.providers is not None:
+            await self.providers.aclose()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def open_runtime(settings: Settings, *, store: bool = True, jobs: bool = True) -> Runtime:
+    """Build the runtime: providers, optional store, tools, chat engine, optional job manager."""
+    from nodetool.chat.engine import ChatEngine
+    from nodetool.providers.registry import ProviderRegistry
+    from nodetool.tools.registry import build_tool_registry
+
+    runtime = Runtime(settings=settings)
+    try:
+        runtime.providers = await ProviderRegistry.create(settings)
+        if store:
+            from nodetool.storage import open_store
+
+            runtime.store = await open_store(settings)
+        runtime.tools = build_tool_registry(settings, runtime.store)
+        runtime.engine = ChatEngine(settings, runtime.providers, runtime.tools)
+        if jobs and runtime.store is not None:
+            from nodetool.workflows.jobs import JobManager
+
+            runtime.jobs = JobManager(settings, runtime.store, runtime.providers)
+            await runtime.jobs.start()
+            runtime.engine.jobs = runtime.jobs
+            await runtime.jobs.load_workflow_files(settings.workflow_files)
+    except BaseException:
+        await runtime.aclose()
+        raise
+    return runtime

@@ -1,0 +1,129 @@
+"""Typed stream events.
+
+Provider events (what a ChatProvider yields) and chat events (what the chat engine yields to
+the edges: OpenAI SSE, /chat frames, terminal). Plain slotted dataclasses: they are created per
+streamed chunk, so they stay cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nodetool.types.messages import Message, ToolCall
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+# ---- provider events -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A tool-call fragment keyed by `index`: `id`/`name` on the first, `arguments` pieces after.
+
+    Providers that produce complete calls emit one delta carrying everything.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason = "stop"
+
+
+ProviderEvent = TextDelta | ToolCallDelta | Usage | Finish
+
+
+# ---- chat engine events ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ToolCallStarted:
+    """A tool is about to run: on the server, or (target "client") by the client."""
+
+    call: ToolCall
+    args: dict[str, Any]
+    target: Literal["server", "client"] = "server"
+
+
+@dataclass(slots=True)
+class ToolResultEvent:
+    tool_call_id: str
+    name: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class MessageEvent:
+    """A message the turn produced (assistant tool-call message, tool message, final answer)."""
+
+    message: Message
+    model: str | None = None
+    provider: str | None = None
+    record: dict[str, Any] | None = None  # the persisted record, when persistence is on
+
+
+@dataclass(slots=True)
+class JobEvent:
+    """A workflow event: job_update, node_update, node_progress, output_update."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ErrorEvent:
+    message: str
+    code: str | None = None
+    status: int = 500
+
+
+@dataclass(slots=True)
+class Done:
+    """The turn ended (normally, stopped or failed)."""
+
+    finish_reason: FinishReason | None = "stop"
+    usage: Usage | None = None
+    stopped: bool = False
+
+
+ChatEvent = (
+    TextDelta
+    | ToolCallDelta
+    | ToolCallStarted
+    | ToolResultEvent
+    | MessageEvent
+    | JobEvent
+    | Usage
+    | ErrorEvent
+    | Done
+)
