@@ -54,6 +54,7 @@ async def open_runtime(settings: Settings, *, store: bool = True, jobs: bool = T
             runtime.store = await open_store(settings)
         runtime.tools = build_tool_registry(settings, runtime.store)
         runtime.engine = ChatEngine(settings, runtime.providers, runtime.tools)
+        runtime.engine.store = runtime.store
         if jobs and runtime.store is not None:
             from nodetool.workflows.jobs import JobManager
 

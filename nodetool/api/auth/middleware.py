@@ -1,0 +1,260 @@
+"""Pure ASGI auth for HTTP and WebSocket scopes (PROTOCOL.md §5, §2).
+
+The authenticated user id goes to `scope["state"]["user_id"]`, where `deps.get_user_id`
+reads it. Modes `none`/`local` let everything through as user "1". With `static` or
+`supabase`, only `/health`, `/ping`, CORS preflights (and `/metrics` when configured public)
+are open; HTTP failures are 401 OpenAI envelopes with `WWW-Authenticate: Bearer`, WebSocket
+failures are accepted and then closed with 1008.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nodetool.api.auth.cors import install_cors
+from nodetool.api.auth.logs import install_log_redaction
+from nodetool.api.auth.supabase import AuthUnavailableError, SupabaseVerifier
+from nodetool.api.auth.tokens import AuthConfigError, StaticToken, load_static_token
+from nodetool.config import Settings
+
+DEFAULT_USER = "1"
+PUBLIC_PATHS = frozenset({"/health", "/ping"})
+APP_KINDS = {
+    "nodetool editor": "serve",
+    "nodetool worker": "worker",
+    "nodetool chat-server": "chat-server",
+}
+MISSING = "Missing API key: send it as 'Authorization: Bearer <token>'."
+INVALID = "Invalid or expired API key."
+WS_MISSING = "missing token: send 'Authorization: Bearer <token>' or an api_key/token query value"
+WS_INVALID = "invalid or expired token"
+_QUERY_KEYS = ("api_key", "token")
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, token: bytes) -> str | None:
+        """The user id for `token`, None when it is not valid."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class StaticAuthenticator:
+    """One shared token, compared in constant time; its user is "1"."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode("utf-8")
+
+    async def authenticate(self, token: bytes) -> str | None:
+        return DEFAULT_USER if hmac.compare_digest(token, self._token) else None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SupabaseAuthenticator:
+    """Supabase JWTs; the static token too, only when explicitly allowed."""
+
+    def __init__(self, verifier: SupabaseVerifier, static: StaticAuthenticator | None) -> None:
+        self.verifier = verifier
+        self.static = static
+
+    async def authenticate(self, token: bytes) -> str | None:
+        if self.static is not None and await self.static.authenticate(token):
+            return DEFAULT_USER
+        try:
+            text = token.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return await self.verifier.verify(text)
+
+    async def aclose(self) -> None:
+        await self.verifier.aclose()
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+def request_token(scope: Scope) -> bytes | None:
+    """`Authorization: Bearer` value; for WebSockets also the `api_key`/`token` query value."""
+    value = _header(scope, b"authorization")
+    if value:
+        scheme, _, credentials = value.strip().partition(b" ")
+        if scheme.lower() == b"bearer" and credentials.strip():
+            return credentials.strip()
+    if scope["type"] == "websocket" and scope.get("query_string"):
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        for key in _QUERY_KEYS:
+            if params.get(key):
+                return params[key].encode("utf-8")
+    return None
+
+
+def _envelope(message: str, type_: str, code: str) -> bytes:
+    error = {"message": message, "type": type_, "param": None, "code": code}
+    return json.dumps({"error": error}).encode("utf-8")
+
+
+class AuthMiddleware:
+    """Authenticate every HTTP request and WebSocket handshake before the app sees it."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator | None,
+        public_paths: frozenset[str] = PUBLIC_PATHS,
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, receive, self._closing_send(send))
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.authenticator is None:
+            scope.setdefault("state", {})["user_id"] = DEFAULT_USER
+            await self.app(scope, receive, send)
+            return
+        if kind == "http" and self._is_public(scope):
+            await self.app(scope, receive, send)
+            return
+        token = request_token(scope)
+        try:
+            user_id = await self.authenticator.authenticate(token) if token else None
+        except AuthUnavailableError as exc:
+            await self._unavailable(scope, receive, send, str(exc))
+            return
+        if user_id is None:
+            await self._reject(scope, receive, send, missing=token is None)
+            return
+        scope.setdefault("state", {})["user_id"] = user_id
+        await self.app(scope, receive, send)
+
+    def _is_public(self, scope: Scope) -> bool:
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        if path in self.public_paths:
+            return True
+        return (
+            scope["method"] == "OPTIONS"
+            and _header(scope, b"origin") is not None
+            and _header(scope, b"access-control-request-method") is not None
+        )
+
+    def _closing_send(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            done = message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
+            if done and self.authenticator is not None:
+                await self.authenticator.aclose()
+            await send(message)
+
+        return wrapped
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, *, missing: bool) -> None:
+        if scope["type"] == "websocket":
+            await _close_ws(receive, send, 1008, WS_MISSING if missing else WS_INVALID)
+            return
+        text = MISSING if missing else INVALID
+        body = _envelope(text, "invalid_request_error", "invalid_api_key")
+        await _respond(send, 401, body, [(b"www-authenticate", b"Bearer")])
+
+    async def _unavailable(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
+        message = f"Authentication service unavailable ({why}); try again later."
+        if scope["type"] == "websocket":
+            await _close_ws(receive, send, 1013, "authentication service unavailable")
+            return
+        body = _envelope(message, "server_error", "auth_unavailable")
+        await _respond(send, 503, body, [(b"retry-after", b"5")])
+
+
+async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _close_ws(receive: Receive, send: Send, code: int, reason: str) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+def _announce(token: StaticToken) -> None:
+    """Print a newly generated token once, on stderr (never through logging)."""
+    if token.created:
+        sys.stderr.write(
+            f"nodetool: generated a new auth token, saved (mode 0600) in {token.path}:\n"
+            f"  {token.token}\n"
+            "Send it as 'Authorization: Bearer <token>'; `nodetool token` prints it again.\n"
+        )
+        sys.stderr.flush()
+
+
+def build_authenticator(settings: Settings) -> Authenticator | None:
+    """None for modes none/local (no token file is touched); else the mode's authenticator."""
+    mode = settings.auth_provider
+    if mode in ("none", "local"):
+        return None
+    if mode == "static":
+        token = load_static_token(settings)
+        assert token is not None
+        _announce(token)
+        return StaticAuthenticator(token.token)
+    if mode == "supabase":
+        if not (settings.supabase_url and settings.supabase_key):
+            raise AuthConfigError(
+                "AUTH_PROVIDER=supabase needs SUPABASE_URL and SUPABASE_KEY to be set"
+            )
+        static = None
+        if settings.supabase_allow_static_token:
+            token = load_static_token(settings)
+            assert token is not None
+            _announce(token)
+            static = StaticAuthenticator(token.token)
+        verifier = SupabaseVerifier(
+            settings.supabase_url,
+            settings.supabase_key,
+            cache_ttl=settings.auth_cache_ttl,
+            cache_max=settings.auth_cache_max,
+        )
+        return SupabaseAuthenticator(verifier, static)
+    raise AuthConfigError(f"unknown AUTH_PROVIDER {mode!r} (none | local | static | supabase)")
+
+
+def install_auth(app, settings: Settings, kind: str | None = None) -> None:  # app: FastAPI
+    """Add auth, the WebSocket origin guard and CORS to `app`; redact tokens in uvicorn logs.
+
+    `kind` ("serve" | "worker" | "chat-server") picks the default CORS origins; when omitted
+    it is derived from the app's title.
+    """
+    kind = kind or APP_KINDS.get(getattr(app, "title", ""), "worker")
+    install_log_redaction()
+    public = PUBLIC_PATHS | ({"/metrics"} if settings.public_metrics else set())
+    app.add_middleware(
+        AuthMiddleware, authenticator=build_authenticator(settings), public_paths=public
+    )
+    install_cors(app, settings, kind)

@@ -1,0 +1,1 @@
+"""The transport-agnostic chat engine: history -> provider -> tool loop -> events."""

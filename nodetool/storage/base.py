@@ -1,0 +1,143 @@
+"""The store interface other layers rely on. Records are plain JSON-ready dicts.
+
+Timestamps are ISO-8601 strings in UTC (`2025-01-31T12:00:00.123456Z`). Ids are time-ordered
+strings (see `nodetool.storage.ids`). Every read and write is scoped by `user_id`: one user
+never sees, changes or learns about another user's rows. Cursors are opaque strings; a cursor
+that cannot be decoded raises `InvalidRequestError(param="cursor")`.
+
+Errors (from `nodetool.errors`): `InvalidRequestError` for bad values (with `param`),
+`NotFoundError` when a row the call needs does not exist for this user, `ConflictError` when a
+chosen id is taken, `PermissionDeniedError` when a shared workflow would be changed by a user.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Record = dict[str, Any]
+Page = tuple[list[Record], str | None]
+
+ROLES = ("system", "user", "assistant", "tool")
+JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+FINISHED_JOB_STATUSES = ("completed", "failed", "cancelled")
+
+
+class ThreadStore(Protocol):
+    """Chat threads: `{id, title, created_at, updated_at}`."""
+
+    async def create(self, user_id: str, id: str | None = None, title: str | None = None) -> Record:
+        """A new thread; `ConflictError` if the id is taken (by anyone)."""
+        ...
+
+    async def ensure(self, user_id: str, id: str | None, title: str | None = None) -> Record:
+        """Get-or-create; an id owned by another user raises `NotFoundError`."""
+        ...
+
+    async def get(self, user_id: str, id: str) -> Record | None: ...
+
+    async def list(self, user_id: str, cursor: str | None = None, limit: int = 50) -> Page:
+        """Most recently updated first; `next` is the cursor of the following page or None."""
+        ...
+
+    async def update(self, user_id: str, id: str, title: str | None) -> Record | None: ...
+
+    async def delete(self, user_id: str, id: str) -> bool:
+        """Delete the thread and its messages; False if it does not exist for this user."""
+        ...
+
+    async def touch(self, user_id: str, id: str) -> None:
+        """Mark the thread as updated now (no error if it does not exist)."""
+        ...
+
+
+class MessageStore(Protocol):
+    """Messages: `{id, thread_id, role, content, tool_calls, tool_call_id, name, model,
+    provider, workflow_id, created_at}`; `content` comes back exactly as given."""
+
+    async def add(self, user_id: str, thread_id: str, message: Record) -> Record:
+        """Append to the thread (committed when this returns); touches the thread."""
+        ...
+
+    async def list(
+        self, user_id: str, thread_id: str, cursor: str | None = None, limit: int = 100
+    ) -> Page:
+        """Oldest first; empty for an unknown thread."""
+        ...
+
+    async def recent(self, user_id: str, thread_id: str, limit: int) -> list[Record]:
+        """The newest `limit` messages, oldest first."""
+        ...
+
+    async def get(self, user_id: str, id: str) -> Record | None: ...
+
+
+class WorkflowStore(Protocol):
+    """NodeTool workflow JSON kept whole, plus `user_id` (None = shared), timestamps."""
+
+    async def upsert(self, user_id: str | None, workflow: Record) -> Record:
+        """Insert or replace by `id` (a missing id gets a new one). `user_id=None` stores a
+        shared workflow (visible to all, changeable only with `user_id=None`)."""
+        ...
+
+    async def get(self, user_id: str, id: str) -> Record | None:
+        """The user's own or a shared workflow."""
+        ...
+
+    async def list(self, user_id: str) -> list[Record]:
+        """Own and shared workflows, by name."""
+        ...
+
+    async def delete(self, user_id: str, id: str) -> bool:
+        """Own workflows only; False otherwise."""
+        ...
+
+
+class JobStore(Protocol):
+    """Workflow jobs `{id, user_id, workflow_id, thread_id, status, params, graph, results,
+    error, created_at, updated_at, started_at, finished_at}` and their events for replay."""
+
+    async def create(
+        self,
+        user_id: str,
+        workflow_id: str | None,
+        params: Record,
+        thread_id: str | None = None,
+        graph: Record | None = None,
+    ) -> Record: ...
+
+    async def update(
+        self,
+        job_id: str,
+        *,
+        status: str | None = None,
+        results: Any = None,
+        error: str | None = None,
+    ) -> Record:
+        """Set status/results/error; `running` sets started_at, a finished status sets
+        finished_at. `NotFoundError` for an unknown job."""
+        ...
+
+    async def get(self, user_id: str, job_id: str) -> Record | None: ...
+
+    async def add_event(self, job_id: str, event: Record) -> int:
+        """Store one event; returns its sequence number (1, 2, ... per job)."""
+        ...
+
+    async def events(self, job_id: str, after_seq: int = 0) -> list[Record]:
+        """Events with seq > after_seq in order, each the stored dict plus its `seq`."""
+        ...
+
+    async def fail_unfinished(self, reason: str) -> int:
+        """Mark every queued/running job failed with `reason`; returns how many."""
+        ...
+
+
+class Store(Protocol):
+    """All stores of one database."""
+
+    threads: ThreadStore
+    messages: MessageStore
+    workflows: WorkflowStore
+    jobs: JobStore
+
+    async def close(self) -> None: ...

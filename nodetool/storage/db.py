@@ -1,0 +1,153 @@
+"""Database connections: URL selection, SQLite pragmas and write serialisation.
+
+SQLite (the embedded default) runs in WAL mode with `synchronous=FULL`, so a committed write
+survives a crash of the process or the machine. Reads use a small connection pool; writes go
+through one connection guarded by an asyncio lock and start with `BEGIN IMMEDIATE`, so writers
+in this process queue without ever failing and writers in other processes wait on the busy
+timeout. PostgreSQL uses one pooled asyncpg engine and ordinary transactions.
+
+Write transactions run shielded: a caller cancelled mid-write does not tear a connection
+down mid-statement; the write completes (or fails) on its own and the caller sees the cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from nodetool.config import Settings, SettingsError
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 30_000
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def database_url(settings: Settings) -> str:
+    """The async SQLAlchemy URL for the settings; creates the SQLite file's directory."""
+    raw = settings.database_url or settings.effective_database_url
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        raise SettingsError("invalid value for NODETOOL_DATABASE_URL: not a URL")
+    scheme = scheme.lower()
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return f"postgresql+asyncpg://{rest}"
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        url = f"sqlite+aiosqlite://{rest}"
+        path = make_url(url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            raise SettingsError(
+                "invalid value for NODETOOL_DATABASE_URL: SQLite needs a file path "
+                "(sqlite:///path/to/nodetool.db)"
+            )
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return url
+    raise SettingsError(
+        f"invalid value for NODETOOL_DATABASE_URL: unsupported scheme {scheme!r} "
+        "(use postgresql://... or sqlite:///path)"
+    )
+
+
+def _sqlite_engine(url: str, *, pool_size: int, immediate: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=BUSY_TIMEOUT_MS / 1000,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_conn.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """One database: `read()` and `write()` transactions, `run_write()` for shielded writes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        if self.dialect == "sqlite":
+            self._read_engine = _sqlite_engine(url, pool_size=min(pool_size, 4), immediate=False)
+            self._write_engine = _sqlite_engine(url, pool_size=1, immediate=True)
+            self._lock: asyncio.Lock | None = asyncio.Lock()
+        elif self.dialect == "postgresql":
+            try:
+                import asyncpg  # noqa: F401
+            except ImportError:
+                raise SettingsError(
+                    "NODETOOL_DATABASE_URL is PostgreSQL but asyncpg is not installed "
+                    "(pip install 'nodetool[postgres]')"
+                ) from None
+            engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True
+            )
+            self._read_engine = self._write_engine = engine
+            self._lock = None
+        else:
+            raise SettingsError(f"unsupported database backend {self.dialect!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(database_url(settings))
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction (rolled back on exit)."""
+        async with self._read_engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on normal exit, rolled back on error."""
+        if self._lock is None:
+            async with self._write_engine.begin() as conn:
+                yield conn
+            return
+        async with self._lock, self._write_engine.begin() as conn:
+            yield conn
+
+    async def run_write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `fn` in a write transaction that completes even if the caller is cancelled."""
+
+        async def transaction() -> T:
+            async with self.write() as conn:
+                return await fn(conn)
+
+        task = asyncio.ensure_future(transaction())
+        task.add_done_callback(_consume_exception)
+        return await asyncio.shield(task)
+
+    async def dispose(self) -> None:
+        await self._read_engine.dispose()
+        if self._write_engine is not self._read_engine:
+            await self._write_engine.dispose()
+
+
+def _consume_exception(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so an abandoned failing write logs no warning

@@ -1,0 +1,183 @@
+"""Versioned schema migrations and their runner.
+
+Each migration is applied in one transaction together with its `schema_version` row, so a
+crash leaves the database at the previous version. On PostgreSQL a transaction-scoped advisory
+lock makes concurrently starting processes migrate one at a time; SQLite's write lock does the
+same. Migrations never import `schema.py`: version 1 is frozen here as it shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from nodetool.storage.db import Database
+
+_ADVISORY_LOCK_KEY = 7_140_523_118  # arbitrary, identifies nodetool's migration lock
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was made by a newer nodetool than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_metadata() -> MetaData:
+    """The first schema: threads, messages, workflows, jobs, job_events."""
+
+    def id_(length: int = 128) -> String:
+        return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+    ts = DateTime(timezone=True)
+    md = MetaData()
+    Table(
+        "threads",
+        md,
+        Column("id", id_(), primary_key=True),
+        Column("user_id", String(128), nullable=False),
+        Column("title", Text),
+        Column("created_at", ts, nullable=False),
+        Column("updated_at", ts, nullable=False),
+        Index("ix_threads_user_updated", "user_id", "updated_at", "id"),
+    )
+    Table(
+        "messages",
+        md,
+        Column("id", id_(32), primary_key=True),
+        Column("thread_id", id_(), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+        Column("user_id", String(128), nullable=False),
+        Column("role", String(16), nullable=False),
+        Column("content", Text),
+        Column("tool_calls", Text),
+        Column("tool_call_id", String(256)),
+        Column("name", String(256)),
+        Column("model", String(256)),
+        Column("provider", String(64)),
+        Column("workflow_id", String(128)),
+        Column("created_at", ts, nullable=False),
+        Index("ix_messages_thread_id", "thread_id", "id"),
+    )
+    Table(
+        "workflows",
+        md,
+        Column("id", id_(), primary_key=True),
+        Column("user_id", String(128)),
+        Column("name", Text, nullable=False),
+        Column("description", Text, nullable=False),
+        Column("data", Text, nullable=False),
+        Column("created_at", ts, nullable=False),
+        Column("updated_at", ts, nullable=False),
+    )
+    Table(
+        "jobs",
+        md,
+        Column("id", id_(32), primary_key=True),
+        Column("user_id", String(128), nullable=False),
+        Column("workflow_id", String(128)),
+        Column("thread_id", String(128)),
+        Column("status", String(16), nullable=False),
+        Column("params", Text, nullable=False),
+        Column("graph", Text),
+        Column("results", Text),
+        Column("error", Text),
+        Column("created_at", ts, nullable=False),
+        Column("updated_at", ts, nullable=False),
+        Column("started_at", ts),
+        Column("finished_at", ts),
+        Index("ix_jobs_user_id", "user_id", "id"),
+    )
+    Table(
+        "job_events",
+        md,
+        Column("job_id", id_(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+        Column("seq", Integer, primary_key=True, autoincrement=False),
+        Column("event", Text, nullable=False),
+        Column("created_at", ts, nullable=False),
+    )
+    return md
+
+
+def _v1(conn: Connection) -> None:
+    _v1_metadata().create_all(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Per-job event counter (atomic seq allocation), backfilled; status and owner indexes."""
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(
+        text(
+            "UPDATE jobs SET event_seq = COALESCE("
+            "(SELECT MAX(seq) FROM job_events WHERE job_events.job_id = jobs.id), 0)"
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_jobs_status ON jobs (status)"))
+    conn.execute(text("CREATE INDEX ix_workflows_user_id ON workflows (user_id)"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
+    Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+async def current_version(db: Database) -> int:
+    """The database's schema version (0 when it has none yet)."""
+    async with db.read() as conn:
+        exists = await conn.run_sync(lambda c: c.dialect.has_table(c, "schema_version"))
+        if not exists:
+            return 0
+        value = (await conn.execute(text("SELECT MAX(version) FROM schema_version"))).scalar()
+        return int(value or 0)
+
+
+async def migrate(db: Database, target: int | None = None) -> int:
+    """Bring the database to `target` (default: latest); returns the version reached."""
+    target = LATEST if target is None else target
+    async with db.write() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+            )
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at VARCHAR(40) NOT NULL)"
+            )
+        )
+        found = (await conn.execute(text("SELECT MAX(version) FROM schema_version"))).scalar()
+        version = int(found or 0)
+        if version > LATEST:
+            raise SchemaVersionError(
+                f"the database schema is version {version}, newer than this nodetool "
+                f"supports ({LATEST}); upgrade nodetool or use another database"
+            )
+        for migration in MIGRATIONS:
+            if version < migration.version <= target:
+                await conn.run_sync(migration.apply)
+                await conn.execute(
+                    text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :at)"),
+                    {"v": migration.version, "at": datetime.now(UTC).isoformat()},
+                )
+                version = migration.version
+    return version

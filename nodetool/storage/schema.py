@@ -1,0 +1,110 @@
+"""The current schema (version 2) as SQLAlchemy Core tables, used by the queries.
+
+Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
+that the migrated database matches these tables. JSON values are stored as text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 2
+
+
+def id_type(length: int = 128) -> String:
+    """Ids compare bytewise on every backend (PostgreSQL: C collation), so time order holds."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+def timestamp() -> DateTime:
+    return DateTime(timezone=True)
+
+
+metadata = MetaData()
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", id_type(), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("title", Text, nullable=True),
+    Column("created_at", timestamp(), nullable=False),
+    Column("updated_at", timestamp(), nullable=False),
+    Index("ix_threads_user_updated", "user_id", "updated_at", "id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", id_type(32), primary_key=True),
+    Column(
+        "thread_id",
+        id_type(),
+        ForeignKey("threads.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=True),  # JSON: a string, a list of parts, or null
+    Column("tool_calls", Text, nullable=True),  # JSON list
+    Column("tool_call_id", String(256), nullable=True),
+    Column("name", String(256), nullable=True),
+    Column("model", String(256), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("workflow_id", String(128), nullable=True),
+    Column("created_at", timestamp(), nullable=False),
+    Index("ix_messages_thread_id", "thread_id", "id"),
+)
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", id_type(), primary_key=True),
+    Column("user_id", String(128), nullable=True),  # NULL: shared (from --workflow files)
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("data", Text, nullable=False),  # the whole NodeTool workflow JSON
+    Column("created_at", timestamp(), nullable=False),
+    Column("updated_at", timestamp(), nullable=False),
+    Index("ix_workflows_user_id", "user_id"),  # v2
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", id_type(32), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("workflow_id", String(128), nullable=True),
+    Column("thread_id", String(128), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("params", Text, nullable=False),  # JSON object
+    Column("graph", Text, nullable=True),  # JSON object
+    Column("results", Text, nullable=True),  # JSON
+    Column("error", Text, nullable=True),
+    Column("created_at", timestamp(), nullable=False),
+    Column("updated_at", timestamp(), nullable=False),
+    Column("started_at", timestamp(), nullable=True),
+    Column("finished_at", timestamp(), nullable=True),
+    Column("event_seq", Integer, nullable=False, server_default="0"),  # v2: last event's seq
+    Index("ix_jobs_user_id", "user_id", "id"),
+    Index("ix_jobs_status", "status"),  # v2
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("job_id", id_type(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("event", Text, nullable=False),  # JSON object
+    Column("created_at", timestamp(), nullable=False),
+)

@@ -1,0 +1,170 @@
+"""The node base class and the context a node runs in.
+
+A node class declares its NodeTool `type_name`, its `inputs` (handle -> default), `outputs`
+and `required` inputs, and implements `process` (one value, or a dict per output when it has
+several outputs) or, for streaming nodes, `run` (an async generator of `(output, value)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from nodetool.errors import (
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    UnknownProviderError,
+    WorkflowError,
+)
+
+if TYPE_CHECKING:
+    from nodetool.config import Settings
+    from nodetool.providers.base import ChatProvider
+    from nodetool.providers.registry import ProviderRegistry
+    from nodetool.workflows.graph import NodeSpec
+
+Emit = Callable[[dict[str, Any]], None]
+
+# NodeTool provider names -> ours. Anything else is "not configured here": use the default.
+PROVIDER_NAMES = {
+    "openai": "openai",
+    "ollama": "ollama",
+    "llama_cpp": "local",
+    "local": "local",
+    "empty": None,
+    "": None,
+}
+
+
+@dataclass
+class RunContext:
+    """What every node of one run shares: ids, providers, the event sink, the results."""
+
+    emit: Emit
+    job_id: str | None = None
+    workflow_id: str | None = None
+    user_id: str | None = None
+    providers: ProviderRegistry | None = None
+    settings: Settings | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    _result_counts: dict[str, int] = field(default_factory=dict)
+
+    def event(self, type_: str, **data: Any) -> None:
+        self.emit({"type": type_, "job_id": self.job_id, "workflow_id": self.workflow_id, **data})
+
+    def set_result(self, name: str, value: Any) -> None:
+        """One output value; an output that receives a stream collects a list."""
+        count = self._result_counts.get(name, 0) + 1
+        self._result_counts[name] = count
+        if count == 1:
+            self.results[name] = value
+        elif count == 2:
+            self.results[name] = [self.results[name], value]
+        else:
+            self.results[name].append(value)
+
+
+class NodeContext:
+    """The run context as seen by one node."""
+
+    __slots__ = ("run", "spec")
+
+    def __init__(self, run: RunContext, spec: NodeSpec) -> None:
+        self.run = run
+        self.spec = spec
+
+    @property
+    def node_id(self) -> str:
+        return self.spec.id
+
+    def progress(self, progress: float, total: float) -> None:
+        self.run.event("node_progress", node_id=self.spec.id, progress=progress, total=total)
+
+    def output_update(self, output_name: str, value: Any) -> None:
+        self.run.event(
+            "output_update", node_id=self.spec.id, output_name=output_name, value=value
+        )
+
+    def set_result(self, name: str, value: Any) -> None:
+        """Record a workflow output and announce it."""
+        self.run.set_result(name, value)
+        self.output_update(name, value)
+
+    async def resolve_model(self, model: Any) -> tuple[ChatProvider, str]:
+        """The provider and model id for a node's `model` value (NodeTool's language_model
+        dict, a model string, or nothing); the server default when its provider is not here."""
+        registry = self.run.providers
+        if registry is None:
+            raise WorkflowError("this workflow needs a language model, but none is configured")
+        spec = model if isinstance(model, dict) else {"id": model} if model else {}
+        wanted = spec.get("provider")
+        model_id = spec.get("id") or None
+        name = PROVIDER_NAMES.get(wanted, wanted) if isinstance(wanted, str) else None
+        try:
+            if name and name in registry.names():
+                return await registry.resolve(model_id, name)
+            if name is None and model_id:
+                return await registry.resolve(str(model_id), None)
+        except (ModelNotFoundError, UnknownProviderError, ProviderUnavailableError):
+            pass  # not served here: fall back to the server's default provider and model
+        return await registry.resolve(None, None)
+
+
+class BaseNode:
+    """One node type. Subclasses stay small: declare the handles, implement `process`."""
+
+    type_name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[dict[str, Any]] = {}
+    outputs: ClassVar[tuple[str, ...]] = ("output",)
+    required: ClassVar[tuple[str, ...]] = ()
+    dynamic: ClassVar[bool] = False  # accepts any input handle (dynamic_properties)
+    collect: ClassVar[tuple[str, ...]] = ()  # inputs gathered into a list until their stream ends
+    runnable: ClassVar[bool] = True  # False: annotations such as Comment never run
+    uses_models: ClassVar[bool] = False
+    role: ClassVar[str | None] = None  # "input" | "output" for workflow inputs and outputs
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def initial_values(self) -> dict[str, Any]:
+        """Defaults, then the node's `data`, then its dynamic properties."""
+        values = dict(self.inputs)
+        values.update(self.spec.data)
+        values.update(self.spec.dynamic_properties)
+        return values
+
+    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def run(self, ctx: NodeContext, values: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+        """Yield `(output, value)` pairs; by default one value per output from `process`."""
+        result = await self.process(ctx, values)
+        if len(self.outputs) == 1:
+            yield self.outputs[0], result
+        else:
+            for name, value in (result or {}).items():
+                yield name, value
+
+
+def as_text(value: Any) -> str:
+    """A value as prompt text: strings as is, messages by their text, others via str()."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "content" in value:
+        content = value["content"]
+        if isinstance(content, list):
+            return "".join(
+                str(p.get("text", "")) for p in content if isinstance(p, dict)
+            )
+        return as_text(content)
+    return str(value)

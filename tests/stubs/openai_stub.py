@@ -1,0 +1,368 @@
+"""An OpenAI-compatible upstream stub (raw ASGI, served by uvicorn on loopback).
+
+Behaviour, first match wins:
+1. Scripted replies queued with `stub.enqueue(Reply(...))` (FIFO, one per chat request).
+2. Directives in the text of the last user message:
+   - `[[tool:NAME {json args}]]` (repeatable → parallel calls): if the request offers tools and
+     the last message is not a tool result, the model calls NAME with those arguments.
+   - `[[chunks:N]]` the reply text is sent in exactly N content deltas.
+   - `[[slow:S]]` sleep S seconds before each delta; `[[delay:S]]` before the response starts.
+   - `[[error:STATUS]]` answer with that HTTP status and an OpenAI error envelope.
+   - `[[hang]]` never answer (until the client goes away).
+   - `[[reset:N]]` send N deltas, then drop the connection mid-stream.
+   - `[[length]]` finish with `finish_reason: "length"`.
+   - `[[say:TEXT]]` reply TEXT instead of the echo.
+3. After a tool result (last message role `tool`): "Tool results: <contents joined by ' | '>".
+4. Otherwise: "Echo: <user text with directives removed>".
+
+Every request body is recorded in `stub.requests`; client disconnects during a response are
+recorded in `stub.disconnects` (monotonic times) so tests can prove cancellation reached upstream.
+`GET /v1/models` lists `stub-model` and `stub-model-2`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.servers import ServerThread
+
+_DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*?))?\]\]", re.S)
+MODELS = ["stub-model", "stub-model-2"]
+
+
+@dataclass
+class Reply:
+    """A scripted reply for one chat request."""
+
+    text: str | None = None
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status: int | None = None
+    error_message: str = "stub upstream error"
+    chunks: int | None = None
+    chunk_delay: float = 0.0
+    start_delay: float = 0.0
+    hang: bool = False
+    reset_after: int | None = None
+    finish_reason: str | None = None
+
+
+def _user_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def plan_reply(body: dict[str, Any]) -> Reply:
+    """Derive the reply from the request's messages (directives, tool results, echo)."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        results = [
+            _user_text(m) for m in messages[_tail_start(messages) :] if m.get("role") == "tool"
+        ]
+        return Reply(text="Tool results: " + " | ".join(results))
+    users = [m for m in messages if m.get("role") == "user"]
+    text = _user_text(users[-1]) if users else ""
+    reply = Reply()
+    clean = _DIRECTIVE.sub("", text).strip()
+    for name, arg in _DIRECTIVE.findall(text):
+        if name == "tool" and body.get("tools"):
+            tool_name, _, raw = arg.strip().partition(" ")
+            reply.tool_calls.append((tool_name, json.loads(raw or "{}")))
+        elif name == "chunks":
+            reply.chunks = int(arg)
+        elif name == "slow":
+            reply.chunk_delay = float(arg)
+        elif name == "delay":
+            reply.start_delay = float(arg)
+        elif name == "error":
+            reply.status = int(arg)
+        elif name == "hang":
+            reply.hang = True
+        elif name == "reset":
+            reply.reset_after = int(arg)
+        elif name == "length":
+            reply.finish_reason = "length"
+        elif name == "say":
+            reply.text = arg
+    if reply.text is None:
+        reply.text = f"Echo: {clean}"
+    return reply
+
+
+def _tail_start(messages: list[dict[str, Any]]) -> int:
+    """Index just after the last non-tool message (the current round's tool results)."""
+    index = len(messages)
+    while index > 0 and messages[index - 1].get("role") == "tool":
+        index -= 1
+    return index
+
+
+def split_text(text: str, chunks: int | None) -> list[str]:
+    """Split into `chunks` pieces (exactly, padding with empty-free slices), else by words."""
+    if chunks:
+        size = max(1, -(-len(text) // chunks))
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        while len(pieces) < chunks:
+            pieces.append(" ")
+        return pieces[:chunks] if len(pieces) > chunks else pieces
+    words = re.findall(r"\S+\s*", text)
+    return words or [text]
+
+
+class OpenAIStub:
+    """The stub server; use as a context manager or call start()/stop()."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.disconnects: list[float] = []
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._server = ServerThread(self.asgi, log_level="error", lifespan="off")
+        self.url = self._server.url + "/v1"
+        self.base = self._server.url
+
+    # --- control -------------------------------------------------------------------
+    def enqueue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.headers.clear()
+            self.disconnects.clear()
+
+    def wait_disconnect(self, timeout: float = 1.0, after: float = 0.0) -> float | None:
+        """Block until a disconnect after `after` is recorded; its time, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for moment in self.disconnects:
+                if moment >= after:
+                    return moment
+            time.sleep(0.01)
+        return None
+
+    def start(self) -> OpenAIStub:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> OpenAIStub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- ASGI ----------------------------------------------------------------------
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if path.endswith("/models") and scope["method"] == "GET":
+            data = {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1700000000, "owned_by": "stub"}
+                    for m in MODELS
+                ],
+            }
+            await _json(send, 200, data)
+            return
+        if not path.endswith("/chat/completions"):
+            await _json(send, 404, _error("no such route", "not_found"))
+            return
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            await _json(send, 400, _error("invalid json", "invalid_json"))
+            return
+        with self._lock:
+            self.requests.append(payload)
+            self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+            reply = self._queue.popleft() if self._queue else plan_reply(payload)
+        await self._respond(payload, reply, receive, send)
+
+    async def _respond(
+        self, payload: dict[str, Any], reply: Reply, receive: Any, send: Any
+    ) -> None:
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        try:
+            if reply.start_delay:
+                await asyncio.sleep(reply.start_delay)
+            if reply.hang:
+                await asyncio.shield(watcher)
+                return
+            if reply.status:
+                await _json(send, reply.status, _error(reply.error_message, "stub_error"))
+                return
+            if payload.get("stream"):
+                await self._stream(payload, reply, send)
+            else:
+                await _json(send, 200, _completion(payload, reply))
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+
+    async def _watch_disconnect(self, receive: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnects.append(time.monotonic())
+                return
+
+    async def _stream(self, payload: dict[str, Any], reply: Reply, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        cid = f"chatcmpl-stub{len(self.requests)}"
+        model = payload.get("model", "stub-model")
+
+        async def emit(delta: dict[str, Any], finish: str | None = None) -> None:
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
+                    "more_body": True,
+                }
+            )
+
+        await emit({"role": "assistant", "content": ""})
+        sent = 0
+        if reply.tool_calls:
+            for index, (name, args) in enumerate(reply.tool_calls):
+                raw = json.dumps(args)
+                half = len(raw) // 2
+                await emit(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": f"call_{index}_{name}",
+                                "type": "function",
+                                "function": {"name": name, "arguments": raw[:half]},
+                            }
+                        ]
+                    }
+                )
+                await emit(
+                    {"tool_calls": [{"index": index, "function": {"arguments": raw[half:]}}]}
+                )
+            finish = "tool_calls"
+        else:
+            for piece in split_text(reply.text or "", reply.chunks):
+                if reply.reset_after is not None and sent >= reply.reset_after:
+                    raise ConnectionResetError("stub drops the connection mid-stream")
+                if reply.chunk_delay:
+                    await asyncio.sleep(reply.chunk_delay)
+                await emit({"content": piece})
+                sent += 1
+            finish = reply.finish_reason or "stop"
+        await emit({}, finish)
+        options = payload.get("stream_options") or {}
+        if options.get("include_usage"):
+            usage = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [],
+                "usage": _usage(payload, max(sent, 1)),
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + json.dumps(usage).encode() + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+def _usage(payload: dict[str, Any], completion: int) -> dict[str, int]:
+    prompt = sum(len(_user_text(m).split()) for m in payload.get("messages") or []) + 1
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _completion(payload: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    finish = reply.finish_reason or "stop"
+    if reply.tool_calls:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call_{i}_{name}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
+                for i, (name, args) in enumerate(reply.tool_calls)
+            ],
+        }
+        finish = "tool_calls"
+    pieces = len(split_text(reply.text or "", reply.chunks))
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": payload.get("model", "stub-model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": _usage(payload, pieces),
+    }
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
+
+
+async def _json(send: Any, status: int, data: dict[str, Any]) -> None:
+    body = json.dumps(data).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
