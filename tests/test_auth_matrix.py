@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.routing import Mount, Route, WebSocketRoute
+from fastapi import routing as fastapi_routing
+from starlette.routing import Mount, WebSocketRoute
 
 from nodetool.api.auth.tokens import read_file_token
 from nodetool.config import Settings
@@ -40,40 +41,56 @@ def _build(kind: str, settings: Settings) -> Any:
     return FACTORIES[kind](settings)
 
 
+def _flat_routes(app: Any) -> list[tuple[Any, str, set[str] | None]]:
+    """(route, path, methods) for every route, including those of included routers.
+
+    Recent FastAPI keeps included routers as `_IncludedRouter` entries in `app.routes`;
+    `fastapi.routing.iter_route_contexts` flattens them. Older versions list routes directly.
+    """
+    walk = getattr(fastapi_routing, "iter_route_contexts", None)
+    if walk is None:
+        return [(r, getattr(r, "path", ""), getattr(r, "methods", None)) for r in app.routes]
+    return [(c.original_route, c.path or "", c.methods) for c in walk(app.routes)]
+
+
 def _route_cases(app: Any) -> list[tuple[str, str]]:
     """(method | "WS", concrete path) for every route; path parameters become "x"."""
     cases: list[tuple[str, str]] = []
-    for route in app.routes:
-        path = re.sub(r"\{[^}]+\}", "x", getattr(route, "path", ""))
-        if isinstance(route, WebSocketRoute) or type(route).__name__ == "APIWebSocketRoute":
+    for route, raw_path, methods in _flat_routes(app):
+        path = re.sub(r"\{[^}]+\}", "x", raw_path)
+        if isinstance(route, WebSocketRoute | fastapi_routing.APIWebSocketRoute):
             cases.append(("WS", path))
-        elif isinstance(route, Route) or hasattr(route, "methods"):
-            cases.extend((method, path) for method in sorted(route.methods or ()))
         elif isinstance(route, Mount):
             cases.append(("GET", path.rstrip("/") + "/"))
+        elif methods:
+            cases.extend((method, path) for method in sorted(methods))
+        else:
+            raise AssertionError(f"route of unknown kind {route!r}: extend the auth matrix")
+    assert cases, "no routes found"
     return sorted(set(cases))
 
 
 def _collect() -> list[Any]:
     params: list[Any] = []
-    home = Path(tempfile.mkdtemp(prefix="nodetool-auth-routes-"))
-    for kind in (*KINDS, "demo"):
-        try:
-            app = _build(kind, auth_settings(home / kind, "none"))
-        except ImportError as exc:  # a layer the app mounts does not exist yet
-            reason = f"{kind} app cannot be built yet: {type(exc).__name__}: {exc}"
-            params.append(
-                pytest.param(
-                    kind, "-", "-", id=f"{kind}-unbuildable", marks=pytest.mark.skip(reason=reason)
-                )
-            )
-            continue
-        except Exception as exc:  # reported by the test itself, not hidden as a skip
-            params.append(pytest.param(kind, "BUILD", repr(exc), id=f"{kind}-build-error"))
-            continue
-        for method, path in _route_cases(app):
-            params.append(pytest.param(kind, method, path, id=f"{kind}-{method}-{path}"))
+    with tempfile.TemporaryDirectory(prefix="nodetool-auth-routes-") as tmp:
+        for kind in (*KINDS, "demo"):
+            params.extend(_kind_cases(kind, Path(tmp)))
     return params
+
+
+def _kind_cases(kind: str, home: Path) -> list[Any]:
+    try:
+        app = _build(kind, auth_settings(home / kind, "none"))
+    except ImportError as exc:  # a layer the app mounts does not exist yet
+        reason = f"{kind} app cannot be built yet: {type(exc).__name__}: {exc}"
+        skip = pytest.mark.skip(reason=reason)
+        return [pytest.param(kind, "-", "-", id=f"{kind}-unbuildable", marks=skip)]
+    except Exception as exc:  # reported by the test itself, not hidden as a skip
+        return [pytest.param(kind, "BUILD", repr(exc), id=f"{kind}-build-error")]
+    return [
+        pytest.param(kind, method, path, id=f"{kind}-{method}-{path}")
+        for method, path in _route_cases(app)
+    ]
 
 
 ROUTES = _collect()
@@ -112,9 +129,9 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     with SupabaseStub() as stub:
-        registry = Servers(Path(tempfile.mkdtemp(prefix="nodetool-auth-matrix-")), stub)
+        registry = Servers(tmp_path_factory.mktemp("auth-matrix"), stub)
         try:
             yield registry
         finally:

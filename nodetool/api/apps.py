@@ -57,9 +57,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Body limit, metrics, auth and CORS, as pure ASGI middleware (outermost added last)."""
     from nodetool.api.auth.middleware import install_auth
     from nodetool.api.limits import BodyLimitMiddleware
+    from nodetool.api.metrics import install_metrics
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_auth(app, settings)
+    install_metrics(app)
 
 
 def create_editor_app(settings: Settings) -> FastAPI:

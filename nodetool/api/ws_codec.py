@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -178,7 +179,5 @@ class FrameSocket:
             if self.closed:
                 return
             self.closed = True
-            try:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self.websocket.close(code=code, reason=reason)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -99,36 +100,60 @@ class ChatEngine:
         """Yield the turn's events; ends with Done. Provider errors propagate as exceptions."""
         provider, model_id = route or await self.resolve(req)
         tools = await self.server_tools(req) if server_tools is None else server_tools
-        by_name = {tool.name: tool for tool in tools}
         client_names = {spec.name for spec in req.client_tools}
-        specs = [tool.spec() for tool in tools] + list(req.client_tools)
+        # a client tool shadows a server tool of the same name (names must be unique upstream)
+        by_name = {tool.name: tool for tool in tools if tool.name not in client_names}
+        specs = [tool.spec() for tool in by_name.values()] + list(req.client_tools)
         history = list(req.messages)
         total = Usage()
         cap = self.settings.max_tool_rounds
+        options = req.options
         for round_no in range(cap + 1):
             offered = specs or None
-            if round_no == cap and round_no > 0:
+            final_round = round_no == cap
+            if round_no == 1 and _forces_tools(options):
+                # a forced tool_choice applies to the first round only, else the loop never ends
+                options = options.model_copy(update={"tool_choice": None})
+            if final_round:
                 history.append(Message(role="system", content=CAP_NOTICE))
                 offered = None
+                options = options.model_copy(
+                    update={"tool_choice": None, "parallel_tool_calls": None}
+                )
             text: list[str] = []
             calls = ToolCallAccumulator()
             finish: FinishReason | None = None
             returning: dict[int, int] = {}  # upstream index -> index shown to an OpenAI client
             names: dict[int, str] = {}
-            stream = provider.stream_chat(history, model_id, offered, req.options)
+            ids: dict[int, str] = {}
+            stream = provider.stream_chat(history, model_id, offered, options)
             async with aclosing(stream):
                 async for event in stream:
                     if isinstance(event, TextDelta):
                         text.append(event.text)
                         yield event
                     elif isinstance(event, ToolCallDelta):
+                        if final_round:
+                            continue  # no tools were offered: the model must answer now
+                        if event.index not in ids:
+                            # ids must exist and be unique across the turn's rounds
+                            ids[event.index] = event.id or _new_call_id()
+                            event = ToolCallDelta(
+                                event.index, ids[event.index], event.name, event.arguments
+                            )
                         calls.add(event)
                         if event.name:
                             names[event.index] = event.name
                         name = names.get(event.index)
                         if req.client_tool_runner is None and name in client_names:
+                            first = event.index not in returning
                             shown = returning.setdefault(event.index, len(returning))
-                            yield ToolCallDelta(shown, event.id, event.name, event.arguments)
+                            yield ToolCallDelta(
+                                shown,
+                                ids[event.index] if first else None,
+                                name if first else None,
+                                event.arguments,
+                            )
                     elif isinstance(event, Usage):
                         total.prompt_tokens += event.prompt_tokens
                         total.completion_tokens += event.completion_tokens
@@ -152,7 +177,7 @@ class ChatEngine:
             yield MessageEvent(assistant, model=model_id, provider=provider.name)
             async for event in self._run_calls(req, made, by_name, client_names, history):
                 yield event
-        yield Done(finish_reason="stop", usage=total)  # unreachable: the cap round has no tools
+        yield Done(finish_reason="stop", usage=total)  # unreachable: the cap round always ends
 
     async def _run_calls(
         self,
@@ -162,7 +187,8 @@ class ChatEngine:
         client_names: set[str],
         history: list[Message],
     ) -> AsyncIterator[ChatEvent]:
-        """Run one round's calls concurrently; results go to history in call order."""
+        """Run one round's calls concurrently. A result event is yielded as each call finishes;
+        the tool messages go to history (and are yielded) in call order afterwards."""
         context = self.tool_context(req)
         jobs: list[Awaitable[ToolOutcome]] = []
         for call in calls:
@@ -172,23 +198,62 @@ class ChatEngine:
             if args is None:
                 jobs.append(_failed("arguments are not a valid JSON object"))
             elif to_client:
-                jobs.append(req.client_tool_runner(call, args))  # type: ignore[misc]
+                jobs.append(_run_client(req.client_tool_runner, call, args, context))  # type: ignore[arg-type]
             elif call.name in tools:
                 jobs.append(self.tools.execute(call, args, context, tools))
             else:
                 jobs.append(_failed(f"unknown tool: {call.name}"))
-        outcomes = await asyncio.gather(*jobs)
-        for call, outcome in zip(calls, outcomes, strict=True):
+        tasks = [asyncio.ensure_future(job) for job in jobs]
+        index = {task: i for i, task in enumerate(tasks)}
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=index.__getitem__):
+                    call, outcome = calls[index[task]], task.result()
+                    yield ToolResultEvent(
+                        call.id, call.name, outcome.ok, outcome.result, outcome.error
+                    )
+        finally:
+            for task in tasks:
+                task.cancel()
+        for call, task in zip(calls, tasks, strict=True):
+            outcome = task.result()
             message = Message(
                 role="tool", tool_call_id=call.id, name=call.name, content=outcome.content()
             )
             history.append(message)
-            yield ToolResultEvent(call.id, call.name, outcome.ok, outcome.result, outcome.error)
             yield MessageEvent(message)
 
 
 async def _failed(error: str) -> ToolOutcome:
     return ToolOutcome(ok=False, error=error)
+
+
+async def _run_client(
+    runner: ClientToolRunner, call: ToolCall, args: dict[str, Any], context: ToolContext
+) -> ToolOutcome:
+    """A bridged client tool; a failing runner becomes an error result, never a failed turn."""
+    from nodetool.tools.results import json_safe
+
+    try:
+        outcome = await runner(call, args)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return ToolOutcome(ok=False, error=f"client tool {call.name} failed: {exc}")
+    if outcome.ok:
+        outcome.result = json_safe(outcome.result, context)
+    return outcome
+
+
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _forces_tools(options: ChatOptions) -> bool:
+    choice = options.tool_choice
+    return choice == "required" or isinstance(choice, dict)
 
 
 def _parse_args(call: ToolCall) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nodetool.chat.engine import ClientToolRunner, TurnRequest
-from nodetool.errors import NotFoundError, WorkflowError
+from nodetool.errors import WorkflowError
 from nodetool.storage.ids import new_id
 from nodetool.types.events import ChatEvent, Done, JobEvent, MessageEvent, TextDelta
 from nodetool.types.messages import Message, ToolCall, ToolSpec
@@ -176,7 +176,7 @@ class PersistedTurn:
         jobs = session.jobs
         if jobs is None:
             raise WorkflowError("this server does not run workflows", param="workflow_id")
-        graph = turn.graph if turn.graph is not None else await self._stored_graph()
+        _, graph = await jobs.resolve_graph(session.user_id, turn.workflow_id, turn.graph)
         params = feed_text(graph, turn.params, turn.text())
         job = await jobs.start_job(
             session.user_id,
@@ -201,21 +201,11 @@ class PersistedTurn:
             raise WorkflowError(str(reason), param="workflow_id")
         text = results_text(final.get("result"))
         if text:
-            self._partial.append(text)
             yield TextDelta(text)
-        self._partial.clear()
         reply = Message(role="assistant", content=text)
         record = await self._save(reply, None, None)
         yield MessageEvent(reply, record=record)
         yield Done(finish_reason="stop")
-
-    async def _stored_graph(self) -> dict[str, Any]:
-        session, workflow_id = self.session, self.turn.workflow_id
-        workflow = await session.store.workflows.get(session.user_id, str(workflow_id))
-        if workflow is None:
-            raise NotFoundError(f"workflow {workflow_id!r} not found", param="workflow_id")
-        graph = workflow.get("graph")
-        return graph if isinstance(graph, dict) else {}
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -308,5 +298,7 @@ def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and value.get("type") == "message":
-        return Message(role="assistant", content=value.get("content")).text()
+        content = value.get("content")
+        if isinstance(content, str):
+            return content
     return json.dumps(value, ensure_ascii=False, default=str)

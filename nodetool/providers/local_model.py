@@ -175,7 +175,7 @@ class LocalModel:
             self._llama = Llama(
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
-                n_threads=self.n_threads or os.cpu_count() or 1,
+                n_threads=self.n_threads,  # None: llama.cpp's default (half the cores)
                 verbose=False,
             )
         return self._llama

@@ -27,14 +27,18 @@ DEFAULT_PORT = 11434
 
 
 def normalize_host(host: str) -> str:
-    """OLLAMA_HOST as a base URL: `host[:port]` or a URL; the port defaults to 11434."""
+    """OLLAMA_HOST as a base URL, read as Ollama does: `host[:port]` defaults to port 11434,
+    a URL with a scheme to its scheme's port."""
     host = host.strip().rstrip("/")
+    port = DEFAULT_PORT
     if "://" not in host:
         host = f"http://{host}"
+    elif host.startswith(("http://", "https://")):
+        port = 443 if host.startswith("https") else 80
     scheme, _, rest = host.partition("://")
     authority, slash, path = rest.partition("/")
     if ":" not in authority.rsplit("]", 1)[-1]:
-        authority = f"{authority}:{DEFAULT_PORT}"
+        authority = f"{authority}:{port}"
     return f"{scheme}://{authority}{slash}{path}"
 
 

@@ -6,19 +6,20 @@ through one connection guarded by an asyncio lock and start with `BEGIN IMMEDIAT
 in this process queue without ever failing and writers in other processes wait on the busy
 timeout. PostgreSQL uses one pooled asyncpg engine and ordinary transactions.
 
-Write transactions run shielded: a caller cancelled mid-write does not tear a connection
-down mid-statement; the write completes (or fails) on its own and the caller sees the cancel.
+Stores run their transactions shielded (`run_write`, `run_read`, `all`, `first`): a caller
+cancelled mid-query does not tear a connection down mid-statement; the work completes (or
+fails) on its own and the caller sees the cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Executable, Row, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -86,7 +87,7 @@ def _sqlite_engine(url: str, *, pool_size: int, immediate: bool) -> AsyncEngine:
 
 
 class Database:
-    """One database: `read()` and `write()` transactions, `run_write()` for shielded writes."""
+    """One database: `read()`/`write()` transactions and their shielded `run_*` forms."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -138,14 +139,45 @@ class Database:
             async with self.write() as conn:
                 return await fn(conn)
 
-        task = asyncio.ensure_future(transaction())
-        task.add_done_callback(_consume_exception)
-        return await asyncio.shield(task)
+        return await _shielded(transaction())
+
+    async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `fn` in a read transaction; a cancelled caller never interrupts the driver."""
+
+        async def transaction() -> T:
+            async with self.read() as conn:
+                return await fn(conn)
+
+        return await _shielded(transaction())
+
+    async def all(self, query: Executable) -> Sequence[Row[Any]]:
+        """Every row of one query."""
+
+        async def run(conn: AsyncConnection) -> Sequence[Row[Any]]:
+            return (await conn.execute(query)).all()
+
+        return await self.run_read(run)
+
+    async def first(self, query: Executable) -> Row[Any] | None:
+        """The first row of one query, or None."""
+
+        async def run(conn: AsyncConnection) -> Row[Any] | None:
+            return (await conn.execute(query)).first()
+
+        return await self.run_read(run)
 
     async def dispose(self) -> None:
         await self._read_engine.dispose()
         if self._write_engine is not self._read_engine:
             await self._write_engine.dispose()
+
+
+async def _shielded(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` in its own task, so cancelling the caller does not cancel the database work
+    (cancelling drivers mid-statement tears connections down)."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(_consume_exception)
+    return await asyncio.shield(task)
 
 
 def _consume_exception(task: asyncio.Future[Any]) -> None:

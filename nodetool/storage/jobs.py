@@ -123,12 +123,9 @@ class SqlJobStore:
         return _record(row)
 
     async def get(self, user_id: str, job_id: str) -> Record | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(*_COLUMNS).where(jobs.c.id == job_id, jobs.c.user_id == user_id)
-                )
-            ).first()
+        row = await self._db.first(
+            select(*_COLUMNS).where(jobs.c.id == job_id, jobs.c.user_id == user_id)
+        )
         return None if row is None else _record(row)
 
     async def add_event(self, job_id: str, event: Record) -> int:
@@ -165,8 +162,7 @@ class SqlJobStore:
             .where(job_events.c.job_id == job_id, job_events.c.seq > after_seq)
             .order_by(job_events.c.seq)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.all(query)
         return [{**loads(row.event), "seq": row.seq} for row in rows]
 
     async def fail_unfinished(self, reason: str) -> int:

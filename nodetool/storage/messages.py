@@ -119,8 +119,7 @@ class SqlMessageStore:
             (after_id,) = decode_cursor(cursor, 1)
             query = query.where(messages.c.id > after_id)
         query = query.order_by(messages.c.id).limit(limit + 1)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.all(query)
         records = [_record(row) for row in rows[:limit]]
         next_cursor = encode_cursor(records[-1]["id"]) if len(rows) > limit else None
         return records, next_cursor
@@ -136,15 +135,11 @@ class SqlMessageStore:
             .order_by(messages.c.id.desc())
             .limit(limit)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.all(query)
         return [_record(row) for row in reversed(rows)]
 
     async def get(self, user_id: str, id: str) -> Record | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(*_COLUMNS).where(messages.c.id == id, messages.c.user_id == user_id)
-                )
-            ).first()
+        row = await self._db.first(
+            select(*_COLUMNS).where(messages.c.id == id, messages.c.user_id == user_id)
+        )
         return None if row is None else _record(row)

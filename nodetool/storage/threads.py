@@ -69,7 +69,7 @@ class SqlThreadStore:
     async def ensure(self, user_id: str, id: str | None, title: str | None = None) -> Record:
         if id is None:
             return await self.create(user_id, None, title)
-        check_id(id)
+        check_id(id, "thread_id")
         for _ in range(2):
             owner, record = await self._owner_and_record(id)
             if owner is None:
@@ -83,19 +83,13 @@ class SqlThreadStore:
         raise NotFoundError(f"thread {id!r} not found", param="thread_id")
 
     async def _owner_and_record(self, id: str) -> tuple[str | None, Record]:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(select(threads.c.user_id, *_COLUMNS).where(threads.c.id == id))
-            ).first()
+        row = await self._db.first(select(threads.c.user_id, *_COLUMNS).where(threads.c.id == id))
         return (None, {}) if row is None else (row.user_id, _record(row))
 
     async def get(self, user_id: str, id: str) -> Record | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(*_COLUMNS).where(threads.c.id == id, threads.c.user_id == user_id)
-                )
-            ).first()
+        row = await self._db.first(
+            select(*_COLUMNS).where(threads.c.id == id, threads.c.user_id == user_id)
+        )
         return None if row is None else _record(row)
 
     async def list(self, user_id: str, cursor: str | None = None, limit: int = 50) -> Page:
@@ -111,8 +105,7 @@ class SqlThreadStore:
                 )
             )
         query = query.order_by(threads.c.updated_at.desc(), threads.c.id.desc()).limit(limit + 1)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.all(query)
         records = [_record(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:

@@ -102,18 +102,14 @@ class SqlWorkflowStore:
         raise AssertionError("unreachable")
 
     async def get(self, user_id: str, id: str) -> Record | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(select(*_COLUMNS).where(workflows.c.id == id, _visible(user_id)))
-            ).first()
+        row = await self._db.first(select(*_COLUMNS).where(workflows.c.id == id, _visible(user_id)))
         return None if row is None else _record(row)
 
     async def list(self, user_id: str) -> list[Record]:
         query = (
             select(*_COLUMNS).where(_visible(user_id)).order_by(workflows.c.name, workflows.c.id)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.all(query)
         return [_record(row) for row in rows]
 
     async def delete(self, user_id: str, id: str) -> bool:

@@ -69,19 +69,18 @@ def _check(value: Any) -> Number:
         raise ToolError("result is not a real number")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise ToolError(f"number too large (over {MAX_INT_BITS} bits)")
-    if isinstance(value, float) and math.isnan(value):
-        raise ToolError("result is not a number (NaN)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolError("numeric overflow" if math.isinf(value) else "result is not a number")
     return value
 
 
 def _power(base: Number, exponent: Number) -> Number:
     if abs(exponent) > MAX_EXPONENT:
         raise ToolError(f"exponent too large (limit {MAX_EXPONENT})")
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        if max(base.bit_length(), 1) * exponent > MAX_INT_BITS + exponent:
-            # |base|**exponent needs about bit_length(base) * exponent bits
-            if abs(base) > 1:
-                raise ToolError(f"number too large (over {MAX_INT_BITS} bits)")
+    exact = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+    # |base| >= 2**(bits-1), so the result has at least (bits-1)*exponent bits
+    if exact and (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS:
+        raise ToolError(f"number too large (over {MAX_INT_BITS} bits)")
     result = base**exponent
     if isinstance(result, complex):
         raise ToolError("result is a complex number")

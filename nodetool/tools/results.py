@@ -96,9 +96,11 @@ def json_safe(value: Any, context: ToolContext | None = None, _depth: int = 0) -
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
     if callable(tolist):
         try:
-            return json_safe(tolist(), context, depth)
-        except Exception:  # noqa: BLE001 - fall back to the string form
-            pass
+            listed = tolist()
+        except Exception:
+            listed = None
+        if listed is not None:
+            return json_safe(listed, context, depth)
     return str(value)
 
 

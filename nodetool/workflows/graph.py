@@ -127,9 +127,7 @@ def _parse_node(item: Any, index: int) -> NodeSpec:
     if not isinstance(data, dict):
         raise WorkflowError(f"node '{node_id}': data must be an object", param=where)
     if not isinstance(dynamic, dict):
-        raise WorkflowError(
-            f"node '{node_id}': dynamic_properties must be an object", param=where
-        )
+        raise WorkflowError(f"node '{node_id}': dynamic_properties must be an object", param=where)
     sync_mode = item.get("sync_mode") or "on_any"
     if sync_mode not in SYNC_MODES:
         raise WorkflowError(
@@ -148,7 +146,7 @@ def _parse_edge(item: Any, index: int) -> EdgeSpec:
         raise WorkflowError(f"{where} needs a source and a target node id", param=where)
     source_handle = item.get("sourceHandle") or "output"
     target_handle = item.get("targetHandle")
-    if not isinstance(source_handle, str) or not isinstance(target_handle, str) or not target_handle:
+    if not (isinstance(source_handle, str) and isinstance(target_handle, str) and target_handle):
         raise WorkflowError(f"{where} ({source} -> {target}) needs a targetHandle", param=where)
     return EdgeSpec(source, source_handle, target, target_handle, str(item.get("id") or index))
 
@@ -157,16 +155,17 @@ def _parse_edge(item: Any, index: int) -> EdgeSpec:
 
 
 def slugify(name: str) -> str:
-    """A stable id from a workflow name: `Conditional Logic Engine` -> `conditional-logic-engine`."""
+    """A stable id from a workflow name: `Conditional Logic` -> `conditional-logic`."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return slug[:128] or "workflow"
 
 
-def normalize_workflow(raw: Any) -> dict[str, Any]:
+def normalize_workflow(raw: Any, *, slug_id: bool = True) -> dict[str, Any]:
     """Check and normalise a NodeTool workflow object (all other fields are kept as given).
 
-    An empty `id` becomes the slug of `name`, so loading the same file again updates the same
-    workflow. The graph is validated; `WorkflowError` explains the first problem.
+    An empty `id` becomes the slug of `name` (so loading the same file again updates the same
+    workflow), or with `slug_id=False` is left out for the store to assign. The graph is
+    validated; `WorkflowError` explains the first problem.
     """
     if not isinstance(raw, dict):
         raise WorkflowError("a workflow must be a JSON object")
@@ -174,7 +173,7 @@ def normalize_workflow(raw: Any) -> dict[str, Any]:
     if name is not None and not isinstance(name, str):
         raise WorkflowError("workflow name must be a string", param="name")
     workflow_id = _text(raw.get("id"))
-    if workflow_id is None:
+    if workflow_id is None and slug_id:
         if not name or not name.strip():
             raise WorkflowError("a workflow needs an id or a name", param="name")
         workflow_id = slugify(name)
@@ -183,8 +182,10 @@ def normalize_workflow(raw: Any) -> dict[str, Any]:
     graph = Graph.from_dict(raw["graph"])
     validate_graph(graph)
     out = dict(raw)
-    out["id"] = workflow_id
-    out["name"] = name or workflow_id
+    out.pop("id", None)
+    if workflow_id is not None:
+        out["id"] = workflow_id
+    out["name"] = name or workflow_id or "Untitled workflow"
     out.setdefault("description", "")
     return out
 

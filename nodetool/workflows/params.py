@@ -1,16 +1,12 @@
-"""Workflow inputs and outputs: typed params, the chat text fed to an input, outputs as text."""
+"""Workflow inputs and outputs: their description and typed params (by input name)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from nodetool.errors import WorkflowError
 from nodetool.workflows.graph import Graph, node_classes
-
-# Input names a chat message's text goes to first (then the first message/string input).
-_TEXT_NAMES = ("message", "prompt", "text", "input", "query", "question", "chat_input")
 
 
 def describe_inputs(graph: Graph) -> list[dict[str, Any]]:
@@ -78,49 +74,3 @@ def parse_cli_params(pairs: list[str] | None) -> dict[str, str]:
             raise WorkflowError(f"bad --param {pair!r}: expected name=value")
         params[name.strip()] = value
     return params
-
-
-def params_for_text(graph: Graph, text: str, params: Mapping[str, Any] | None = None) -> dict:
-    """Params for a chat turn: the user's text goes to the workflow's string/message input.
-
-    Explicit `params` win; the text fills the input chosen by name (`message`, `prompt`, ...),
-    else the first message input, else the first string input, unless params already set it.
-    """
-    merged = dict(params or {})
-    classes = node_classes(graph)
-    candidates = [
-        n
-        for n in graph.nodes
-        if classes[n.id].role == "input"
-        and getattr(classes[n.id], "json_type", "") in ("string", "object")
-        and n.name not in merged
-    ]
-    if not candidates:
-        return merged
-
-    def rank(node: Any) -> tuple[int, int]:
-        lowered = node.name.lower()
-        by_name = _TEXT_NAMES.index(lowered) if lowered in _TEXT_NAMES else len(_TEXT_NAMES)
-        kind = 0 if getattr(classes[node.id], "json_type", "") == "object" else 1
-        return (by_name, kind)
-
-    chosen = min(candidates, key=rank)
-    merged[chosen.name] = text
-    return merged
-
-
-def results_text(results: Mapping[str, Any]) -> str:
-    """Workflow outputs as one assistant message: a single text output as is, else sections."""
-    if not results:
-        return ""
-
-    def show(value: Any) -> str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict) and value.get("type") == "message":
-            return str(value.get("content") or "")
-        return json.dumps(value, ensure_ascii=False, default=str)
-
-    if len(results) == 1:
-        return show(next(iter(results.values())))
-    return "\n\n".join(f"**{name}**\n{show(value)}" for name, value in results.items())

@@ -15,7 +15,8 @@ or one JSON object when `"stream": false`). Behaviour, from directives in the la
 After a tool result: "Tool results: <contents joined by ' | '>"; otherwise "Echo: <text>".
 An unknown model gets 404 `{"error": "model 'x' not found"}`, as Ollama does.
 
-Every chat body is recorded in `stub.requests`; client disconnects during a response in
+Every chat body is recorded in `stub.requests`, `/api/tags` calls are counted in
+`stub.tag_requests`; client disconnects during a response in
 `stub.disconnects` (monotonic times).
 """
 
@@ -71,6 +72,7 @@ class OllamaStub:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.disconnects: list[float] = []
+        self.tag_requests = 0
         self._lock = threading.Lock()
         self._server = ServerThread(self.asgi, log_level="error", lifespan="off")
         self.url = self._server.url
@@ -79,6 +81,7 @@ class OllamaStub:
         with self._lock:
             self.requests.clear()
             self.disconnects.clear()
+            self.tag_requests = 0
 
     def wait_disconnect(self, timeout: float = 1.0, after: float = 0.0) -> float | None:
         """Block until a disconnect after `after` is recorded; its time, or None."""
@@ -116,6 +119,7 @@ class OllamaStub:
         if path == "/api/version" and method == "GET":
             await _json(send, 200, {"version": "0.0.0-stub"})
         elif path == "/api/tags" and method == "GET":
+            self.tag_requests += 1
             models = [
                 {"name": m, "model": m, "modified_at": "2024-05-01T10:00:00.123456789-07:00"}
                 for m in MODELS

@@ -82,9 +82,7 @@ class NodeContext:
         self.run.event("node_progress", node_id=self.spec.id, progress=progress, total=total)
 
     def output_update(self, output_name: str, value: Any) -> None:
-        self.run.event(
-            "output_update", node_id=self.spec.id, output_name=output_name, value=value
-        )
+        self.run.event("output_update", node_id=self.spec.id, output_name=output_name, value=value)
 
     def set_result(self, name: str, value: Any) -> None:
         """Record a workflow output and announce it."""
@@ -163,8 +161,6 @@ def as_text(value: Any) -> str:
     if isinstance(value, dict) and "content" in value:
         content = value["content"]
         if isinstance(content, list):
-            return "".join(
-                str(p.get("text", "")) for p in content if isinstance(p, dict)
-            )
+            return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         return as_text(content)
     return str(value)

@@ -45,8 +45,7 @@ class Compare(BaseNode):
             return bool(op(values.get("a"), values.get("b")))
         except TypeError:
             raise ValueError(
-                f"cannot compare {values.get('a')!r} {values.get('comparison')} "
-                f"{values.get('b')!r}"
+                f"cannot compare {values.get('a')!r} {values.get('comparison')} {values.get('b')!r}"
             ) from None
 
 

@@ -68,11 +68,13 @@ class UnaryOp(BaseNode):
         try:
             return type(self).fn(_number(values.get("x"), "x"))
         except ValueError:
-            raise ValueError(f"{self.type_name.rsplit('.', 1)[1]} of {values.get('x')!r} is undefined") from None
+            name = self.type_name.rsplit(".", 1)[1]
+            raise ValueError(f"{name} of {values.get('x')!r} is undefined") from None
 
 
 def _unary(name: str, fn: Callable[[float], float]) -> type[UnaryOp]:
-    return register(type(name, (UnaryOp,), {"type_name": f"nodetool.math.{name}", "fn": staticmethod(fn)}))
+    attrs = {"type_name": f"nodetool.math.{name}", "fn": staticmethod(fn)}
+    return register(type(name, (UnaryOp,), attrs))
 
 
 Sqrt = _unary("Sqrt", math.sqrt)

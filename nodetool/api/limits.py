@@ -1,0 +1,95 @@
+"""Request body size limit as pure ASGI middleware (HTTP only).
+
+A declared `Content-Length` over the limit is answered 413 before the body is read; a body
+without one (chunked) is counted as it streams and the read fails with a 413 once it passes
+the limit.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nodetool.errors import PayloadTooLargeError
+
+
+def _too_large(limit: int, size: int | None) -> PayloadTooLargeError:
+    got = f" ({size} bytes)" if size is not None else ""
+    return PayloadTooLargeError(
+        f"Request body too large{got}: the limit is {limit} bytes.", param=None
+    )
+
+
+class BodyLimitMiddleware:
+    """Reject request bodies larger than `max_bytes` with a 413 OpenAI error envelope."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size > self.max_bytes:
+                    await _reject(send, _too_large(self.max_bytes, size))
+                    return
+                await self.app(scope, receive, send)  # the server enforces the declared size
+                return
+            if name == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_bytes
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _too_large(limit, None)
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except PayloadTooLargeError as exc:
+            if started:
+                raise
+            await _reject(send, exc)
+
+
+async def _reject(send: Send, exc: PayloadTooLargeError) -> None:
+    body = json.dumps(exc.envelope()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

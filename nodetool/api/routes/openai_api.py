@@ -1,0 +1,229 @@
+"""OpenAI-compatible `/v1`: chat completions (JSON and SSE) and the model list (PROTOCOL.md §1).
+
+The handler parses and validates the body, routes the request to a provider (so routing
+errors get their status before any response starts), and hands the chat engine's event
+stream to a disconnect-aware response that adapts it to OpenAI's wire shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from nodetool.api.metrics import Metrics, metrics_of
+from nodetool.api.openai_wire import (
+    ChunkEncoder,
+    completion_body,
+    completion_id,
+    dumps,
+    model_entry,
+    parse_request,
+    to_messages,
+    to_options,
+    to_tool_specs,
+)
+from nodetool.api.sse import EventStreamResponse, TaskResponse
+from nodetool.chat.engine import TurnRequest
+from nodetool.errors import ModelNotFoundError, NodetoolError, ProviderError
+from nodetool.types.events import Done, ErrorEvent, MessageEvent, TextDelta, ToolCallDelta
+from nodetool.types.messages import ModelInfo
+
+if TYPE_CHECKING:
+    from nodetool.chat.engine import ChatEngine
+    from nodetool.providers.base import ChatProvider
+    from nodetool.tools.base import Tool
+
+router = APIRouter(tags=["openai"])
+
+_JSON = "application/json"
+
+
+class _Turn:
+    """One routed completion: what the adapters below need, and its metrics."""
+
+    __slots__ = ("engine", "request", "route", "tools", "model", "metrics", "started")
+
+    def __init__(
+        self,
+        engine: ChatEngine,
+        request: TurnRequest,
+        route: tuple[ChatProvider, str],
+        tools: list[Tool],
+        model: str,
+        metrics: Metrics,
+    ) -> None:
+        self.engine = engine
+        self.request = request
+        self.route = route
+        self.tools = tools
+        self.model = model
+        self.metrics = metrics
+        self.started = time.perf_counter()
+
+    def events(self) -> AsyncIterator:
+        return self.engine.stream_turn(self.request, route=self.route, server_tools=self.tools)
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ProviderError):
+            self.metrics.upstream_error(exc.provider or self.route[0].name, exc.code)
+
+
+def _event_error(event: ErrorEvent) -> NodetoolError:
+    return NodetoolError(event.message, code=event.code, status=event.status)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    wire = parse_request(await request.body())
+    runtime = request.app.state.runtime
+    engine: ChatEngine = runtime.engine
+    turn_request = TurnRequest(
+        messages=to_messages(wire),
+        model=wire.model,
+        provider=wire.provider,
+        options=to_options(wire),
+        client_tools=to_tool_specs(wire),
+        user_id=request.scope.get("state", {}).get("user_id", "1"),
+    )
+    route = await engine.resolve(turn_request)
+    tools = await engine.server_tools(turn_request)
+    turn = _Turn(
+        engine, turn_request, route, tools, wire.model or route[1], metrics_of(request.app)
+    )
+    if wire.stream:
+        options = wire.stream_options
+        encoder = ChunkEncoder(completion_id(), turn.model, bool(options and options.include_usage))
+        return EventStreamResponse(
+            _stream(turn, encoder), keepalive=runtime.settings.keepalive_interval
+        )
+    return TaskResponse(_complete(turn))
+
+
+async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
+    """The engine's events as `chat.completion.chunk` SSE events (role first, finish, usage)."""
+    metrics = turn.metrics
+    metrics.inflight.inc()
+    head: str | None = encoder.role()
+    first: float | None = None
+    usage = None
+    try:
+        async with aclosing(turn.events()) as events:
+            async for event in events:
+                kind = type(event)
+                if kind is TextDelta:
+                    if not event.text:
+                        continue
+                    out = encoder.content(event.text)
+                elif kind is ToolCallDelta:
+                    out = encoder.tool_call(event)
+                elif kind is Done:
+                    usage = event.usage
+                    out = encoder.finish(event.finish_reason or "stop")
+                    if encoder.include_usage:
+                        out += encoder.usage(usage)
+                elif kind is ErrorEvent:
+                    raise _event_error(event)
+                else:  # server-side tool activity is invisible to OpenAI clients
+                    continue
+                if head is not None:
+                    out = head + out
+                    head = None
+                if first is None and kind is not Done:
+                    first = time.perf_counter()
+                yield out
+    except Exception as exc:
+        turn.failed(exc)
+        raise
+    finally:
+        metrics.inflight.dec()
+        metrics.chat_done(
+            turn.route[0].name,
+            True,
+            turn.started,
+            first,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
+
+
+async def _complete(turn: _Turn) -> bytes:
+    """Run the whole turn and build the `chat.completion` object."""
+    parts: list[str] = []
+    reply = None
+    done: Done | None = None
+    first: float | None = None
+    try:
+        async with aclosing(turn.events()) as events:
+            async for event in events:
+                kind = type(event)
+                if kind is TextDelta:
+                    if first is None:
+                        first = time.perf_counter()
+                    parts.append(event.text)
+                elif kind is MessageEvent:
+                    reply = event.message
+                elif kind is Done:
+                    done = event
+                elif kind is ErrorEvent:
+                    raise _event_error(event)
+    except Exception as exc:
+        turn.failed(exc)
+        raise
+    finally:
+        usage = done.usage if done is not None else None
+        turn.metrics.chat_done(
+            turn.route[0].name,
+            False,
+            turn.started,
+            first,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
+    finish = (done.finish_reason if done is not None else None) or "stop"
+    calls = reply.tool_calls if finish == "tool_calls" and reply is not None else None
+    content: str | None = "".join(parts)
+    if calls and not content:
+        content = None
+    return completion_body(completion_id(), turn.model, content, calls, finish, usage)
+
+
+# ---- models -----------------------------------------------------------------------------
+
+
+def _entries(models: list[ModelInfo]) -> list[dict]:
+    """Model entries; an id served by several providers is listed as `provider/id` each."""
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m.id] = counts.get(m.id, 0) + 1
+    return [
+        model_entry(
+            m.id if counts[m.id] == 1 else f"{m.provider}/{m.id}",
+            m.created,
+            m.owned_by or m.provider,
+        )
+        for m in models
+    ]
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    models = await request.app.state.runtime.providers.list_models()
+    return Response(dumps({"object": "list", "data": _entries(models)}), media_type=_JSON)
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> Response:
+    models = await request.app.state.runtime.providers.list_models()
+    for m in models:
+        if model_id in (m.id, f"{m.provider}/{m.id}"):
+            entry = model_entry(model_id, m.created, m.owned_by or m.provider)
+            return Response(dumps(entry), media_type=_JSON)
+    raise ModelNotFoundError(
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        param="model",
+    )

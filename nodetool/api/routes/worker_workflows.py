@@ -1,0 +1,141 @@
+"""Worker workflow endpoints (PROTOCOL.md §4): list, run, and run with an SSE event stream.
+
+`POST /workflows/{id}/run` takes the params object as its body and answers `{results}`.
+`POST /workflows/{id}/run/stream` answers `text/event-stream`: the job's `job_update`,
+`node_update`, `node_progress` and `output_update` events, then `{type: complete, results}`
+(or one `{error}` event when the job failed) and `data: [DONE]`. Params and graph are checked
+before the stream starts, so bad input is a plain 400. A client going away cancels its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import StreamingResponse
+
+from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
+from nodetool.errors import InvalidRequestError, WorkflowError
+from nodetool.workflows.graph import Graph
+from nodetool.workflows.jobs import FINISHED, JobManager
+from nodetool.workflows.params import describe_inputs, output_names
+
+log = logging.getLogger("nodetool.worker_workflows")
+
+router = APIRouter(tags=["workflows"])
+
+
+def _summary(workflow: dict[str, Any]) -> dict[str, Any]:
+    summary = {
+        key: workflow.get(key)
+        for key in ("id", "name", "description", "tool_name", "tags", "updated_at")
+    }
+    try:
+        graph = Graph.from_dict(workflow.get("graph") or {})
+        summary["inputs"] = describe_inputs(graph)
+        summary["outputs"] = output_names(graph)
+    except WorkflowError as exc:  # stored before validation existed, or by another writer
+        summary["error"] = exc.message
+    return summary
+
+
+def _params(body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidRequestError("the body must be a JSON object of params", param="body")
+    return body
+
+
+@router.get("/workflows")
+async def list_workflows(store: StoreDep, user_id: UserDep) -> dict[str, Any]:
+    return {"workflows": [_summary(w) for w in await store.workflows.list(user_id)]}
+
+
+@router.post("/workflows/{workflow_id}/run")
+async def run_workflow(
+    workflow_id: str, jobs: JobsDep, user_id: UserDep, body: Any = Body(None)
+) -> dict[str, Any]:
+    results = await jobs.run_to_completion(user_id, workflow_id=workflow_id, params=_params(body))
+    return {"results": results}
+
+
+@router.post("/workflows/{workflow_id}/run/stream")
+async def run_workflow_stream(
+    workflow_id: str,
+    jobs: JobsDep,
+    runtime: RuntimeDep,
+    user_id: UserDep,
+    body: Any = Body(None),
+) -> StreamingResponse:
+    record = await jobs.start_job(user_id, workflow_id=workflow_id, params=_params(body))
+    stream = _sse(jobs, user_id, record["id"], runtime.settings.keepalive_interval)
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
+def _data(payload: Any) -> str:
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return f"data: {text}\n\n"
+
+
+async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) -> AsyncIterator[str]:
+    events = jobs.subscribe(user_id, job_id)
+    pending: asyncio.Future[dict[str, Any]] | None = None
+    finished = False
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            if not done:
+                yield ": keep-alive\n\n"
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                break
+            pending = None
+            yield _data(event)
+            if event.get("type") == "job_update" and event.get("status") in FINISHED:
+                finished = True
+                yield _data(_ending(event))
+                break
+        yield "data: [DONE]\n\n"
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        with contextlib.suppress(Exception):
+            await events.aclose()
+        if not finished:  # the client went away: its job goes too
+            with contextlib.suppress(Exception):
+                await asyncio.shield(jobs.cancel(user_id, job_id))
+
+
+def _ending(event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("status") == "completed":
+        return {"type": "complete", "results": event.get("result") or {}}
+    message = event.get("error") or f"job {event.get('status')}"
+    return {
+        "error": {
+            "message": str(message),
+            "type": "invalid_request_error" if event.get("status") == "failed" else "cancelled",
+            "param": None,
+            "code": "workflow_failed" if event.get("status") == "failed" else "cancelled",
+        }
+    }

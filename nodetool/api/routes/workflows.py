@@ -1,0 +1,98 @@
+"""Editor workflow and job REST (PROTOCOL.md §4): `/api/workflows` CRUD and run, `/api/jobs`.
+
+Workflows are NodeTool JSON, validated on write. `POST /api/workflows/{id}/run` starts a job
+(`202` with the job record); `GET /api/jobs/{id}` shows its status and results, and
+`POST /api/jobs/{id}/cancel` cancels it. Live progress is on the `/predict` WebSocket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from nodetool.api.deps import JobsDep, StoreDep, UserDep
+from nodetool.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from nodetool.workflows.graph import normalize_workflow
+
+router = APIRouter(tags=["workflows"])
+
+
+def job_public(record: dict[str, Any]) -> dict[str, Any]:
+    """A job record as the API shows it (with `job_id` beside `id`)."""
+    public = {k: v for k, v in record.items() if k != "user_id"}
+    public["job_id"] = record["id"]
+    return public
+
+
+def _workflow_body(body: Any, workflow_id: str | None = None) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequestError("the body must be a workflow object", param="body")
+    body = dict(body)
+    if workflow_id is not None:
+        body["id"] = workflow_id
+    return normalize_workflow(body, slug_id=False)
+
+
+async def _own(store: Any, user_id: str, workflow_id: str) -> dict[str, Any]:
+    workflow = await store.workflows.get(user_id, workflow_id)
+    if workflow is None:
+        raise NotFoundError(f"workflow {workflow_id!r} not found", param="id")
+    return workflow
+
+
+@router.get("/api/workflows")
+async def list_workflows(store: StoreDep, user_id: UserDep) -> dict[str, Any]:
+    return {"workflows": await store.workflows.list(user_id)}
+
+
+@router.post("/api/workflows", status_code=201)
+async def create_workflow(
+    store: StoreDep, user_id: UserDep, body: Any = Body(...)
+) -> dict[str, Any]:
+    return await store.workflows.upsert(user_id, _workflow_body(body))
+
+
+@router.get("/api/workflows/{workflow_id}")
+async def get_workflow(workflow_id: str, store: StoreDep, user_id: UserDep) -> dict[str, Any]:
+    return await _own(store, user_id, workflow_id)
+
+
+@router.put("/api/workflows/{workflow_id}")
+async def put_workflow(
+    workflow_id: str, store: StoreDep, user_id: UserDep, body: Any = Body(...)
+) -> dict[str, Any]:
+    return await store.workflows.upsert(user_id, _workflow_body(body, workflow_id))
+
+
+@router.delete("/api/workflows/{workflow_id}")
+async def delete_workflow(workflow_id: str, store: StoreDep, user_id: UserDep) -> dict[str, Any]:
+    workflow = await _own(store, user_id, workflow_id)
+    if workflow.get("user_id") is None:
+        raise PermissionDeniedError(f"workflow {workflow_id!r} is shared and read-only")
+    await store.workflows.delete(user_id, workflow_id)
+    return {"id": workflow_id, "deleted": True}
+
+
+@router.post("/api/workflows/{workflow_id}/run", status_code=202)
+async def run_workflow(
+    workflow_id: str, jobs: JobsDep, user_id: UserDep, body: Any = Body(None)
+) -> dict[str, Any]:
+    """Start a job; the body is `{params?, thread_id?}`."""
+    body = body or {}
+    if not isinstance(body, dict):
+        raise InvalidRequestError("the body must be an object {params}", param="body")
+    record = await jobs.start_job(
+        user_id, workflow_id=workflow_id, params=body.get("params"), thread_id=body.get("thread_id")
+    )
+    return job_public(record)
+
+
+@router.get("/api/jobs/{job_id}")
+async def get_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> dict[str, Any]:
+    return job_public(await jobs.get(user_id, job_id))
+
+
+@router.post("/api/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> dict[str, Any]:
+    return job_public(await jobs.cancel(user_id, job_id))
