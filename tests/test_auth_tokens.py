@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from nodetool.api.auth.tokens import (
 )
 from nodetool.cli.main import app as cli
 from tests.support.auth_app import auth_settings, demo_app
-from tests.support.servers import serve_app
+from tests.support.servers import CliServer, free_port, serve_app
 
 
 def _mode(path: Path) -> int:
@@ -234,3 +236,46 @@ def test_cli_bad_file(tmp_path: Path) -> None:
     result = _cli(tmp_path)
     assert result.exit_code == 1
     assert "not valid YAML" in result.stderr
+
+
+# --- through the real server CLI -------------------------------------------------------
+
+
+def test_cli_server_prints_a_new_token_once_and_enforces_it(tmp_path: Path) -> None:
+    env = {
+        "NODETOOL_CONFIG_DIR": str(tmp_path / "config"),
+        "NODETOOL_DATA_DIR": str(tmp_path / "data"),
+        "AUTH_PROVIDER": "static",
+    }
+    server = CliServer("chat-server", env=env).start()
+    try:
+        token = read_file_token(auth_settings(tmp_path, "static"))
+        assert token
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(server.url + "/v1/models").status_code == 401
+        assert httpx.get(server.url + "/v1/models", headers=headers).status_code == 200
+        assert httpx.get(server.url + f"/ping?api_key={token}").status_code == 200
+    finally:
+        server.stop()
+    output = server.proc.stdout.read() if server.proc.stdout else ""
+    assert output.count(token) == 1  # printed once; the ?api_key= access log line is redacted
+    assert "/ping?api_key=[REDACTED]" in output
+    assert _mode(tmp_path / "config" / DEPLOYMENT_FILE) == 0o600
+
+
+def test_cli_server_refuses_a_broken_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "config" / DEPLOYMENT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text("worker_auth_token: [secret-value\n")
+    env = {**os.environ, "NODETOOL_CONFIG_DIR": str(path.parent), "AUTH_PROVIDER": "static"}
+    done = subprocess.run(
+        [sys.executable, "-m", "nodetool", "worker", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "not valid YAML" in done.stderr and str(path) in done.stderr.replace("\n", "")
+    assert "secret-value" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

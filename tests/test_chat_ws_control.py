@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import msgpack
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.chat_ws_support import chat_client, chunks_text, editor_server
+from tests.stubs.supabase_stub import SupabaseStub
 from tests.support.servers import ServerThread
 
 MAX_FRAME = 4096
@@ -183,3 +185,37 @@ async def test_authenticated_socket_chats(static_server, query, headers) -> None
     async with chat_client(static_server, query=query, additional_headers=headers) as client:
         frames = await client.chat("authorised")
     assert chunks_text(frames) == "Echo: authorised"
+
+
+@pytest.fixture(scope="module")
+def two_users(openai_stub, tmp_path_factory) -> Iterator[tuple[ServerThread, SupabaseStub]]:
+    with (
+        SupabaseStub() as supabase,
+        editor_server(
+            openai_stub.url,
+            tmp_path_factory.mktemp("chat-ws-users"),
+            auth_provider="supabase",
+            supabase_url=supabase.url,
+            supabase_key=supabase.key,
+        ) as running,
+    ):
+        yield running, supabase
+
+
+async def test_another_users_thread_id_is_never_used(two_users) -> None:
+    server, supabase = two_users
+    alice = {"Authorization": f"Bearer {supabase.issue('alice')}"}
+    bob = {"Authorization": f"Bearer {supabase.issue('bob')}"}
+    async with chat_client(server, additional_headers=alice) as client:
+        await client.chat("alice's secret", thread_id="shared-name")
+    async with chat_client(server, additional_headers=bob) as client:
+        frames = await client.chat("bob writes here", thread_id="shared-name")
+        errors = [f for f in frames if f["type"] == "error"]
+        assert len(errors) == 1 and "not found" in errors[0]["message"]
+        assert chunks_text(frames) == ""
+        own = await client.chat("bob's own thread")  # the socket keeps working
+        assert chunks_text(own) == "Echo: bob's own thread"
+    stored = httpx.get(
+        f"{server.url}/api/messages", params={"thread_id": "shared-name"}, headers=alice
+    ).json()["messages"]
+    assert [m["content"] for m in stored] == ["alice's secret", "Echo: alice's secret"]

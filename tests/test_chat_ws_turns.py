@@ -228,3 +228,70 @@ async def test_workflow_turn_relays_job_frames_and_answers_with_outputs(server) 
         ("user", "hello workflow"),
         ("assistant", "hello workflow"),
     ]
+
+
+async def test_stored_workflow_turn_feeds_text_by_params_name(server) -> None:
+    node = "nodetool.input.StringInput"
+    out = "nodetool.output.StringOutput"
+    workflow = {
+        "name": "Two inputs",
+        "graph": {
+            "nodes": [
+                {"id": "a", "type": node, "data": {"name": "first", "value": "default"}},
+                {"id": "b", "type": node, "data": {"name": "second", "value": ""}},
+                {"id": "oa", "type": out, "data": {"name": "out_a"}},
+                {"id": "ob", "type": out, "data": {"name": "out_b"}},
+            ],
+            "edges": [
+                {"source": "a", "sourceHandle": "output", "target": "oa", "targetHandle": "value"},
+                {"source": "b", "sourceHandle": "output", "target": "ob", "targetHandle": "value"},
+            ],
+        },
+    }
+    created = httpx.post(f"{server.url}/api/workflows", json=workflow)
+    assert created.status_code == 201, created.text
+    workflow_id = created.json()["id"]
+    async with chat_client(server, binary=False) as client:
+        frames = await client.chat(
+            "from the chat", workflow_id=workflow_id, params={"second": None}
+        )
+    updates = of_type(frames, "job_update")
+    assert updates[-1]["status"] == "completed"
+    assert {f["workflow_id"] for f in updates} == {workflow_id}
+    (message,) = of_type(frames, "message")
+    assert message["content"] == "out_a: default\nout_b: from the chat"
+    assert message["workflow_id"] == workflow_id
+    assert_one_done_last(frames)
+
+
+async def test_unknown_workflow_gives_error_frame_and_done(server) -> None:
+    async with chat_client(server) as client:
+        frames = await client.chat("hi", workflow_id="no-such-workflow")
+        (error,) = of_type(frames, "error")
+        assert "no-such-workflow" in error["message"]
+        assert_one_done_last(frames)
+        await client.assert_alive()
+
+
+async def test_stop_during_a_workflow_turn_cancels_its_job(server) -> None:
+    graph = {
+        "nodes": [
+            {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "prompt"}},
+            {"id": "agent", "type": "nodetool.agents.Agent", "data": {}},
+            {"id": "out", "type": "nodetool.output.StringOutput", "data": {"name": "answer"}},
+        ],
+        "edges": [
+            {"source": "in", "sourceHandle": "output", "target": "agent", "targetHandle": "prompt"},
+            {"source": "agent", "sourceHandle": "text", "target": "out", "targetHandle": "value"},
+        ],
+    }
+    async with chat_client(server) as client:
+        await client.send({"role": "user", "content": SLOW, "graph": graph})
+        running, _ = await client.until("output_update", output_name="chunk")
+        await client.send({"type": "stop"})
+        _, frames = await client.until("chunk", done=True)
+        assert len(of_type(frames, "generation_stopped")) == 1
+        await client.assert_alive()
+    job = httpx.get(f"{server.url}/api/jobs/{running['job_id']}")
+    assert job.status_code == 200, job.text
+    assert job.json()["status"] == "cancelled"

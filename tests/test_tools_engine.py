@@ -23,6 +23,7 @@ from nodetool.tools.builtins import builtin_tools
 from nodetool.tools.registry import ToolRegistry
 from nodetool.types.events import (
     Done,
+    Finish,
     MessageEvent,
     TextDelta,
     ToolCallDelta,
@@ -228,7 +229,9 @@ async def test_round_cap(settings: Settings, registry: ToolRegistry, fake: FakeP
     settings.max_tool_rounds = 2
     again = calls(("calculator", {"expression": "1 + 1"}))
     # the model keeps calling; in the capped round it still tries, the engine ignores that
-    fake.enqueue(again, again, [TextDelta("Final answer."), *call("calculator", {})])
+    fake.enqueue(
+        again, again, [TextDelta("Final answer."), *call("calculator", {}), Finish("tool_calls")]
+    )
     events = await run_turn(
         engine_for(settings, registry),
         fake,

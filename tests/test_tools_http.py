@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -38,10 +39,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        try:
+        # the client may refuse the body and go away
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._route()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client refused the body and went away
 
     def _route(self) -> None:
         path = self.path

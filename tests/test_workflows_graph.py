@@ -198,7 +198,9 @@ def test_param_errors_name_the_param() -> None:
         coerce_params(graph, {"value": "abc"})
     assert info.value.message == "param 'value': expected an integer, got 'abc'"
     assert info.value.param == "params.value"
-    with pytest.raises(WorkflowError, match="unknown param 'valu'; this workflow's inputs are: value"):
+    with pytest.raises(
+        WorkflowError, match="unknown param 'valu'; this workflow's inputs are: value"
+    ):
         coerce_params(graph, {"valu": 1})
     with pytest.raises(WorkflowError, match="expected an integer"):
         coerce_params(graph, {"value": True})

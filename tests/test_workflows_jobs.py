@@ -130,7 +130,9 @@ async def test_bad_workflow_files_name_the_file(jobs, tmp_path) -> None:
 
 async def test_job_runs_persists_and_streams_events(jobs, parts) -> None:
     store, _ = parts
-    record = await jobs.start_job("u1", workflow_id="conditional-logic-engine", params={"value": 30})
+    record = await jobs.start_job(
+        "u1", workflow_id="conditional-logic-engine", params={"value": 30}
+    )
     assert record["status"] == "queued" and record["workflow_id"] == "conditional-logic-engine"
     events = await collect(jobs, "u1", record["id"])
     statuses = [e["status"] for e in events if e["type"] == "job_update"]
@@ -164,7 +166,9 @@ async def test_validation_happens_before_any_job(jobs) -> None:
 
 async def test_users_only_see_their_own_jobs_and_workflows(jobs, parts) -> None:
     store, _ = parts
-    await store.workflows.upsert("owner", {"id": "private-wf", "name": "P", "graph": gate_graph("p")})
+    await store.workflows.upsert(
+        "owner", {"id": "private-wf", "name": "P", "graph": gate_graph("p")}
+    )
     with pytest.raises(NotFoundError):
         await jobs.start_job("intruder", workflow_id="private-wf")
     record = await jobs.start_job("owner", graph=gate_graph("own"), params={"text": "mine"})
@@ -184,7 +188,9 @@ async def test_late_subscriber_replays_then_follows_live(jobs) -> None:
     first = jobs.subscribe("u2", record["id"])
     seen = await wait_for_event(first, type="node_update", node_id="g", status="running")
     await first.aclose()  # the client goes away; the job keeps running
-    assert jobs.running("u2") == [{"job_id": record["id"], "workflow_id": None, "status": "running"}]
+    assert jobs.running("u2") == [
+        {"job_id": record["id"], "workflow_id": None, "status": "running"}
+    ]
     second = jobs.subscribe("u2", record["id"])
     replayed = [await anext(second) for _ in range(len(seen))]
     assert replayed == seen  # the state so far, in order

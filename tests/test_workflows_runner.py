@@ -124,9 +124,7 @@ async def run(
 
 
 def of_type(events: list[dict], kind: str, **match: Any) -> list[dict]:
-    return [
-        e for e in events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())
-    ]
+    return [e for e in events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())]
 
 
 @pytest.mark.parametrize("value", [30, 75, 150])
@@ -189,8 +187,9 @@ async def test_list_generator_streams_items_to_preview(openai_stub, providers) -
     shown = [e["value"] for e in of_type(events, "output_update", node_id="preview_stories")]
     assert shown == ["The Sky Thief", "Cloud Keeper who hides", "Last Isle"]
     (prompt,) = of_type(events, "output_update", node_id="preview_prompt")
-    assert "Genre: Fantasy\nMain Character: Reluctant Hero\nSetting: Floating Sky Islands" in (
-        prompt["value"]
+    assert (
+        "Genre: Fantasy\nMain Character: Reluctant Hero\nSetting: Floating Sky Islands"
+        in (prompt["value"])
     )  # {{GENRE}} matched the GENRE property case-insensitively, as in NodeTool
     request = openai_stub.requests[-1]
     assert request["messages"][-1]["content"] == prompt["value"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nodetool.api.ws_codec import FrameError
 
@@ -26,7 +26,7 @@ class ChatMessageIn(BaseModel):
 
     type: Literal["message"] | None = None
     role: Literal["user"] = "user"
-    content: str | list[dict[str, Any]] | None = None
+    content: Any = None  # str | list of content-part objects, checked below
     thread_id: str | None = Field(None, min_length=1, max_length=128)
     model: str | None = None
     provider: str | None = None
@@ -34,6 +34,15 @@ class ChatMessageIn(BaseModel):
     workflow_id: str | None = Field(None, min_length=1)
     graph: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(part, dict) for part in value):
+            return value
+        raise ValueError("must be a string or a list of content-part objects")
 
 
 class ClientToolIn(BaseModel):
@@ -78,4 +87,5 @@ def parse(model: type[M], data: dict[str, Any], what: str) -> M | FrameError:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "frame"
-        return invalid(f"invalid {what}: {where}: {first.get('msg', 'invalid value')}")
+        detail = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return invalid(f"invalid {what}: {where}: {detail}")

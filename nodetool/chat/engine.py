@@ -163,7 +163,9 @@ class ChatEngine:
             if not calls:
                 reply = Message(role="assistant", content=content)
                 yield MessageEvent(reply, model=model_id, provider=provider.name)
-                yield Done(finish_reason=finish or "stop", usage=total)
+                if finish is None or finish == "tool_calls":  # calls dropped in the cap round
+                    finish = "stop"
+                yield Done(finish_reason=finish, usage=total)
                 return
             made = calls.calls()
             if req.client_tool_runner is None and any(c.name in client_names for c in made):

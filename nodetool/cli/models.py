@@ -38,10 +38,10 @@ def models(
     from rich.table import Table
 
     table = Table(title=f"models (providers: {', '.join(names)}; default: {default})")
-    table.add_column("id", style="bold")
+    table.add_column("id", style="bold", overflow="fold")
     table.add_column("provider")
-    table.add_column("routable as")
-    table.add_column("owned by")
+    table.add_column("routable as", overflow="fold")
+    table.add_column("owned by", overflow="fold")
     for row in rows:
         table.add_row(row["id"], row["provider"], f"{row['provider']}/{row['id']}", row["owned_by"])
     Console().print(table)

@@ -12,6 +12,21 @@ def check_startup(settings: Settings) -> None:
         settings.supabase_url and settings.supabase_key
     ):
         raise fail("AUTH_PROVIDER=supabase needs SUPABASE_URL and SUPABASE_KEY to be set", code=2)
+    from nodetool.api.auth.tokens import AuthConfigError, ensure_static_token, uses_static_token
+
+    if uses_static_token(settings):
+        try:  # resolve (and print, once) the token before any worker process starts
+            ensure_static_token(settings)
+        except AuthConfigError as exc:
+            raise fail(str(exc), code=2) from None
+    if settings.tools:
+        from nodetool.errors import InvalidRequestError
+        from nodetool.tools.registry import build_tool_registry
+
+        try:
+            build_tool_registry(settings, None)
+        except InvalidRequestError as exc:
+            raise fail(f"--tools: {exc.message}", code=2) from None
     from nodetool.providers.registry import describe_missing_default
 
     problem = describe_missing_default(settings)

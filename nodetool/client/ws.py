@@ -64,8 +64,6 @@ class WsConnection:
         self._reader: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._pong: asyncio.Event = asyncio.Event()
-        self._close_code: int | None = None
-        self._close_reason = ""
 
     # ---- connection ------------------------------------------------------------------------
     async def open(self, check: bool = True) -> None:
@@ -146,14 +144,11 @@ class WsConnection:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = getattr(self._ws, "close_rcvd", None)
-            self._close_code = rcvd.code if rcvd is not None else None
-            self._close_reason = rcvd.reason if rcvd is not None else ""
             self._queue.put_nowait(_CLOSED)
 
     def _closed_error(self) -> ClientError:
-        code = self._close_code
-        reason = self._close_reason or "no reason given"
+        code = getattr(self._ws, "close_code", None)
+        reason = getattr(self._ws, "close_reason", None) or "no reason given"
         if code == 1008:
             return refused(self.state.url, reason, self.state.token)
         if code is None and self._reader is not None and not self._reader.done():

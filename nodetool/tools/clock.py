@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from nodetool.errors import ToolError
 from nodetool.tools.base import Tool, ToolContext
@@ -27,7 +27,8 @@ def zone(name: str | None) -> ZoneInfo | dt.timezone:
 
 
 class CurrentTimeArgs(BaseModel):
-    timezone: str | None = Field(
+    # a plain string in the schema (simpler for small models); null is still accepted
+    timezone: Annotated[str | None, WithJsonSchema({"type": "string"})] = Field(
         None,
         description="IANA time zone such as 'Europe/Berlin' or 'America/New_York'; UTC if unset.",
     )

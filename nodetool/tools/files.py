@@ -150,7 +150,7 @@ class ListDirectoryArgs(BaseModel):
 class ReadFileTool(Tool):
     name = "read_file"
     description = (
-        f"Read a UTF-8 text file from your workspace (up to {MAX_READ_BYTES // 1024} KiB)."
+        f"Read a UTF-8 text file from your workspace (up to {MAX_READ_BYTES // 1024 // 1024} MiB)."
     )
     Args = ReadFileArgs
     timeout = 10.0
@@ -163,7 +163,7 @@ class ReadFileTool(Tool):
 class WriteFileTool(Tool):
     name = "write_file"
     description = (
-        f"Write a UTF-8 text file in your workspace (up to {MAX_WRITE_BYTES // 1024} KiB), "
+        f"Write a UTF-8 text file in your workspace (up to {MAX_WRITE_BYTES // 1024 // 1024} MiB), "
         "replacing it if it exists."
     )
     Args = WriteFileArgs

@@ -96,7 +96,7 @@ class HttpGetTool(Tool):
     name = "http_get"
     description = (
         "Fetch a web page or API response with HTTP GET and return its text "
-        f"(HTML reduced to text; responses over {MAX_BYTES // 1024} KiB are refused)."
+        f"(HTML reduced to text; responses over {MAX_BYTES // 1024 // 1024} MiB are refused)."
     )
     Args = HttpGetArgs
     timeout = TIME_LIMIT + 5.0

@@ -126,7 +126,7 @@ class JobManager:
 
     async def load_workflow_files(self, paths: list[Path]) -> None:
         """Register workflow files as shared workflows (upsert by id); all are checked first."""
-        workflows = [_read_workflow_file(Path(path)) for path in paths]
+        workflows = [read_workflow_file(Path(path)) for path in paths]
         for workflow in workflows:
             await self.store.workflows.upsert(None, workflow)
 
@@ -359,7 +359,7 @@ def _terminal_of(record: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _read_workflow_file(path: Path) -> dict[str, Any]:
+def read_workflow_file(path: Path) -> dict[str, Any]:
     """A workflow file, normalised; every problem is a `WorkflowError` naming the file."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

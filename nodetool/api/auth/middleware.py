@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import sys
 from typing import Protocol
 from urllib.parse import parse_qsl
 
@@ -20,8 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nodetool.api.auth.cors import install_cors
 from nodetool.api.auth.logs import install_log_redaction
 from nodetool.api.auth.supabase import AuthUnavailableError, SupabaseVerifier
-from nodetool.api.auth.tokens import AuthConfigError, StaticToken, load_static_token
+from nodetool.api.auth.tokens import AuthConfigError, ensure_static_token
 from nodetool.config import Settings
+from nodetool.errors import AuthenticationError, NodetoolError
 
 DEFAULT_USER = "1"
 PUBLIC_PATHS = frozenset({"/health", "/ping"})
@@ -100,9 +100,8 @@ def request_token(scope: Scope) -> bytes | None:
     return None
 
 
-def _envelope(message: str, type_: str, code: str) -> bytes:
-    error = {"message": message, "type": type_, "param": None, "code": code}
-    return json.dumps({"error": error}).encode("utf-8")
+def _body(error: NodetoolError) -> bytes:
+    return json.dumps(error.envelope()).encode("utf-8")
 
 
 class AuthMiddleware:
@@ -172,8 +171,7 @@ class AuthMiddleware:
         if scope["type"] == "websocket":
             await _close_ws(receive, send, 1008, WS_MISSING if missing else WS_INVALID)
             return
-        text = MISSING if missing else INVALID
-        body = _envelope(text, "invalid_request_error", "invalid_api_key")
+        body = _body(AuthenticationError(MISSING if missing else INVALID))
         await _respond(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
     async def _unavailable(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
@@ -181,7 +179,7 @@ class AuthMiddleware:
         if scope["type"] == "websocket":
             await _close_ws(receive, send, 1013, "authentication service unavailable")
             return
-        body = _envelope(message, "server_error", "auth_unavailable")
+        body = _body(NodetoolError(message, status=503, code="auth_unavailable"))
         await _respond(send, 503, body, [(b"retry-after", b"5")])
 
 
@@ -203,27 +201,13 @@ async def _close_ws(receive: Receive, send: Send, code: int, reason: str) -> Non
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-def _announce(token: StaticToken) -> None:
-    """Print a newly generated token once, on stderr (never through logging)."""
-    if token.created:
-        sys.stderr.write(
-            f"nodetool: generated a new auth token, saved (mode 0600) in {token.path}:\n"
-            f"  {token.token}\n"
-            "Send it as 'Authorization: Bearer <token>'; `nodetool token` prints it again.\n"
-        )
-        sys.stderr.flush()
-
-
 def build_authenticator(settings: Settings) -> Authenticator | None:
     """None for modes none/local (no token file is touched); else the mode's authenticator."""
     mode = settings.auth_provider
     if mode in ("none", "local"):
         return None
     if mode == "static":
-        token = load_static_token(settings)
-        assert token is not None
-        _announce(token)
-        return StaticAuthenticator(token.token)
+        return StaticAuthenticator(ensure_static_token(settings).token)
     if mode == "supabase":
         if not (settings.supabase_url and settings.supabase_key):
             raise AuthConfigError(
@@ -231,10 +215,7 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
             )
         static = None
         if settings.supabase_allow_static_token:
-            token = load_static_token(settings)
-            assert token is not None
-            _announce(token)
-            static = StaticAuthenticator(token.token)
+            static = StaticAuthenticator(ensure_static_token(settings).token)
         verifier = SupabaseVerifier(
             settings.supabase_url,
             settings.supabase_key,

@@ -61,8 +61,10 @@ def _read(path: Path) -> dict[str, Any] | None:
         raise AuthConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise AuthConfigError(f"{path} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # no snippet of the file in the message: it holds a secret
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise AuthConfigError(f"{path} is not valid YAML{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -94,7 +96,12 @@ def _dump(data: dict[str, Any]) -> bytes:
 
 def _write_new_0600(path: Path, payload: bytes) -> None:
     """Create `path` (must not exist) with mode 0600 from the first byte."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise AuthConfigError(f"cannot create {path}: {exc.strerror}") from None
     try:
         os.write(fd, payload)
         os.fsync(fd)
@@ -195,3 +202,28 @@ def rotate_static_token(settings: Settings) -> StaticToken:
     data[TOKEN_KEY] = token
     _replace(path, data)
     return StaticToken(token, "rotated", path)
+
+
+def uses_static_token(settings: Settings) -> bool:
+    """Whether the servers check the static token with these settings."""
+    mode = settings.auth_provider
+    return mode == "static" or (mode == "supabase" and settings.supabase_allow_static_token)
+
+
+def announce(token: StaticToken) -> None:
+    """Print a newly generated token once, on stderr (never through logging)."""
+    if token.created:
+        sys.stderr.write(
+            f"nodetool: generated a new auth token, saved (mode 0600) in {token.path}:\n"
+            f"  {token.token}\n"
+            "Send it as 'Authorization: Bearer <token>'; `nodetool token` prints it again.\n"
+        )
+        sys.stderr.flush()
+
+
+def ensure_static_token(settings: Settings) -> StaticToken:
+    """Discover or create the static token; print it when it was just generated."""
+    token = load_static_token(settings)
+    assert token is not None
+    announce(token)
+    return token

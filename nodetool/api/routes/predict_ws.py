@@ -184,7 +184,7 @@ class PredictConnection:
         return {"mode": mode}, None
 
 
-def _error(command: str, exc: NodetoolError, data: dict[str, Any]) -> dict[str, Any]:
+def _error(command: str, exc: NodetoolError, data: Any) -> dict[str, Any]:
     frame: dict[str, Any] = {
         "type": "error",
         "command": command,
@@ -194,7 +194,7 @@ def _error(command: str, exc: NodetoolError, data: dict[str, Any]) -> dict[str, 
     }
     if exc.param:
         frame["param"] = exc.param
-    job_id = data.get("job_id")
+    job_id = data.get("job_id") if isinstance(data, dict) else None
     if isinstance(job_id, str):
         frame["job_id"] = job_id
     return frame
