@@ -193,12 +193,15 @@ async def test_upstream_error_gives_error_frame_and_done(server, binary) -> None
 
 
 async def test_unknown_model_gives_error_frame_and_done(server) -> None:
+    thread_id = f"bad-model-{uuid.uuid4().hex}"
     async with chat_client(server, binary=False) as client:
-        frames = await client.chat("hi", model="no-such-model-anywhere")
+        frames = await client.chat("hi", model="no-such-model-anywhere", thread_id=thread_id)
         (error,) = of_type(frames, "error")
         assert "no-such-model-anywhere" in error["message"]
+        assert error["thread_id"] == thread_id
         assert_one_done_last(frames)
         await client.assert_alive()
+    assert thread_messages(server, thread_id) == []  # checked before the user message is saved
 
 
 async def test_workflow_turn_relays_job_frames_and_answers_with_outputs(server) -> None:

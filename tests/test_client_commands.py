@@ -114,7 +114,9 @@ def test_plain_view_prints_text_and_non_streamed_answers() -> None:
     view.handle({"type": "chunk", "content": "Hi", "done": False})
     view.handle({"type": "message", "role": "assistant", "content": "Hi"})  # already streamed
     view.handle({"type": "tool_call", "name": "calculator", "args": {}})
-    view.handle({"type": "message", "role": "assistant", "content": [{"type": "text", "text": "!"}]})
+    view.handle(
+        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "!"}]}
+    )
     view.handle({"type": "chunk", "content": "", "done": True})
     view.handle({"type": "error", "message": "boom"})
     view.end()

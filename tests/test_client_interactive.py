@@ -90,6 +90,7 @@ def test_ws_session(server, openai_stub, tmp_path: Path) -> None:
         # Ctrl-C stops a long reply: the server stops the turn and cancels the upstream
         started = time.monotonic()
         child.sendline(LONG_REPLY)
+        child.expect("thinking")  # past the echo of the typed line
         child.expect("ABC")
         child.sendintr()
         child.expect("stopped")
@@ -168,6 +169,7 @@ def test_http_session(server, openai_stub, tmp_path: Path) -> None:
         # Ctrl-C closes the stream; the server cancels the upstream request
         started = time.monotonic()
         child.sendline(LONG_REPLY)
+        child.expect("thinking")  # past the echo of the typed line
         child.expect("ABC")
         child.sendintr()
         child.expect("stopped")

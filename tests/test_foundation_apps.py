@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import routing as fastapi_routing
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from nodetool import __version__
@@ -46,15 +47,22 @@ WORKER = COMMON | {
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
+def _flat(app) -> list[tuple[object, str, set[str] | None]]:
+    walk = getattr(fastapi_routing, "iter_route_contexts", None)
+    if walk is None:  # older FastAPI lists included routes directly
+        return [(r, getattr(r, "path", ""), getattr(r, "methods", None)) for r in app.routes]
+    return [(c.original_route, c.path or "", c.methods) for c in walk(app.routes)]
+
+
 def surface(app) -> set[tuple[str, str]]:
     routes: set[tuple[str, str]] = set()
-    for route in app.routes:
+    for route, path, methods in _flat(app):
         if isinstance(route, WebSocketRoute):
-            routes.add(("WS", route.path))
-        elif isinstance(route, Route) and route.path not in DOCS:
-            routes |= {(m, route.path) for m in (route.methods or ()) if m != "HEAD"}
+            routes.add(("WS", path))
+        elif isinstance(route, Route) and path not in DOCS:
+            routes |= {(m, path) for m in (methods or ()) if m != "HEAD"}
         elif isinstance(route, Mount):
-            raise AssertionError(f"unexpected mount {route.path}")
+            raise AssertionError(f"unexpected mount {path}")
     return routes
 
 
@@ -70,8 +78,9 @@ def test_app_mounts_exactly_its_surface(factory, expected, tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def chat_server(openai_stub):
-    settings = Settings(openai_base_url=openai_stub.url, openai_api_key="sk-test",
-                        default_provider="openai")
+    settings = Settings(
+        openai_base_url=openai_stub.url, openai_api_key="sk-test", default_provider="openai"
+    )
     with ServerThread(create_chat_server_app(settings)) as server:
         yield server
 
@@ -96,8 +105,11 @@ def test_health_and_ping(chat_server) -> None:
 
 @pytest.mark.parametrize("kind", ["serve", "worker", "chat-server"])
 def test_cli_server_starts_and_answers_health(kind, openai_stub, tmp_path) -> None:
-    env = {"OPENAI_BASE_URL": openai_stub.url, "OPENAI_API_KEY": "sk-test",
-           "NODETOOL_DATA_DIR": str(tmp_path)}
+    env = {
+        "OPENAI_BASE_URL": openai_stub.url,
+        "OPENAI_API_KEY": "sk-test",
+        "NODETOOL_DATA_DIR": str(tmp_path),
+    }
     with CliServer(kind, "--provider", "openai", env=env) as server:
         body = httpx.get(server.url + "/health").json()
     assert body == {"status": "ok", "version": __version__}

@@ -40,8 +40,18 @@ def test_command_help(command: str) -> None:
 @pytest.mark.parametrize("command", SERVERS)
 def test_server_help_has_documented_flags(command: str) -> None:
     result = runner.invoke(app, [command, "--help"], terminal_width=200)
-    for flag in ("--host", "--port", "--auth-provider", "--provider", "--default-model",
-                 "--tools", "--workflow", "--reload", "--workers", "--log-level"):
+    for flag in (
+        "--host",
+        "--port",
+        "--auth-provider",
+        "--provider",
+        "--default-model",
+        "--tools",
+        "--workflow",
+        "--reload",
+        "--workers",
+        "--log-level",
+    ):
         assert flag in result.output, flag
 
 
@@ -94,9 +104,19 @@ def test_port_in_use_one_line_exit_1() -> None:
         sock.listen(1)
         port = sock.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port),
-             "--provider", "openai"],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "nodetool",
+                "chat-server",
+                "--port",
+                str(port),
+                "--provider",
+                "openai",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**__import__("os").environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
         )
     assert proc.returncode == 1, proc.stderr

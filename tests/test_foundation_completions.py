@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_completions_are_fresh() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--check"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -64,3 +64,11 @@ def test_unreachable_provider_is_skipped_with_a_warning(env) -> None:
     data = json.loads(CliRunner().invoke(app, ["models", "--json"], env=env).stdout)
     assert "openai" in data["providers"]
     assert all(m["provider"] != "openai" for m in data["models"])
+
+
+def test_server_refuses_an_unavailable_default_provider(env) -> None:
+    env = {**env, "OPENAI_BASE_URL": None, "NODETOOL_DEFAULT_PROVIDER": "openai"}
+    result = CliRunner().invoke(app, ["chat-server", "--port", str(free_port())], env=env)
+    assert result.exit_code == 2
+    for option in ("pip install 'nodetool[local]'", "OPENAI_BASE_URL", "Ollama"):
+        assert option in result.stderr

@@ -375,3 +375,15 @@ async def test_openai_length_finish_and_one_pooled_client(openai_stub) -> None:
         assert provider._client is client
     finally:
         await provider.aclose()
+
+
+@pytest.mark.parametrize("target", STUBBED, indirect=True)
+async def test_cancel_before_the_upstream_answers(target: Target) -> None:
+    task = asyncio.create_task(collect(target.provider.stream_chat(user("[[hang]]"), target.model)))
+    while not target.stub.requests:  # the request reached the upstream
+        await asyncio.sleep(0.01)
+    cancelled_at = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert target.stub.wait_disconnect(timeout=1.0, after=cancelled_at) is not None

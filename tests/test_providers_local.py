@@ -230,3 +230,15 @@ async def test_requests_wait_in_a_fifo_queue(settings: Settings) -> None:
 async def test_providers_share_one_loaded_model(settings: Settings) -> None:
     first, second = LocalProvider(settings), LocalProvider(settings)
     assert await first.model() is await second.model()
+
+
+@needs_model
+@pytest.mark.local_model
+async def test_conversation_longer_than_the_context_is_a_400(provider: LocalProvider) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        await collect(provider.stream_chat(user("word " * 5000), MODEL_ID))
+    assert info.value.status == 400 and "NODETOOL_LOCAL_N_CTX" in info.value.message
+    result = await collect(  # the model is still fine afterwards
+        provider.stream_chat(user("Hi"), MODEL_ID, options=ChatOptions(max_tokens=4))
+    )
+    assert result.usage.prompt_tokens > 0

@@ -113,12 +113,7 @@ class PersistedTurn:
         the partial answer. Returns the saved partial message record, if any."""
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
-        if self._job_id is not None and self.session.jobs is not None:
-            job_id, self._job_id = self._job_id, None
-            try:
-                await self.session.jobs.cancel(self.session.user_id, job_id)
-            except Exception as exc:  # the job may have finished meanwhile
-                log.debug("cancel of job %s after stop: %s", job_id, exc)
+        await self._cancel_job()
         text = "".join(self._partial)
         self._partial.clear()
         if not text:
@@ -130,29 +125,38 @@ class PersistedTurn:
             log.exception("could not save the partial answer of a stopped turn")
             return None
 
+    async def _cancel_job(self) -> None:
+        if self._job_id is None or self.session.jobs is None:
+            return
+        job_id, self._job_id = self._job_id, None
+        try:
+            await self.session.jobs.cancel(self.session.user_id, job_id)
+        except Exception as exc:  # the job may have finished meanwhile
+            log.debug("cancel of job %s after stop: %s", job_id, exc)
+
     # ---- the turn ---------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[ChatEvent]:
-        """The turn's events (ending with Done); errors propagate as exceptions."""
+        """The turn's events (ending with Done); errors propagate as exceptions.
+
+        The request is checked (model route, tools, workflow) before the user message is
+        saved, so a rejected turn leaves only its (possibly new, empty) thread behind.
+        """
         session, turn = self.session, self.turn
-        route = tools = None
-        if not turn.is_workflow:
-            request = TurnRequest(messages=[], model=turn.model, provider=turn.provider)
-            route = await session.engine.resolve(request)
-            self._route = (route[1], route[0].name)
         title = turn.text()[:TITLE_LENGTH] or None
         await self._persist(session.store.threads.ensure(session.user_id, self.thread_id, title))
-        user = Message(role="user", content=turn.content if turn.content is not None else "")
-        await self._save(user, None, None)
         if turn.is_workflow:
-            async for event in self._workflow_events():
+            job = await self._start_job()
+            try:
+                await self._save_user()
+            except Exception:
+                await self._cancel_job()
+                raise
+            async for event in self._follow_job(job):
                 yield event
             return
-        records = await session.store.messages.recent(
-            session.user_id, self.thread_id, session.settings.history_limit
-        )
         request = TurnRequest(
-            messages=history_messages(records),
+            messages=[],
             model=turn.model,
             provider=turn.provider,
             server_tools=turn.tools,
@@ -161,7 +165,14 @@ class PersistedTurn:
             user_id=session.user_id,
             thread_id=self.thread_id,
         )
+        route = await session.engine.resolve(request)
+        self._route = (route[1], route[0].name)
         tools = await session.engine.server_tools(request)
+        await self._save_user()
+        records = await session.store.messages.recent(
+            session.user_id, self.thread_id, session.settings.history_limit
+        )
+        request.messages = history_messages(records)
         async for event in session.engine.stream_turn(request, route, tools):
             if isinstance(event, TextDelta):
                 self._partial.append(event.text)
@@ -170,8 +181,12 @@ class PersistedTurn:
                 event.record = await self._save(event.message, event.model, event.provider)
             yield event
 
-    async def _workflow_events(self) -> AsyncIterator[ChatEvent]:
-        """Run the workflow as a job, relay its frames; its outputs become the answer."""
+    async def _save_user(self) -> None:
+        content = self.turn.content if self.turn.content is not None else ""
+        await self._save(Message(role="user", content=content), None, None)
+
+    async def _start_job(self) -> dict[str, Any]:
+        """Validate and start the workflow job, the user's text fed to its text input."""
         session, turn = self.session, self.turn
         jobs = session.jobs
         if jobs is None:
@@ -185,7 +200,15 @@ class PersistedTurn:
             params=params,
             thread_id=self.thread_id,
         )
-        job_id = self._job_id = job["id"]
+        self._job_id = job["id"]
+        return job
+
+    async def _follow_job(self, job: dict[str, Any]) -> AsyncIterator[ChatEvent]:
+        """Relay the job's frames; its outputs become the answer."""
+        session, turn = self.session, self.turn
+        jobs = session.jobs
+        assert jobs is not None
+        job_id = job["id"]
         workflow_id = job.get("workflow_id", turn.workflow_id)
         final: dict[str, Any] = {}
         async for frame in jobs.subscribe(session.user_id, job_id):

@@ -14,7 +14,9 @@ def err_console() -> Console:
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear red line on stderr; return the Exit to raise."""
-    err_console().print(f"[red]error:[/red] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    err_console().print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

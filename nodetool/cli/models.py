@@ -35,6 +35,7 @@ def models(
 
         raise fail(describe_missing_default(settings) or "no provider is configured")
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"models (providers: {', '.join(names)}; default: {default})")
@@ -43,7 +44,8 @@ def models(
     table.add_column("routable as", overflow="fold")
     table.add_column("owned by", overflow="fold")
     for row in rows:
-        table.add_row(row["id"], row["provider"], f"{row['provider']}/{row['id']}", row["owned_by"])
+        cells = (row["id"], row["provider"], f"{row['provider']}/{row['id']}", row["owned_by"])
+        table.add_row(*(escape(cell) for cell in cells))
     Console().print(table)
     missing = sorted(set(names) - {row["provider"] for row in rows})
     if missing:

@@ -27,6 +27,14 @@ def check_startup(settings: Settings) -> None:
             build_tool_registry(settings, None)
         except InvalidRequestError as exc:
             raise fail(f"--tools: {exc.message}", code=2) from None
+    for path in settings.workflow_files:
+        from nodetool.errors import WorkflowError
+        from nodetool.workflows.jobs import read_workflow_file
+
+        try:
+            read_workflow_file(path)
+        except WorkflowError as exc:
+            raise fail(f"--workflow {path}: {exc.message}", code=2) from None
     from nodetool.providers.registry import describe_missing_default
 
     problem = describe_missing_default(settings)

@@ -90,10 +90,13 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
             reload=reload,
             workers=None if reload else workers,
             log_level=log_level,
+            ws_max_size=settings.max_frame_bytes + 1024,
         )
         return
     app = FACTORIES[kind](settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, ws_max_size=settings.max_frame_bytes + 1024
+    )
 
 
 def _flags(

@@ -179,19 +179,25 @@ class OpenAIProvider:
         options: ChatOptions | None = None,
     ) -> AsyncIterator[ProviderEvent]:
         body = build_request(messages, model, tools, options)
+        tail: list[ProviderEvent] = []
         try:
             async with self._client.stream("POST", "chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._error(response)
                 async for event in self._events(response):
-                    yield event
+                    if event.__class__ is TextDelta or event.__class__ is ToolCallDelta:
+                        yield event
+                    else:  # Usage/Finish: after the response is released to the pool
+                        tail.append(event)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         except (ValueError, AttributeError) as exc:
             raise ProviderError(
                 f"{self.name} upstream sent invalid stream data: {exc}", provider=self.name
             ) from None
+        for event in tail:
+            yield event
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[ProviderEvent]:
         """Parse the SSE body; Usage (if any) and Finish come last, after the stream ends."""

@@ -83,8 +83,14 @@ class ChatConnection:
                 frame = await self.socket.receive()
                 if isinstance(frame, FrameError):
                     await self.socket.send(frame.frame())
-                else:
+                    continue
+                try:
                     await self._dispatch(frame)
+                except NodetoolError as exc:
+                    await self._error(exc.message, exc.code)
+                except Exception as exc:  # a bug must not cost the client its socket
+                    log.exception("handling a /chat frame failed")
+                    await self._error(f"internal error: {type(exc).__name__}", "internal")
         except WebSocketDisconnect:
             pass
         finally:
