@@ -165,3 +165,19 @@ def test_terminal_view_renders_panels_markdown_and_errors() -> None:
     assert "calculator ✓" in text and "http_get ✗" in text and "blocked" in text
     assert "error: upstream hiccup" in text
     assert "stopped" in text
+
+
+def test_terminal_view_keeps_the_live_area_shorter_than_the_screen() -> None:
+    console = Console(record=True, width=60, height=12, color_system=None, force_terminal=True)
+    view = TerminalView(console, commit_interval=0)
+    view.begin()
+    full = "".join(f"paragraph {n}\n\n" for n in range(30))
+    for piece in full.split(" "):
+        view.handle({"type": "chunk", "content": piece + " ", "done": False})
+    live_text = "".join(view.parts)
+    assert len(live_text) < len(full) // 2
+    assert view.text.endswith(live_text)
+    view.end()
+    text = console.export_text()
+    positions = [text.index(f"paragraph {n}") for n in range(30)]
+    assert positions == sorted(positions)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import re
 
 import pexpect
 import pytest
@@ -137,13 +136,23 @@ def test_ws_resume_thread_shows_history(server, tmp_path: Path) -> None:
 
     child = spawn(server, tmp_path, "--ws", "--thread", thread_id)
     try:
-        child.expect(f"history of thread {thread_id}")
+        child.expect(f"history of thread {thread_id} · remember the pty")
         child.expect("remember the pty")
         child.expect("Echo: remember the pty")
         child.expect(PROMPT)
         child.sendline("/threads")
         child.expect(thread_id)
         child.expect(PROMPT)
+        child.sendline("/thread Fresh-Thread-1")
+        child.expect("thread Fresh-Thread-1 does not exist yet")
+        child.expect(PROMPT)
+        child.sendline("into the fresh thread")
+        child.expect("Echo: into the fresh thread")
+        child.expect(PROMPT)
+        assert [m["content"] for m in thread_messages(server.url, "Fresh-Thread-1")] == [
+            "into the fresh thread",
+            "Echo: into the fresh thread",
+        ]
         child.sendeof()
         assert finish(child) == 0
     finally:

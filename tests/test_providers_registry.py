@@ -118,6 +118,9 @@ async def test_no_model_uses_default_provider_and_model(both: ProviderRegistry) 
     both.default_provider, both.default_model = "openai", "openai/stub-model-2"
     assert await route(both, None) == ("openai", "stub-model-2")
     assert await route(both, "", None) == ("openai", "stub-model-2")
+    both.default_model = "ollama/llama-stub"  # a prefixed default model names its provider
+    assert await route(both, None) == ("ollama", "llama-stub")
+    assert await route(both, None, "ollama") == ("ollama", "llama-stub")
 
 
 async def test_unknown_model_is_404_listing_providers(both: ProviderRegistry) -> None:
@@ -151,7 +154,11 @@ async def test_model_lists_are_cached(both: ProviderRegistry, ollama_stub: Ollam
         assert await route(both, "llama-stub") == ("ollama", "llama-stub")
     with pytest.raises(ModelNotFoundError):
         await both.resolve("nope")
+    assert any(m.id == "llama-stub:latest" for m in await both.list_models())
     assert ollama_stub.tag_requests == 1
+    both.invalidate()
+    await both.list_models()
+    assert ollama_stub.tag_requests == 2
 
 
 async def test_routed_provider_streams(both: ProviderRegistry) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -29,14 +29,6 @@ class ChatState:
     tools: list[str] | None = None
     workflow_id: str | None = None
     thread_id: str | None = None
-    warned: set[str] = field(default_factory=set)
-
-    def warn_once(self, key: str) -> bool:
-        """True the first time `key` is seen (for warnings shown once per session)."""
-        if key in self.warned:
-            return False
-        self.warned.add(key)
-        return True
 
 
 class ClientError(Exception):
@@ -72,6 +64,8 @@ class Connection(Protocol):
         ...
 
     async def models(self) -> list[str]: ...
+
+    async def thread_info(self) -> Frame | None: ...
 
     async def history(self) -> list[Frame]: ...
 

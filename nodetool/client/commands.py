@@ -161,11 +161,15 @@ class CommandRunner:
     async def show_history(self, announce: bool = False) -> None:
         from nodetool.client.render import render_history
 
-        messages = await self.conn.history()
+        thread_id = self.conn.state.thread_id
         if announce:
-            label = "history of" if messages else "no messages yet in"
-            self.say(f"{label} thread {self.conn.state.thread_id}")
-        render_history(self.console, messages)
+            info = await self.conn.thread_info()
+            if info is None:
+                self.say(f"thread {thread_id} does not exist yet: the next message creates it")
+                return
+            title = f" · {info['title']}" if info.get("title") else ""
+            self.say(f"history of thread {thread_id}{title}")
+        render_history(self.console, await self.conn.history())
 
     async def cmd_threads(self, arg: str) -> None:
         from nodetool.client.render import render_threads

@@ -68,6 +68,9 @@ class HttpConnection:
     async def history(self) -> list[Frame]:
         return history_frames(self.messages)
 
+    async def thread_info(self) -> Frame | None:
+        return None
+
     async def threads(self) -> list[Frame]:
         raise ClientError(f"/threads {WS_ONLY}")
 

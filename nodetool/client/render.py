@@ -214,21 +214,29 @@ def tool_result_panel(name: str, ok: bool, value: Any) -> Panel:
 class TerminalView(TurnView):
     """Rich rendering of a turn inside one `Live` area."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, commit_interval: float = COMMIT_CHECK_INTERVAL) -> None:
         super().__init__()
         self.console = console
+        self.commit_interval = commit_interval
         self.job: JobView | None = None
         self.live: Live | None = None
         self._finished = False
         self._next_check = 0.0
         self._spinner = Spinner("dots", text=Text("thinking…", style="dim"))
+        self._version = 0  # bumped whenever `parts` changes
+        self._shown = -1
+        self._markdown: Markdown | None = None
 
     def _renderable(self) -> RenderableType:
         items: list[RenderableType] = []
         if self.job is not None:
             items.append(self.job)
         if self.parts:
-            items.append(Markdown("".join(self.parts)))
+            version = self._version
+            if self._shown != version or self._markdown is None:  # re-parse only on change
+                self._markdown = Markdown("".join(self.parts))
+                self._shown = version
+            items.append(self._markdown)
         elif not self._finished:
             items.append(self._spinner)
         return Group(*items)
@@ -254,9 +262,10 @@ class TerminalView(TurnView):
 
     def on_text(self, content: str) -> None:
         self.parts.append(content)
+        self._version += 1
         now = time.monotonic()
         if now >= self._next_check:
-            self._next_check = now + COMMIT_CHECK_INTERVAL
+            self._next_check = now + self.commit_interval
             self._commit_finished_paragraphs()
 
     def _commit_finished_paragraphs(self) -> None:
@@ -271,12 +280,14 @@ class TerminalView(TurnView):
         if cut <= 0:
             return
         self.parts = [text[cut:]]
+        self._version += 1
         self.console.print(Markdown(text[:cut]))
 
     def _flush_segment(self) -> None:
         if self.parts:
             text = "".join(self.parts)
             self.parts = []
+            self._version += 1
             if text.strip():
                 self.console.print(Markdown(text))
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from nodetool.client.base import ChatState, ClientError, Frame, refused, unreachable
 from nodetool.client.rest import Rest
@@ -212,7 +213,9 @@ class WsConnection:
             if thread_id:
                 self.state.thread_id = str(thread_id)
             kind = frame.get("type")
-            if kind == "message" and frame.get("role") == "assistant":
+            if kind == "tool_call" and frame.get("target") == "client":
+                await self._decline_client_tool(frame)
+            elif kind == "message" and frame.get("role") == "assistant":
                 self.final = frame
             yield frame
             if kind == "chunk" and frame.get("done"):
@@ -220,6 +223,17 @@ class WsConnection:
             if kind == "error":
                 # a rejected frame has no turn (and no closing chunk); a failed turn ends soon
                 grace = ERROR_GRACE if thread_id else 0.2
+
+    async def _decline_client_tool(self, frame: Frame) -> None:
+        """This client registers no tools; answer at once instead of letting the model wait."""
+        await self._send(
+            {
+                "type": "tool_result",
+                "tool_call_id": frame.get("tool_call_id"),
+                "ok": False,
+                "error": "nodetool chat does not run client-side tools",
+            }
+        )
 
     async def stop(self) -> bool:
         await self._send({"type": "stop"})
@@ -234,6 +248,12 @@ class WsConnection:
 
     async def threads(self) -> list[Frame]:
         return await self.rest.threads()
+
+    async def thread_info(self) -> Frame | None:
+        """The current thread (`GET /api/threads/{id}`); None when it does not exist (yet)."""
+        if not self.state.thread_id:
+            return None
+        return await self.rest.get(f"/api/threads/{quote(self.state.thread_id, safe='')}")
 
     async def history(self) -> list[Frame]:
         if not self.state.thread_id:

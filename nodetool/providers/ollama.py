@@ -24,6 +24,7 @@ from nodetool.types.events import (
 from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 
 DEFAULT_PORT = 11434
+_decode = json.JSONDecoder().decode
 
 
 def normalize_host(host: str) -> str:
@@ -219,7 +220,7 @@ class OllamaProvider:
             for line in lines:
                 if not line.strip():
                     continue
-                data = json.loads(line)
+                data = _decode(line.decode())
                 if data.get("error"):
                     raise ProviderError(f"ollama failed: {data['error']}", provider=self.name)
                 message = data.get("message") or {}

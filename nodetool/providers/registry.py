@@ -144,7 +144,7 @@ class ProviderRegistry:
         self._providers = providers
         self.default_provider = default_provider
         self.default_model = default_model
-        self._cache: dict[str, tuple[float, set[str] | None]] = {}
+        self._cache: dict[str, tuple[float, list[ModelInfo] | None, set[str] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
@@ -194,6 +194,10 @@ class ProviderRegistry:
             if prefix is not None:
                 return self.get(prefix), rest
             return await self._route_by_listing(model)
+        if self.default_model:  # `--default-model ollama/llama3.2` names its provider
+            prefix, rest = _split_prefix(self.default_model)
+            if prefix is not None:
+                return self.get(prefix), rest
         chosen = self.get(self.default_provider)
         return chosen, await self._default_model_for(chosen)
 
@@ -222,9 +226,12 @@ class ProviderRegistry:
         )
 
     async def _default_model_for(self, provider: ChatProvider) -> str:
-        if self.default_model and provider.name == self.default_provider:
+        if self.default_model:
             prefix, rest = _split_prefix(self.default_model)
-            return rest if prefix in (None, provider.name) else self.default_model
+            if prefix == provider.name or (
+                prefix is None and provider.name == self.default_provider
+            ):
+                return rest
         builtin = getattr(provider, "default_model", None)
         if builtin:
             return builtin
@@ -238,42 +245,38 @@ class ProviderRegistry:
         )
 
     async def _cached_ids(self, name: str) -> set[str] | None:
-        """The provider's model ids (None when listing failed), cached for MODELS_TTL s."""
+        """The provider's model ids (None when its listing failed)."""
+        return (await self._listing(name))[1]
+
+    async def _listing(self, name: str) -> tuple[list[ModelInfo] | None, set[str] | None]:
+        """The provider's models and ids, cached for MODELS_TTL s (failures for 5 s)."""
         entry = self._cache.get(name)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1], entry[2]
+        async with self._locks.setdefault(name, asyncio.Lock()):
             entry = self._cache.get(name)
             if entry is not None and entry[0] > time.monotonic():
-                return entry[1]
+                return entry[1], entry[2]
+            models: list[ModelInfo] | None
             try:
-                ids: set[str] | None = {m.id for m in await self._providers[name].list_models()}
+                models = await self._providers[name].list_models()
+                ids: set[str] | None = {m.id for m in models}
                 ttl = MODELS_TTL
-            except Exception as exc:  # a failed listing must not fail routing
+            except Exception as exc:  # a failed listing must not fail routing or listing
                 log.warning("listing models of %s failed: %s", name, exc)
-                ids, ttl = None, 5.0  # retry failed listings sooner
-            self._cache[name] = (time.monotonic() + ttl, ids)
-            return ids
+                models, ids, ttl = None, None, 5.0
+            self._cache[name] = (time.monotonic() + ttl, models, ids)
+            return models, ids
 
     async def list_models(self) -> list[ModelInfo]:
-        """Every configured provider's models; a provider whose listing fails is skipped."""
-        names = list(self._providers)
-        results = await asyncio.gather(
-            *(self._providers[name].list_models() for name in names), return_exceptions=True
-        )
-        models: list[ModelInfo] = []
-        now = time.monotonic()
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
-                log.warning("listing models of %s failed: %s", name, result)
-                continue
-            self._cache[name] = (now + MODELS_TTL, {m.id for m in result})
-            models.extend(result)
-        return models
+        """Every configured provider's models (cached like the routing lists); a provider
+        whose listing fails is skipped (and logged)."""
+        listings = await asyncio.gather(*(self._listing(name) for name in self._providers))
+        return [model for models, _ in listings if models for model in models]
+
+    def invalidate(self) -> None:
+        """Forget the cached model lists (the next routing or listing asks the providers)."""
+        self._cache.clear()
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

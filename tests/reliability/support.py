@@ -86,6 +86,19 @@ def settle_tasks(server: ServerThread, baseline: int, timeout: float = 15.0) -> 
     return current
 
 
+def idle_tasks(server: ServerThread, quiet: float = 0.3, timeout: float = 10.0) -> int:
+    """The server's task count once it has stopped falling for `quiet` seconds."""
+    best = count_tasks(server)
+    deadline = time.monotonic() + timeout
+    calm_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - calm_since < quiet:
+        time.sleep(0.05)
+        current = count_tasks(server)
+        if current < best:
+            best, calm_since = current, time.monotonic()
+    return best
+
+
 def task_names(server: ServerThread) -> list[str]:
     """Coroutine names of the server's tasks (for failure messages)."""
 

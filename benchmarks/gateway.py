@@ -1,0 +1,463 @@
+"""Gateway overhead benchmark: direct upstream vs `nodetool chat-server` vs LiteLLM's proxy.
+
+    .venv/bin/python benchmarks/gateway.py [--duration 4] [--no-litellm]
+
+Starts a lean OpenAI-compatible upstream stub (uvicorn + httptools in its own process), then
+measures side by side, in one run, with an asyncio HTTP/1.1 load generator on keep-alive
+connections: requests/s and p50/p99 latency (to the last byte) at concurrency 1 and 32, for a
+streamed answer of 32 content chunks and for a non-stream answer, against
+  (a) the stub directly, (b) `nodetool chat-server` (the real CLI, as a subprocess),
+  (c) LiteLLM's proxy (`litellm[proxy]` in its own virtualenv, benchmarks/.litellm-venv,
+      created on first use; if it cannot be installed the output says so).
+Prints the table and the ratios against the targets: throughput >= 10x LiteLLM's, and latency
+added over the direct call at concurrency 1 <= 1 ms (non-stream) and <= 3 ms (stream).
+Everything listens on 127.0.0.1; every load loop is bounded by a duration and a request cap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LITELLM_VENV = HERE / ".litellm-venv"
+LITELLM_SPEC = "litellm[proxy]==1.106.12"
+MODEL = "stub-model"
+CHUNKS = 32
+MAX_REQUESTS = 200_000
+
+# ---- the upstream stub (runs in its own process: `gateway.py --stub PORT`) ------------------
+
+
+def _stub_app():
+    """A raw ASGI OpenAI-compatible stub with precomputed answers."""
+    created = 1700000000
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        body = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+    stream_parts = [chunk({"role": "assistant", "content": ""})]
+    stream_parts += [chunk({"content": f"tok{i} "}) for i in range(CHUNKS)]
+    stream_parts.append(chunk({}, "stop"))
+    usage = {"prompt_tokens": 5, "completion_tokens": CHUNKS, "total_tokens": CHUNKS + 5}
+    usage_part = (
+        b"data: "
+        + json.dumps(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": MODEL,
+                "choices": [],
+                "usage": usage,
+            }
+        ).encode()
+        + b"\n\n"
+    )
+    completion = json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": created,
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(f"tok{i} " for i in range(CHUNKS)),
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+    ).encode()
+    models = json.dumps(
+        {
+            "object": "list",
+            "data": [{"id": MODEL, "object": "model", "created": created, "owned_by": "bench"}],
+        }
+    ).encode()
+    json_headers = [(b"content-type", b"application/json")]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if scope["method"] == "GET":
+            await send({"type": "http.response.start", "status": 200, "headers": json_headers})
+            await send({"type": "http.response.body", "body": models})
+            return
+        request = json.loads(body)
+        if not request.get("stream"):
+            await send({"type": "http.response.start", "status": 200, "headers": json_headers})
+            await send({"type": "http.response.body", "body": completion})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for part in stream_parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        if (request.get("stream_options") or {}).get("include_usage"):
+            await send({"type": "http.response.body", "body": usage_part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    return app
+
+
+def serve_stub(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        _stub_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        access_log=False,
+        lifespan="off",
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not become ready")
+
+
+def start(cmd: list[str], env: dict[str, str], ready: str, log: Path) -> subprocess.Popen:
+    out = log.open("w")
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(ready, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def litellm_binary(install: bool) -> tuple[Path | None, str]:
+    """The LiteLLM proxy executable (installing it into its own venv), or None and why."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe, "installed"
+    if not install:
+        return None, "not installed (run without --no-install to install it)"
+    print(f"installing {LITELLM_SPEC} into {LITELLM_VENV} ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_SPEC],
+            check=True,
+            timeout=1800,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        return None, f"could not be installed: {exc}"
+    return (exe, "installed") if exe.exists() else (None, "installed, but no `litellm` binary")
+
+
+# ---- load generator -------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    requests: int
+    errors: int
+    elapsed: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def build_request(port: int, stream: bool) -> bytes:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}]}
+    if stream:
+        body["stream"] = True
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nAuthorization: Bearer sk-bench\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    lower = head.lower()
+    if b"transfer-encoding: chunked" in lower:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            parts.append((await reader.readexactly(size + 2))[:-2])
+        return status, b"".join(parts)
+    index = lower.find(b"content-length:")
+    length = int(lower[index + 15 : lower.find(b"\r\n", index)])
+    return status, await reader.readexactly(length)
+
+
+def valid(body: bytes, stream: bool) -> bool:
+    if stream:
+        return body.endswith(b"data: [DONE]\n\n") and body.count(b'"content":"tok') == CHUNKS
+    return body.count(b"tok") == CHUNKS + 3 and b'"content":"tok0 ' in body
+
+
+async def load(port: int, stream: bool, concurrency: int, duration: float) -> Result:
+    request = build_request(port, stream)
+    latencies: list[float] = []
+    errors = 0
+    count = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal errors, count
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline and count < MAX_REQUESTS:
+                began = time.perf_counter()
+                writer.write(request)
+                status, body = await read_response(reader)
+                took = time.perf_counter() - began
+                count += 1
+                if status == 200 and valid(body, stream):
+                    latencies.append(took)
+                else:
+                    errors += 1
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result(len(latencies), errors, time.perf_counter() - began, latencies)
+
+
+def measure(port: int, stream: bool, concurrency: int, duration: float) -> Result:
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(load(port, stream, min(concurrency, 4), min(1.0, duration / 2)))  # warm up
+    return runner(load(port, stream, concurrency, duration))
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def litellm_config(stub_url: str, path: Path) -> None:
+    path.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: {stub_url}\n"
+        "      api_key: sk-bench\n"
+        "litellm_settings:\n"
+        "  set_verbose: false\n"
+        "  telemetry: false\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    parser.add_argument("--no-install", action="store_true", help="do not install LiteLLM")
+    parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stub:
+        serve_stub(args.stub)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="nodetool-bench-"))
+    procs: list[subprocess.Popen] = []
+    targets: dict[str, int] = {}
+    notes: list[str] = []
+    try:
+        stub_port = free_port()
+        stub_url = f"http://127.0.0.1:{stub_port}/v1"
+        procs.append(
+            start(
+                [sys.executable, __file__, "--stub", str(stub_port)],
+                {},
+                f"{stub_url}/models",
+                work / "stub.log",
+            )
+        )
+        targets["direct"] = stub_port
+
+        port = free_port()
+        env = {
+            "OPENAI_BASE_URL": stub_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "AUTH_PROVIDER": "none",
+            "NODETOOL_DATA_DIR": str(work / "data"),
+        }
+        nodetool = shutil.which("nodetool", path=str(Path(sys.executable).parent)) or "nodetool"
+        cmd = [nodetool, "chat-server", "--port", str(port), "--provider", "openai"]
+        cmd += ["--log-level", "warning"]
+        procs.append(start(cmd, env, f"http://127.0.0.1:{port}/health", work / "nodetool.log"))
+        targets["nodetool"] = port
+
+        if not args.no_litellm:
+            exe, why = litellm_binary(install=not args.no_install)
+            if exe is None:
+                notes.append(f"LiteLLM proxy: {why}; column (c) skipped")
+            else:
+                port = free_port()
+                config = work / "litellm.yaml"
+                litellm_config(stub_url, config)
+                env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+                cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1"]
+                cmd += ["--port", str(port), "--num_workers", "1"]
+                try:
+                    ready = f"http://127.0.0.1:{port}/health/liveliness"
+                    procs.append(start(cmd, env, ready, work / "litellm.log"))
+                    targets["litellm"] = port
+                except (RuntimeError, TimeoutError) as exc:
+                    log = (work / "litellm.log").read_text()[-2000:]
+                    notes.append(f"LiteLLM proxy failed to start ({exc}): {log}")
+        else:
+            notes.append("LiteLLM proxy: skipped (--no-litellm)")
+
+        results: dict[tuple[str, bool, int], Result] = {}
+        for stream in (False, True):
+            for concurrency in (1, 32):
+                for name, target_port in targets.items():
+                    result = measure(target_port, stream, concurrency, args.duration)
+                    results[(name, stream, concurrency)] = result
+                    print(
+                        f"  measured {name:9s} {'stream' if stream else 'json':6s} "
+                        f"c={concurrency:<3d} {result.rps:8.1f} req/s",
+                        flush=True,
+                    )
+        report(results, list(targets), notes, args.duration)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results, names: list[str], notes: list[str], duration: float) -> None:
+    print()
+    print(f"gateway benchmark: {CHUNKS}-chunk stream and non-stream answer, {duration:g} s each")
+    print(f"{'workload':18s} {'target':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}")
+    for stream in (False, True):
+        for concurrency in (1, 32):
+            label = f"{'stream' if stream else 'non-stream'} c={concurrency}"
+            for name in names:
+                r = results[(name, stream, concurrency)]
+                print(
+                    f"{label:18s} {name:9s} {r.rps:9.1f} {r.pct(0.5):8.2f} "
+                    f"{r.pct(0.99):8.2f} {r.errors:6d}"
+                )
+    print()
+    checks = []
+    for stream, limit in ((False, 1.0), (True, 3.0)):
+        kind = "stream" if stream else "non-stream"
+        direct = results[("direct", stream, 1)]
+        ours = results[("nodetool", stream, 1)]
+        added = ours.pct(0.5) - direct.pct(0.5)
+        checks.append(
+            (f"added p50 latency at c=1, {kind}: {added:.2f} ms (target <= {limit:g} ms)",
+             added <= limit)
+        )
+        if "litellm" in names:
+            lite = results[("litellm", stream, 1)]
+            print(f"added p50 latency at c=1, {kind}: nodetool {added:.2f} ms, "
+                  f"litellm {lite.pct(0.5) - direct.pct(0.5):.2f} ms")
+    for stream in (False, True):
+        for concurrency in (1, 32):
+            kind = f"{'stream' if stream else 'non-stream'} c={concurrency}"
+            ours = results[("nodetool", stream, concurrency)].rps
+            direct = results[("direct", stream, concurrency)].rps
+            line = f"throughput {kind}: nodetool/direct {ours / direct:.2f}"
+            if "litellm" in names:
+                lite = results[("litellm", stream, concurrency)].rps
+                ratio = ours / lite if lite else float("inf")
+                line += f", nodetool/litellm {ratio:.1f}x"
+                checks.append((f"throughput {kind}: {ratio:.1f}x LiteLLM (target >= 10x)",
+                               ratio >= 10))
+            print(line)
+    print()
+    for text, ok in checks:
+        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
+          f"stub, servers and load generator share them")
+
+
+if __name__ == "__main__":
+    main()
