@@ -102,7 +102,7 @@ def test_ws_session(server, openai_stub, tmp_path: Path) -> None:
         # the thread continues after a stop; trailing backslash continues the input
         child.sendline("first line \\")
         child.sendline("second line")
-        child.expect("second line")
+        child.expect("Echo: first line")
         child.expect(PROMPT)
         assert openai_stub.requests[-1]["messages"][-1]["content"] == "first line \nsecond line"
 

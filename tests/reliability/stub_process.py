@@ -26,7 +26,13 @@ def main() -> None:
     stub.requests = _NoRecord()
     stub.headers = _NoRecord()
     uvicorn.run(
-        stub.asgi, host="127.0.0.1", port=port, log_level="error", lifespan="off", backlog=4096
+        stub.asgi,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="off",
+        interface="asgi3",
+        backlog=4096,
     )
 
 
