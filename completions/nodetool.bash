@@ -8,10 +8,10 @@ _nodetool() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break;; esac
     done
     case "$cmd" in
-        chat) COMPREPLY=( $(compgen -W "--ws --help" -- "$cur") ) ;;
+        chat) COMPREPLY=( $(compgen -W "--ws --url --token --model -m --provider --thread --tools --workflow --message --json --help" -- "$cur") ) ;;
         chat-server) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --help" -- "$cur") ) ;;
         models) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;
-        run) COMPREPLY=( $(compgen -W "--param --json --help" -- "$cur") ) ;;
+        run) COMPREPLY=( $(compgen -W "--param --json --provider --default-model --help" -- "$cur") ) ;;
         serve) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --help" -- "$cur") ) ;;
         token) COMPREPLY=( $(compgen -W "--rotate --help" -- "$cur") ) ;;
         tools) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;

@@ -192,3 +192,20 @@ def test_http_session(server, openai_stub, tmp_path: Path) -> None:
         assert finish(child) == 0
     finally:
         child.terminate(force=True)
+
+
+def test_one_shot_in_a_terminal_renders_markdown(server, tmp_path: Path) -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "nodetool", "chat", "--url", server.url, "--message", "[[say:**Bold** move]]"],
+        env={**os.environ, "TERM": "xterm-256color", "NODETOOL_DATA_DIR": str(tmp_path)},
+        cwd=str(REPO),
+        dimensions=(40, 120),
+        encoding="utf-8",
+        timeout=30,
+    )
+    output = child.read()  # until the program exits
+    child.close()
+    assert child.exitstatus == 0, output
+    assert re.search(styled("Bold move"), output)
+    assert "**" not in output

@@ -1,13 +1,16 @@
 """Disconnect-aware ASGI responses: server-sent events and a one-shot JSON result.
 
-Both run the work in a task and watch `receive()` for `http.disconnect` at the same time, so
-the client going away cancels the work (and with it the upstream request) at once.
+Both run their work in the request's own task while a small watcher task waits on
+`receive()`: when the client disconnects, the watcher cancels the work at once (and with it
+the upstream request), and the response returns quietly.
 
 `EventStreamResponse` waits for the stream's first event before sending headers, so a failure
-that happens before any output (routing, upstream refused or answered 4xx/5xx) still gets its
-real HTTP status; if the first event takes longer than the keep-alive interval, the 200 headers
-and `: keep-alive` comments go out while waiting. A failure after the headers is one
-`data: {"error": {...}}` event, then the done marker (`data: [DONE]`).
+that happens before any output (upstream refused, answered 4xx/5xx, timed out) still gets its
+real HTTP status; if nothing arrives within the keep-alive interval, the 200 headers and a
+`: keep-alive` comment go out, and again after every idle interval. A failure after the
+headers is one `data: {"error": {...}}` event, then the done marker (`data: [DONE]`).
+Events produced back to back (a fast upstream) are written in one batch: one send and one
+syscall instead of one per event.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import Response
@@ -26,12 +29,13 @@ from nodetool.errors import NodetoolError
 log = logging.getLogger("nodetool.api.sse")
 
 KEEPALIVE = b": keep-alive\n\n"
-DONE = b"data: [DONE]\n\n"
+DONE = "data: [DONE]\n\n"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+MAX_BUFFER = 256  # events buffered while the client is slow before the producer waits
 _JSON = (b"content-type", b"application/json")
 _INTERNAL = {
     "error": {
@@ -51,6 +55,11 @@ def error_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]
     return 500, _INTERNAL, {}
 
 
+def default_error_event(exc: BaseException) -> str:
+    """The mid-stream failure event: `data: {"error": {...}}`."""
+    return "data: " + json.dumps(error_parts(exc)[1]) + "\n\n"
+
+
 async def send_json(
     send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
 ) -> None:
@@ -61,48 +70,56 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def wait_disconnect(receive: Receive) -> None:
-    """Return when the client has gone away (the request body must already be consumed)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+async def send_error(send: Send, exc: BaseException) -> None:
+    status, envelope, headers = error_parts(exc)
+    await send_json(send, status, json.dumps(envelope).encode(), headers)
 
 
-async def _settle(task: asyncio.Task[Any]) -> None:
-    """Cancel a task and wait until it has finished cleaning up."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():  # we were cancelled ourselves while waiting
-            raise
-    except Exception:  # already reported by the task's own handling
-        pass
+class DisconnectWatch:
+    """Cancels the current task when the client disconnects (the body must be consumed).
 
-
-async def _race(work: asyncio.Task[Any], receive: Receive) -> bool:
-    """Wait for `work` or the client's disconnect; True if the client left first.
-
-    On disconnect (or when we are cancelled) `work` is cancelled and awaited.
+    A response sets `complete` before its last send: the server then reports a disconnect
+    too, which must not cancel anything.
     """
-    watcher = asyncio.get_running_loop().create_task(wait_disconnect(receive))
-    try:
-        await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        watcher.cancel()
-        await _settle(work)
-        raise
-    if work.done():
-        watcher.cancel()
+
+    __slots__ = ("fired", "complete", "_task", "_watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.fired = False
+        self.complete = False
+        self._task = task
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self.complete:
+            self.fired = True
+            self._task.cancel()
+
+    async def run(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Await `work`; True when the client left and it was cancelled."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not self.fired or self._task.uncancel() > 0:
+                raise
+            return True
+        finally:
+            self._watcher.cancel()
         return False
-    await _settle(work)
-    return True
+
+
+async def run_until_disconnect(work: Coroutine[Any, Any, Any], receive: Receive) -> bool:
+    """Await `work` in this task; cancel it if the client leaves. True when it did leave."""
+    return await DisconnectWatch(receive).run(work)
 
 
 class TaskResponse(Response):
-    """Run `work` (a coroutine returning a JSON body) and send it as a 200; a NodetoolError it
-    raises becomes its envelope and status. The work is cancelled if the client leaves."""
+    """Run `work` (a coroutine returning a JSON body) and send it as a 200; an exception it
+    raises becomes its OpenAI envelope and status. The work is cancelled if the client leaves."""
 
     def __init__(self, work: Coroutine[Any, Any, bytes]) -> None:
         self.work = work
@@ -111,93 +128,122 @@ class TaskResponse(Response):
         self.raw_headers = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.get_running_loop().create_task(self.work)
-        if await _race(task, receive):
-            return
+        watch = DisconnectWatch(receive)
+        await watch.run(self._respond(send, watch))
+
+    async def _respond(self, send: Send, watch: DisconnectWatch) -> None:
         try:
-            body = task.result()
+            body = await self.work
         except Exception as exc:
-            status, envelope, headers = error_parts(exc)
-            await send_json(send, status, json.dumps(envelope).encode(), headers)
+            watch.complete = True
+            await send_error(send, exc)
             return
+        watch.complete = True
         await send_json(send, 200, body)
 
 
 class EventStreamResponse(Response):
-    """Stream already-encoded SSE events from an async iterator of str (or bytes)."""
+    """Stream already-encoded SSE events (str) from an async iterator."""
 
     def __init__(
         self,
-        events: AsyncIterator[str | bytes],
+        events: AsyncIterator[str],
         *,
         keepalive: float,
-        done: bytes | None = DONE,
-        error_event: Any = None,
+        done: str = DONE,
+        error_event: Callable[[BaseException], str] = default_error_event,
     ) -> None:
         self.events = events
         self.keepalive = keepalive
         self.done = done
-        self.error_event = error_event or default_error_event
+        self.error_event = error_event
         self.status_code = 200
         self.background = None
         self.raw_headers = list(SSE_HEADERS)
-        self._started = False
-        self._last = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        producer = asyncio.get_running_loop().create_task(self._produce(send))
-        if await _race(producer, receive):
-            return
-        exc = producer.exception()
-        if exc is not None:
-            raise exc
+        watch = DisconnectWatch(receive)
+        await watch.run(_Stream(self, send, watch).run())
 
-    async def _start(self, send: Send) -> None:
-        if not self._started:
-            self._started = True
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
 
-    async def _keep_alive(self, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            delay = self._last + self.keepalive - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            await self._start(send)
-            self._last = loop.time()
-            await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+class _Stream:
+    """One response: the request task produces events into a buffer, a writer task sends."""
 
-    async def _produce(self, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        pinger = loop.create_task(self._keep_alive(send))
-        events = self.events
-        tail = self.done or b""
+    def __init__(self, response: EventStreamResponse, send: Send, watch: DisconnectWatch) -> None:
+        self.response = response
+        self.send = send
+        self.watch = watch
+        self.buffer: list[str] = []
+        self.started = False
+        self.closing = False
+        self.wake = asyncio.Event()
+        self.room = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+
+    async def run(self) -> None:
+        events = self.response.events
+        buffer, wake = self.buffer, self.wake
+        writer = self.loop.create_task(self._write())
         try:
-            async for event in events:
-                if not self._started:
-                    await self._start(send)
-                body = event.encode() if isinstance(event, str) else event
-                self._last = loop.time()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        except Exception as exc:
-            pinger.cancel()
-            if not self._started:
-                status, envelope, headers = error_parts(exc)
-                await send_json(send, status, json.dumps(envelope).encode(), headers)
-                return
-            tail = self.error_event(exc) + tail
+            try:
+                async for event in events:
+                    buffer.append(event)
+                    if not wake.is_set():
+                        wake.set()
+                    if len(buffer) >= MAX_BUFFER:
+                        self.room.clear()
+                        await self.room.wait()
+                tail = self.response.done
+            except Exception as exc:
+                if not self.started and not buffer:
+                    writer.cancel()
+                    self.watch.complete = True
+                    await send_error(self.send, exc)
+                    return
+                tail = self.response.error_event(exc) + self.response.done
+            buffer.append(tail)
+            self.closing = True
+            wake.set()
+            await writer
         finally:
-            pinger.cancel()
+            writer.cancel()
             closer = getattr(events, "aclose", None)
             if closer is not None:
                 await closer()
-        await self._start(send)
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
 
+    async def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            headers = self.response.raw_headers
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
 
-def default_error_event(exc: BaseException) -> bytes:
-    """The mid-stream failure event: `data: {"error": {...}}`."""
-    _, envelope, _ = error_parts(exc)
-    return b"data: " + json.dumps(envelope).encode() + b"\n\n"
+    def _tick(self) -> None:
+        self.wake.set()
+
+    async def _write(self) -> None:
+        """Send what the producer buffered, in batches; keep-alives while it is idle."""
+        loop, buffer, wake, send = self.loop, self.buffer, self.wake, self.send
+        interval = self.response.keepalive
+        while True:
+            if not buffer:
+                timer = loop.call_later(max(0.0, self.last + interval - loop.time()), self._tick)
+                await wake.wait()
+                timer.cancel()
+            wake.clear()
+            if buffer:
+                last = self.closing  # set only after the tail is in the buffer
+                body = "".join(buffer).encode()
+                buffer.clear()
+                self.room.set()
+                await self._start()
+                self.last = loop.time()
+                if last:
+                    self.watch.complete = True
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    return
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            elif loop.time() - self.last >= interval:
+                await self._start()
+                self.last = loop.time()
+                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})

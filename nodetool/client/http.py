@@ -31,16 +31,18 @@ class HttpConnection:
     transport = "http"
 
     def __init__(self, state: ChatState) -> None:
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, omit
 
         self.state = state
         self.base_url = state.url.rstrip("/") + "/v1"
         self.client = AsyncOpenAI(
             base_url=self.base_url,
-            api_key=state.token or "nodetool",  # the SDK insists on a key; unused without auth
+            api_key=state.token or "unused",  # the SDK insists on a key...
             max_retries=0,
             timeout=600.0,
         )
+        # ...but without a token no Authorization header is sent at all
+        self.headers: Any = None if state.token else {"Authorization": omit}
         self.messages: list[dict[str, Any]] = []
         self.final: Frame | None = None
 
@@ -60,7 +62,7 @@ class HttpConnection:
 
     async def models(self) -> list[str]:
         try:
-            page = await self.client.models.list()
+            page = await self.client.models.list(extra_headers=self.headers)
         except Exception as exc:
             raise self._error(exc) from None
         return [model.id for model in page.data]
@@ -88,6 +90,7 @@ class HttpConnection:
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_body=extra,
+                extra_headers=self.headers,
             )
         except Exception as exc:
             self.messages.pop()

@@ -123,7 +123,7 @@ class WsConnection:
                 await self._ws.close()
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         await self.rest.aclose()
 
@@ -142,7 +142,7 @@ class WsConnection:
                     self._pong.set()
                 else:
                     self._queue.put_nowait(frame)
-        except ConnectionClosed:
+        except (ConnectionClosed, ClientError):
             pass
         finally:
             self._queue.put_nowait(_CLOSED)

@@ -134,34 +134,32 @@ class LocalProvider:
         room = max(n_ctx - params.max_tokens, n_ctx // 2)  # leave room for the answer
         prompt = build_prompt(messages, room * _CHARS_PER_TOKEN)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
-
-        def emit(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone: nobody is listening any more
-                cancel.set()
+        relay = _Relay(loop, cancel)
 
         def job():  # -> GenResult, on the model thread
             try:
-                return engine.generate(prompt, params, cancel, emit)
+                return engine.generate(prompt, params, cancel, relay.put)
             finally:
-                emit(_END)
+                relay.put(_END)
 
         async with self._fifo:
             engine = await self.model()
             self._active.add(cancel)
             try:
                 future = loop.run_in_executor(engine.executor, job)
-                first = True
-                while (item := await queue.get()) is not _END:
-                    if first:
-                        item = item.lstrip()  # type: ignore[union-attr]
-                        if not item:
-                            continue
-                        first = False
-                    yield TextDelta(item)  # type: ignore[arg-type]
+                first, done = True, False
+                while not done:
+                    for item in await relay.take():
+                        if item is _END:
+                            done = True
+                            break
+                        if first:
+                            item = item.lstrip()  # type: ignore[union-attr]
+                            if not item:
+                                continue
+                            first = False
+                        yield TextDelta(item)  # type: ignore[arg-type]
                 result = await _result(future)
             finally:
                 cancel.set()
@@ -173,6 +171,41 @@ class LocalProvider:
         """Stop running generations; the loaded model stays cached for the process."""
         for cancel in list(self._active):
             cancel.set()
+
+
+class _Relay:
+    """Hands items from the model thread to the event loop, waking the loop once per batch
+    (a busy loop collects several tokens per wake-up instead of one wake-up per token)."""
+
+    __slots__ = ("_loop", "_cancel", "_lock", "_items", "_armed", "_ready")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cancel: threading.Event) -> None:
+        self._loop, self._cancel = loop, cancel
+        self._lock = threading.Lock()
+        self._items: list[object] = []
+        self._armed = False
+        self._ready = asyncio.Event()
+
+    def put(self, item: object) -> None:
+        """Model thread: queue one item; wake the loop unless a wake-up is already pending."""
+        with self._lock:
+            self._items.append(item)
+            if self._armed:
+                return
+            self._armed = True
+        try:
+            self._loop.call_soon_threadsafe(self._ready.set)
+        except RuntimeError:  # the loop is gone: nobody is listening any more
+            self._cancel.set()
+
+    async def take(self) -> list[object]:
+        """Event loop: wait for, and take, everything queued so far."""
+        await self._ready.wait()
+        self._ready.clear()
+        with self._lock:
+            items, self._items = self._items, []
+            self._armed = False
+        return items
 
 
 async def _result(future: asyncio.Future):  # -> GenResult

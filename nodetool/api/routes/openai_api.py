@@ -77,8 +77,8 @@ def _event_error(event: ErrorEvent) -> NodetoolError:
     return NodetoolError(event.message, code=event.code, status=event.status)
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
+    """`POST /v1/chat/completions` (a plain Starlette route: no per-request dependency solving)."""
     wire = parse_request(await request.body())
     runtime = request.app.state.runtime
     engine: ChatEngine = runtime.engine
@@ -102,6 +102,9 @@ async def chat_completions(request: Request) -> Response:
             _stream(turn, encoder), keepalive=runtime.settings.keepalive_interval
         )
     return TaskResponse(_complete(turn))
+
+
+router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
 
 
 async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
