@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 
 from nodetool import __version__
 from nodetool.api.errors import install_error_handlers
+from nodetool.api.openapi_docs import install_openapi
 from nodetool.config import Settings
 from nodetool.runtime import open_runtime
 
@@ -49,6 +50,7 @@ def _build(
     install_error_handlers(app)
     for router in _routers(["health", "metrics", "openai_api", *routers]):
         app.include_router(router)
+    install_openapi(app)
     _install_middleware(app, settings)
     return app
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from nodetool.api.metrics import Metrics, metrics_of
+from nodetool.api.metrics import ROUTE_KEY, Metrics, metrics_of
 from nodetool.api.openai_wire import (
     ChunkEncoder,
     completion_body,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["openai"])
 
 _JSON = "application/json"
+CHAT_PATH = "/v1/chat/completions"
 
 
 class _Turn:
@@ -79,6 +80,7 @@ def _event_error(event: ErrorEvent) -> NodetoolError:
 
 async def chat_completions(request: Request) -> Response:
     """`POST /v1/chat/completions` (a plain Starlette route: no per-request dependency solving)."""
+    request.scope[ROUTE_KEY] = CHAT_PATH
     wire = parse_request(await request.body())
     runtime = request.app.state.runtime
     engine: ChatEngine = runtime.engine
@@ -104,7 +106,7 @@ async def chat_completions(request: Request) -> Response:
     return TaskResponse(_complete(turn))
 
 
-router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+router.add_route(CHAT_PATH, chat_completions, methods=["POST"])
 
 
 async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
