@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ LITELLM_SPEC = "litellm[proxy]==1.106.12"
 MODEL = "stub-model"
 CHUNKS = 32
 MAX_REQUESTS = 200_000
+API_KEY = "sk-bench-" + os.urandom(24).hex()  # both gateways enforce it
 
 # ---- the upstream stub (runs in its own process: `gateway.py --stub PORT`) ------------------
 
@@ -242,7 +242,7 @@ def build_request(port: int, stream: bool) -> bytes:
     payload = json.dumps(body).encode()
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Content-Type: application/json\r\nAuthorization: Bearer sk-bench\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer {API_KEY}\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
@@ -250,9 +250,13 @@ def build_request(port: int, stream: bool) -> bytes:
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    lower = head.lower()
-    if b"transfer-encoding: chunked" in lower:
+    lines = head.split(b"\r\n")
+    status = int(lines[0][9:12])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    if headers.get(b"transfer-encoding") == b"chunked":
         parts = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
@@ -261,9 +265,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
                 break
             parts.append((await reader.readexactly(size + 2))[:-2])
         return status, b"".join(parts)
-    index = lower.find(b"content-length:")
-    length = int(lower[index + 15 : lower.find(b"\r\n", index)])
-    return status, await reader.readexactly(length)
+    return status, await reader.readexactly(int(headers[b"content-length"]))
 
 
 def valid(body: bytes, stream: bool) -> bool:
@@ -285,10 +287,16 @@ async def load(port: int, stream: bool, concurrency: int, duration: float) -> Re
         try:
             while time.perf_counter() < deadline and count < MAX_REQUESTS:
                 began = time.perf_counter()
-                writer.write(request)
-                status, body = await read_response(reader)
-                took = time.perf_counter() - began
                 count += 1
+                try:
+                    writer.write(request)
+                    status, body = await read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                took = time.perf_counter() - began
                 if status == 200 and valid(body, stream):
                     latencies.append(took)
                 else:
@@ -361,8 +369,10 @@ def main() -> None:
         env = {
             "OPENAI_BASE_URL": stub_url,
             "OPENAI_API_KEY": "sk-bench",
-            "AUTH_PROVIDER": "none",
+            "AUTH_PROVIDER": "static",
+            "WORKER_AUTH_TOKEN": API_KEY,
             "NODETOOL_DATA_DIR": str(work / "data"),
+            "NODETOOL_CONFIG_DIR": str(work / "config"),
         }
         nodetool = shutil.which("nodetool", path=str(Path(sys.executable).parent)) or "nodetool"
         cmd = [nodetool, "chat-server", "--port", str(port), "--provider", "openai"]
@@ -378,7 +388,11 @@ def main() -> None:
                 port = free_port()
                 config = work / "litellm.yaml"
                 litellm_config(stub_url, config)
-                env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+                env = {
+                    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                    "LITELLM_LOG": "ERROR",
+                    "LITELLM_MASTER_KEY": API_KEY,
+                }
                 cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1"]
                 cmd += ["--port", str(port), "--num_workers", "1"]
                 try:
@@ -412,7 +426,9 @@ def main() -> None:
 def report(results, names: list[str], notes: list[str], duration: float) -> None:
     print()
     print(f"gateway benchmark: {CHUNKS}-chunk stream and non-stream answer, {duration:g} s each")
-    print(f"{'workload':18s} {'target':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}")
+    print(
+        f"{'workload':18s} {'target':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}"
+    )
     for stream in (False, True):
         for concurrency in (1, 32):
             label = f"{'stream' if stream else 'non-stream'} c={concurrency}"
@@ -430,13 +446,17 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
         ours = results[("nodetool", stream, 1)]
         added = ours.pct(0.5) - direct.pct(0.5)
         checks.append(
-            (f"added p50 latency at c=1, {kind}: {added:.2f} ms (target <= {limit:g} ms)",
-             added <= limit)
+            (
+                f"added p50 latency at c=1, {kind}: {added:.2f} ms (target <= {limit:g} ms)",
+                added <= limit,
+            )
         )
         if "litellm" in names:
             lite = results[("litellm", stream, 1)]
-            print(f"added p50 latency at c=1, {kind}: nodetool {added:.2f} ms, "
-                  f"litellm {lite.pct(0.5) - direct.pct(0.5):.2f} ms")
+            print(
+                f"added p50 latency at c=1, {kind}: nodetool {added:.2f} ms, "
+                f"litellm {lite.pct(0.5) - direct.pct(0.5):.2f} ms"
+            )
     for stream in (False, True):
         for concurrency in (1, 32):
             kind = f"{'stream' if stream else 'non-stream'} c={concurrency}"
@@ -447,16 +467,19 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                 lite = results[("litellm", stream, concurrency)].rps
                 ratio = ours / lite if lite else float("inf")
                 line += f", nodetool/litellm {ratio:.1f}x"
-                checks.append((f"throughput {kind}: {ratio:.1f}x LiteLLM (target >= 10x)",
-                               ratio >= 10))
+                checks.append(
+                    (f"throughput {kind}: {ratio:.1f}x LiteLLM (target >= 10x)", ratio >= 10)
+                )
             print(line)
     print()
     for text, ok in checks:
         print(f"[{'PASS' if ok else 'FAIL'}] {text}")
     for note in notes:
         print(f"note: {note}")
-    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
-          f"stub, servers and load generator share them")
+    print(
+        f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
+        f"stub, servers and load generator share them"
+    )
 
 
 if __name__ == "__main__":

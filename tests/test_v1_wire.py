@@ -85,6 +85,23 @@ def test_keep_alive_while_upstream_is_slow(http) -> None:
     assert sse_data(text)[-1] == "[DONE]"
 
 
+def test_keep_alive_between_slow_chunks(http) -> None:
+    response = post(http, messages=user("ab [[chunks:2]] [[slow:0.7]]"), stream=True)
+    events = [e for e in response.text.split("\n\n") if e]
+    kinds = ["data" if e.startswith("data: ") else e for e in events]
+    first, second = (i for i, e in enumerate(events) if '"content":"' in e and "role" not in e)
+    assert ": keep-alive" in kinds[first + 1 : second]
+    assert kinds[-1] == "data"
+
+
+def test_max_tokens_and_stop_list(http, openai_stub) -> None:
+    response = post(http, messages=user("limits"), max_tokens=5, stop=["a", "b"])
+    assert response.status_code == 200
+    sent = openai_stub.requests[-1]
+    assert sent["max_tokens"] == 5
+    assert sent["stop"] == ["a", "b"]
+
+
 def test_mid_stream_failure_is_one_error_event_then_done(http) -> None:
     response = post(http, messages=user("one two three four [[reset:2]]"), stream=True)
     assert response.status_code == 200

@@ -57,6 +57,7 @@ def _ok(schema: dict[str, Any], description: str = "Successful Response") -> dic
 
 _STRING = {"type": "string"}
 _INTEGER = {"type": "integer"}
+_COUNT = {"type": "integer", "minimum": 1}
 
 # ---- /v1: chat completions ----------------------------------------------------------------
 
@@ -179,8 +180,8 @@ CHAT_COMPLETION_REQUEST: dict[str, Any] = {
         ),
         "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
         "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
-        "max_tokens": _nullable({"type": "integer", "minimum": 1}),
-        "max_completion_tokens": _nullable({"type": "integer", "minimum": 1}),
+        "max_tokens": _nullable(_COUNT),
+        "max_completion_tokens": _nullable(_COUNT),
         "stop": _nullable({"anyOf": [_STRING, {"type": "array", "items": _STRING, "maxItems": 4}]}),
         "seed": _nullable(_INTEGER),
         "response_format": _nullable(
@@ -195,7 +196,12 @@ CHAT_COMPLETION_REQUEST: dict[str, Any] = {
         "parallel_tool_calls": _nullable({"type": "boolean"}),
         "user": _nullable(_STRING),
         "n": _nullable({"const": 1}),
-        "provider": _nullable(_STRING),
+        "provider": _nullable(
+            {
+                "enum": ["local", "openai", "ollama"],
+                "description": "route to this provider; it must be configured on the server",
+            }
+        ),
     },
 }
 _USAGE = {
@@ -239,6 +245,25 @@ CHAT_COMPLETION: dict[str, Any] = {
         "usage": _USAGE,
     },
 }
+
+
+def _sse_event(data: str) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.1: the media type's schema describes each event)."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"const": "message"},
+            "data": {
+                "description": data,
+                "type": "string",
+                "anyOf": [{"const": "[DONE]"}, {"pattern": "^\\{"}],
+                "contentMediaType": "application/json",
+            },
+        },
+    }
+
+
 _CHAT_COMPLETIONS_OK = {
     "description": (
         "A `chat.completion` object; with `stream: true`, server-sent events of "
@@ -246,7 +271,12 @@ _CHAT_COMPLETIONS_OK = {
     ),
     "content": {
         "application/json": {"schema": CHAT_COMPLETION},
-        "text/event-stream": {"schema": _STRING},
+        "text/event-stream": {
+            "schema": _sse_event(
+                "a `chat.completion.chunk` object, one `{error}` envelope after a failure, "
+                "or `[DONE]`"
+            )
+        },
     },
 }
 
@@ -320,7 +350,13 @@ _WORKER_STREAM_OK = {
         "Server-sent events: `job_update`, `node_update`, `output_update`, then "
         '`{"type": "complete", "results"}` and `data: [DONE]`.'
     ),
-    "content": {"text/event-stream": {"schema": _STRING}},
+    "content": {
+        "text/event-stream": {
+            "schema": _sse_event(
+                "a job/node/output update, `complete` or `error` object, or `[DONE]`"
+            )
+        }
+    },
 }
 
 # (path, method) -> what to merge into the generated operation; a route that FastAPI does not

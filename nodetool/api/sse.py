@@ -191,9 +191,8 @@ class _Stream:
                     buffer.append(event)
                     if not wake.is_set():
                         wake.set()
-                    if len(buffer) >= MAX_BUFFER:
-                        self.room.clear()
-                        await self.room.wait()
+                    if len(buffer) >= MAX_BUFFER:  # the client reads slowly
+                        await self._wait_for_room(writer)
                 tail = self.response.done
             except Exception as exc:
                 if not self.started and not buffer:
@@ -212,6 +211,16 @@ class _Stream:
             if closer is not None:
                 await closer()
 
+    async def _wait_for_room(self, writer: asyncio.Task[None]) -> None:
+        self.room.clear()
+        waiter = self.loop.create_task(self.room.wait())
+        try:
+            await asyncio.wait((writer, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if writer.done():
+            writer.result()  # the writer failed: raise its error here
+
     async def _start(self) -> None:
         if not self.started:
             self.started = True
@@ -228,8 +237,10 @@ class _Stream:
         while True:
             if not buffer:
                 timer = loop.call_later(max(0.0, self.last + interval - loop.time()), self._tick)
-                await wake.wait()
-                timer.cancel()
+                try:
+                    await wake.wait()
+                finally:
+                    timer.cancel()
             wake.clear()
             if buffer:
                 last = self.closing  # set only after the tail is in the buffer

@@ -33,7 +33,9 @@ def values(binary: bool) -> st.SearchStrategy[Any]:
     leaves = _scalars | st.binary(max_size=16) if binary else _scalars
     return st.recursive(
         leaves,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
         max_leaves=12,
     )
 
@@ -96,7 +98,9 @@ def _mutate(base: dict[str, Any], mutations: dict[str, st.SearchStrategy[Any]]) 
             frame[key] = value
         return frame
 
-    return st.one_of([strategy.map(lambda v, k=key: (k, v)) for key, strategy in mutations.items()]).map(apply)
+    return st.one_of(
+        [strategy.map(lambda v, k=key: (k, v)) for key, strategy in mutations.items()]
+    ).map(apply)
 
 
 def _non_str(binary: bool) -> st.SearchStrategy[Any]:
@@ -151,9 +155,7 @@ def _bad_manifest(binary: bool) -> st.SearchStrategy[dict[str, Any]]:
         },
     ) | _not(values(binary), dict)
     tools = (
-        st.just(MISSING)
-        | _not(values(binary), list)
-        | st.lists(bad_tool, min_size=1, max_size=3)
+        st.just(MISSING) | _not(values(binary), list) | st.lists(bad_tool, min_size=1, max_size=3)
     )
     return tools.map(
         lambda t: {"type": "client_tools_manifest"} | ({} if t is MISSING else {"tools": t})
@@ -165,7 +167,9 @@ def _bad_tool_result(binary: bool) -> st.SearchStrategy[dict[str, Any]]:
     return _mutate(
         base,
         {
-            "tool_call_id": _non_str(binary) | st.just(MISSING) | st.just("")
+            "tool_call_id": _non_str(binary)
+            | st.just(MISSING)
+            | st.just("")
             # a well-formed id that no tool call is waiting for
             | st.text(min_size=1, max_size=30).map(lambda s: "fuzz-" + s),
             "ok": _not(values(binary), bool, type(None)),
@@ -180,7 +184,9 @@ def _bad_chat_objects(binary: bool) -> st.SearchStrategy[dict[str, Any]]:
     )
     unknown_type = st.builds(
         lambda kind, extra: {"type": kind, **extra},
-        _not(values(binary), type(None)).filter(lambda v: not (isinstance(v, str) and v in CHAT_KINDS)),
+        _not(values(binary), type(None)).filter(
+            lambda v: not (isinstance(v, str) and v in CHAT_KINDS)
+        ),
         _extra(binary),
     )
     bad_command = st.builds(
@@ -210,7 +216,9 @@ UNKNOWN_NODE = "nodetool.fuzz.NoSuchNode"
 
 
 def _bad_graph(binary: bool) -> st.SearchStrategy[Any]:
-    node = st.fixed_dictionaries({"id": st.text(min_size=1, max_size=6), "type": st.just(UNKNOWN_NODE)})
+    node = st.fixed_dictionaries(
+        {"id": st.text(min_size=1, max_size=6), "type": st.just(UNKNOWN_NODE)}
+    )
     return _not(values(binary), dict) | st.builds(
         lambda nodes, edges: {"nodes": nodes, "edges": edges},
         st.lists(node, min_size=1, max_size=3),

@@ -1,4 +1,4 @@
-"""Run the OpenAI-compatible stub in its own process: `python -m tests.reliability.stub_process PORT`.
+"""The OpenAI stub in its own process: `python -m tests.reliability.stub_process PORT`.
 
 The load tests use it so the stub, the server under test and the clients each get their own
 interpreter. Recording of request bodies is switched off (it would grow without bound).

@@ -1,11 +1,10 @@
-"""Helpers for the reliability suite: real servers, task counts, process memory, the stub process."""
+"""Reliability suite helpers: real servers, task counts, process memory, the stub process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -190,7 +189,3 @@ def envelope_problem(status: int, body: bytes | str) -> str | None:
 def sse_payloads(text: str) -> list[str]:
     """The `data:` payloads of an SSE body, in order (comments and blank lines skipped)."""
     return [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
-
-
-def env_without_proxy() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}

@@ -77,12 +77,18 @@ def no_leaked_tasks(server: ServerThread) -> Iterator[None]:
 
 
 def _post(server: ServerThread, text: str, stream: bool) -> httpx.Response:
-    body = {"model": "stub-model", "messages": [{"role": "user", "content": text}], "stream": stream}
+    body = {
+        "model": "stub-model",
+        "messages": [{"role": "user", "content": text}],
+        "stream": stream,
+    }
     with httpx.Client(timeout=CLIENT_TIMEOUT) as client:  # own connection, closed afterwards
         return client.post(server.url + "/v1/chat/completions", json=body)
 
 
-def _check_http(fault: str, stream: bool, response: httpx.Response, openai_stub: Any, t0: float) -> None:
+def _check_http(
+    fault: str, stream: bool, response: httpx.Response, openai_stub: Any, t0: float
+) -> None:
     if not stream or fault == "error500":
         expected = 504 if fault == "hang" else 502
         assert response.status_code == expected, response.text
@@ -199,8 +205,10 @@ def test_workflow_job_upstream_fault(servers, sizes, report, fault: str) -> None
             reply = client.recv()
             assert reply["type"] == "command_result" and reply["ok"], reply
             frames = client.until(
-                lambda f: f.get("type") == "job_update"
-                and f.get("status") in ("completed", "failed", "cancelled")
+                lambda f: (
+                    f.get("type") == "job_update"
+                    and f.get("status") in ("completed", "failed", "cancelled")
+                )
             )
             final = frames[-1]
             assert final["status"] == "failed", frames

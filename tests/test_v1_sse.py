@@ -1,0 +1,147 @@
+"""The SSE and task responses as ASGI apps, driven directly through `receive`/`send`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from nodetool.api import sse
+from nodetool.errors import ProviderError
+
+
+class Client:
+    """The server side of one HTTP exchange: records what is sent; can disconnect."""
+
+    def __init__(self, send_delay: float = 0.0) -> None:
+        self.messages: list[dict] = []
+        self.gone = asyncio.Event()
+        self.send_delay = send_delay
+
+    async def receive(self) -> dict:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        if self.send_delay and message["type"] == "http.response.body":
+            await asyncio.sleep(self.send_delay)
+        self.messages.append(message)
+
+    @property
+    def status(self) -> int:
+        return self.messages[0]["status"]
+
+    @property
+    def body(self) -> str:
+        return b"".join(m.get("body", b"") for m in self.messages[1:]).decode()
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [m for m in self.messages if m["type"] == "http.response.body"]
+
+
+async def call(response, client: Client) -> None:
+    await response({"type": "http"}, client.receive, client.send)
+
+
+def events(n: int, fail_at: int | None = None, delay: float = 0.0):
+    async def gen():
+        for i in range(n):
+            if i == fail_at:
+                raise ProviderError("upstream broke", provider="openai")
+            if delay:
+                await asyncio.sleep(delay)
+            yield f"data: {i}\n\n"
+
+    return gen()
+
+
+async def test_fast_events_are_sent_in_one_batch() -> None:
+    client = Client()
+    await call(sse.EventStreamResponse(events(40), keepalive=10), client)
+    assert client.status == 200
+    assert client.body == "".join(f"data: {i}\n\n" for i in range(40)) + "data: [DONE]\n\n"
+    assert len(client.bodies) == 1
+    assert client.bodies[-1].get("more_body", False) is False
+
+
+async def test_slow_client_bounds_the_buffer() -> None:
+    client = Client(send_delay=0.001)
+    total = sse.MAX_BUFFER * 3
+    await call(sse.EventStreamResponse(events(total), keepalive=10), client)
+    sizes = [m["body"].count(b"data: ") for m in client.bodies]
+    assert sum(sizes) == total + 1
+    assert max(sizes) <= sse.MAX_BUFFER + 1
+
+
+async def test_failure_before_output_keeps_its_status() -> None:
+    client = Client()
+    await call(sse.EventStreamResponse(events(3, fail_at=0), keepalive=10), client)
+    assert client.status == 502
+    assert json.loads(client.body)["error"]["message"] == "upstream broke"
+
+
+async def test_failure_after_output_is_an_error_event_then_done() -> None:
+    client = Client()
+    await call(sse.EventStreamResponse(events(5, fail_at=2, delay=0.01), keepalive=10), client)
+    assert client.status == 200
+    *data, error, done = [e for e in client.body.split("\n\n") if e]
+    assert data == ["data: 0", "data: 1"]
+    assert json.loads(error.removeprefix("data: "))["error"]["type"] == "upstream_error"
+    assert done == "data: [DONE]"
+
+
+async def test_keep_alive_comments_while_idle() -> None:
+    client = Client()
+    await call(sse.EventStreamResponse(events(2, delay=0.25), keepalive=0.1), client)
+    text = client.body
+    assert text.startswith(": keep-alive\n\n")
+    assert text.index("data: 0") < text.rindex(": keep-alive") < text.index("data: 1")
+
+
+async def test_disconnect_closes_the_event_source() -> None:
+    client = Client()
+    closed = asyncio.Event()
+
+    async def endless():
+        try:
+            while True:
+                await asyncio.sleep(0.01)
+                yield "data: x\n\n"
+        finally:
+            closed.set()
+
+    task = asyncio.create_task(call(sse.EventStreamResponse(endless(), keepalive=10), client))
+    await asyncio.sleep(0.05)
+    client.gone.set()
+    await asyncio.wait_for(task, 5)  # returns quietly: the client is gone
+    assert closed.is_set()
+
+
+async def test_task_response_is_cancelled_on_disconnect() -> None:
+    client = Client()
+    cancelled = asyncio.Event()
+
+    async def work() -> bytes:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return b"{}"
+
+    task = asyncio.create_task(call(sse.TaskResponse(work()), client))
+    await asyncio.sleep(0.02)
+    client.gone.set()
+    await asyncio.wait_for(task, 5)
+    assert cancelled.is_set()
+    assert client.messages == []
+
+
+async def test_task_response_maps_errors() -> None:
+    async def work() -> bytes:
+        raise ProviderError("nope", provider="openai")
+
+    client = Client()
+    await call(sse.TaskResponse(work()), client)
+    assert client.status == 502
+    assert json.loads(client.body)["error"]["code"] == "upstream_error"
