@@ -223,6 +223,12 @@ class Result:
     errors: int
     elapsed: float
     latencies: list[float]
+    cpu: float = 0.0  # CPU seconds the target process used during the run
+
+    @property
+    def cpu_ms(self) -> float:
+        """Target process CPU per request (robust to other load on the machine)."""
+        return self.cpu / self.requests * 1000 if self.requests else float("nan")
 
     @property
     def rps(self) -> float:
@@ -309,7 +315,12 @@ async def load(port: int, stream: bool, concurrency: int, duration: float) -> Re
     return Result(len(latencies), errors, time.perf_counter() - began, latencies)
 
 
-def measure(port: int, stream: bool, concurrency: int, duration: float) -> Result:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port: int, pid: int, stream: bool, concurrency: int, duration: float) -> Result:
     try:
         import uvloop
 
@@ -317,7 +328,10 @@ def measure(port: int, stream: bool, concurrency: int, duration: float) -> Resul
     except ImportError:
         runner = asyncio.run
     runner(load(port, stream, min(concurrency, 4), min(1.0, duration / 2)))  # warm up
-    return runner(load(port, stream, concurrency, duration))
+    before = cpu_seconds(pid)
+    result = runner(load(port, stream, concurrency, duration))
+    result.cpu = cpu_seconds(pid) - before
+    return result
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -350,7 +364,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="nodetool-bench-"))
     procs: list[subprocess.Popen] = []
-    targets: dict[str, int] = {}
+    targets: dict[str, tuple[int, int]] = {}  # name -> (port, pid)
     notes: list[str] = []
     try:
         stub_port = free_port()
@@ -363,7 +377,7 @@ def main() -> None:
                 work / "stub.log",
             )
         )
-        targets["direct"] = stub_port
+        targets["direct"] = (stub_port, procs[-1].pid)
 
         port = free_port()
         env = {
@@ -378,7 +392,7 @@ def main() -> None:
         cmd = [nodetool, "chat-server", "--port", str(port), "--provider", "openai"]
         cmd += ["--log-level", "warning"]
         procs.append(start(cmd, env, f"http://127.0.0.1:{port}/health", work / "nodetool.log"))
-        targets["nodetool"] = port
+        targets["nodetool"] = (port, procs[-1].pid)
 
         if not args.no_litellm:
             exe, why = litellm_binary(install=not args.no_install)
@@ -398,7 +412,7 @@ def main() -> None:
                 try:
                     ready = f"http://127.0.0.1:{port}/health/liveliness"
                     procs.append(start(cmd, env, ready, work / "litellm.log"))
-                    targets["litellm"] = port
+                    targets["litellm"] = (port, procs[-1].pid)
                 except (RuntimeError, TimeoutError) as exc:
                     log = (work / "litellm.log").read_text()[-2000:]
                     notes.append(f"LiteLLM proxy failed to start ({exc}): {log}")
@@ -408,8 +422,8 @@ def main() -> None:
         results: dict[tuple[str, bool, int], Result] = {}
         for stream in (False, True):
             for concurrency in (1, 32):
-                for name, target_port in targets.items():
-                    result = measure(target_port, stream, concurrency, args.duration)
+                for name, (target_port, pid) in targets.items():
+                    result = measure(target_port, pid, stream, concurrency, args.duration)
                     results[(name, stream, concurrency)] = result
                     print(
                         f"  measured {name:9s} {'stream' if stream else 'json':6s} "
@@ -426,9 +440,9 @@ def main() -> None:
 def report(results, names: list[str], notes: list[str], duration: float) -> None:
     print()
     print(f"gateway benchmark: {CHUNKS}-chunk stream and non-stream answer, {duration:g} s each")
-    print(
-        f"{'workload':18s} {'target':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}"
-    )
+    print("(cpu ms/req: CPU time of the target process per request; for `direct`, the stub's)")
+    head = ("workload", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "errors")
+    print("{:18s} {:9s} {:>9s} {:>8s} {:>8s} {:>10s} {:>6s}".format(*head))
     for stream in (False, True):
         for concurrency in (1, 32):
             label = f"{'stream' if stream else 'non-stream'} c={concurrency}"
@@ -436,37 +450,38 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                 r = results[(name, stream, concurrency)]
                 print(
                     f"{label:18s} {name:9s} {r.rps:9.1f} {r.pct(0.5):8.2f} "
-                    f"{r.pct(0.99):8.2f} {r.errors:6d}"
+                    f"{r.pct(0.99):8.2f} {r.cpu_ms:10.2f} {r.errors:6d}"
                 )
     print()
     checks = []
     for stream, limit in ((False, 1.0), (True, 3.0)):
         kind = "stream" if stream else "non-stream"
-        direct = results[("direct", stream, 1)]
-        ours = results[("nodetool", stream, 1)]
-        added = ours.pct(0.5) - direct.pct(0.5)
+        direct = results[("direct", stream, 1)].pct(0.5)
+        added = {name: results[(name, stream, 1)].pct(0.5) - direct for name in names[1:]}
+        print(
+            f"added p50 latency at c=1, {kind}: "
+            + ", ".join(f"{name} {value:.2f} ms" for name, value in added.items())
+        )
         checks.append(
             (
-                f"added p50 latency at c=1, {kind}: {added:.2f} ms (target <= {limit:g} ms)",
-                added <= limit,
+                f"added p50 latency at c=1, {kind}: {added['nodetool']:.2f} ms "
+                f"(target <= {limit:g} ms)",
+                added["nodetool"] <= limit,
             )
         )
-        if "litellm" in names:
-            lite = results[("litellm", stream, 1)]
-            print(
-                f"added p50 latency at c=1, {kind}: nodetool {added:.2f} ms, "
-                f"litellm {lite.pct(0.5) - direct.pct(0.5):.2f} ms"
-            )
     for stream in (False, True):
         for concurrency in (1, 32):
             kind = f"{'stream' if stream else 'non-stream'} c={concurrency}"
-            ours = results[("nodetool", stream, concurrency)].rps
-            direct = results[("direct", stream, concurrency)].rps
-            line = f"throughput {kind}: nodetool/direct {ours / direct:.2f}"
+            ours = results[("nodetool", stream, concurrency)]
+            direct = results[("direct", stream, concurrency)]
+            line = f"throughput {kind}: nodetool/direct {ours.rps / direct.rps:.2f}"
             if "litellm" in names:
-                lite = results[("litellm", stream, concurrency)].rps
-                ratio = ours / lite if lite else float("inf")
-                line += f", nodetool/litellm {ratio:.1f}x"
+                lite = results[("litellm", stream, concurrency)]
+                ratio = ours.rps / lite.rps if lite.rps else float("inf")
+                line += (
+                    f", nodetool/litellm {ratio:.1f}x "
+                    f"(cpu per request: litellm/nodetool {lite.cpu_ms / ours.cpu_ms:.1f}x)"
+                )
                 checks.append(
                     (f"throughput {kind}: {ratio:.1f}x LiteLLM (target >= 10x)", ratio >= 10)
                 )
@@ -477,8 +492,8 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
     for note in notes:
         print(f"note: {note}")
     print(
-        f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
-        f"stub, servers and load generator share them"
+        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; the stub, the "
+        "gateway and the load generator share them"
     )
 
 

@@ -302,39 +302,27 @@ MODEL_LIST: dict[str, Any] = {
 
 # ---- workflows and jobs (PROTOCOL.md §4) ---------------------------------------------------
 
-_NODE = {
-    "type": "object",
-    "required": ["id", "type"],
-    "properties": {
-        "id": _STRING,
-        "type": _STRING,
-        "data": {"type": "object"},
-        "dynamic_properties": {"type": "object"},
-    },
-}
-_EDGE = {
-    "type": "object",
-    "required": ["source", "target"],
-    "properties": {
-        "source": _STRING,
-        "sourceHandle": _STRING,
-        "target": _STRING,
-        "targetHandle": _STRING,
-    },
-}
 WORKFLOW_IN: dict[str, Any] = {
     "title": "WorkflowIn",
     "type": "object",
     "required": ["graph"],
     "properties": {
-        "id": _nullable(_STRING),
+        "id": {
+            "anyOf": [_STRING, _INTEGER, {"type": "null"}],
+            "description": "empty or absent: the server assigns one",
+        },
         "name": _nullable(_STRING),
-        "description": _STRING,
+        "description": {"description": "kept as given"},
         "graph": {
             "type": "object",
+            "description": (
+                "nodes `{id, type, data?, dynamic_properties?, sync_mode?}` of registered types; "
+                "edges `{source, sourceHandle?, target, targetHandle}` between existing nodes "
+                "and handles (checked by the server, 400 naming the part)"
+            ),
             "properties": {
-                "nodes": {"type": "array", "items": _NODE},
-                "edges": {"type": "array", "items": _EDGE},
+                "nodes": {"type": "array", "items": {"type": "object"}},
+                "edges": {"type": "array", "items": {"type": "object"}},
             },
         },
     },

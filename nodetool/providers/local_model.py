@@ -8,6 +8,7 @@ bar is shown when stderr is a terminal.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import hashlib
 import os
@@ -280,5 +281,16 @@ def shared_model(path: Path, n_ctx: int, n_threads: int | None) -> LocalModel:
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
+            if not _MODELS:
+                atexit.register(_close_models)
             model = _MODELS[key] = LocalModel(path, n_ctx, n_threads)
         return model
+
+
+def _close_models() -> None:
+    """Free loaded models before interpreter teardown (llama_cpp's __del__ fails late)."""
+    for model in _MODELS.values():
+        llama, model._llama = model._llama, None
+        if llama is not None:
+            llama.close()
+    _MODELS.clear()

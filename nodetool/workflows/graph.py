@@ -172,7 +172,10 @@ def normalize_workflow(raw: Any, *, slug_id: bool = True) -> dict[str, Any]:
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise WorkflowError("workflow name must be a string", param="name")
-    workflow_id = _text(raw.get("id"))
+    raw_id = raw.get("id")
+    if raw_id is not None and (not isinstance(raw_id, str | int) or isinstance(raw_id, bool)):
+        raise WorkflowError("workflow id must be a string", param="id")
+    workflow_id = _text(raw_id)
     if workflow_id is None and slug_id:
         if not name or not name.strip():
             raise WorkflowError("a workflow needs an id or a name", param="name")

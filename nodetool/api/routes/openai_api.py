@@ -57,6 +57,7 @@ class _Turn:
         tools: list[Tool],
         model: str,
         metrics: Metrics,
+        started: float,
     ) -> None:
         self.engine = engine
         self.request = request
@@ -64,7 +65,7 @@ class _Turn:
         self.tools = tools
         self.model = model
         self.metrics = metrics
-        self.started = time.perf_counter()
+        self.started = started
 
     def events(self) -> AsyncIterator:
         return self.engine.stream_turn(self.request, route=self.route, server_tools=self.tools)
@@ -80,6 +81,7 @@ def _event_error(event: ErrorEvent) -> NodetoolError:
 
 async def chat_completions(request: Request) -> Response:
     """`POST /v1/chat/completions` (a plain Starlette route: no per-request dependency solving)."""
+    started = time.perf_counter()
     request.scope[ROUTE_KEY] = CHAT_PATH
     wire = parse_request(await request.body())
     runtime = request.app.state.runtime
@@ -94,9 +96,8 @@ async def chat_completions(request: Request) -> Response:
     )
     route = await engine.resolve(turn_request)
     tools = await engine.server_tools(turn_request)
-    turn = _Turn(
-        engine, turn_request, route, tools, wire.model or route[1], metrics_of(request.app)
-    )
+    model = wire.model or route[1]
+    turn = _Turn(engine, turn_request, route, tools, model, metrics_of(request.app), started)
     if wire.stream:
         options = wire.stream_options
         encoder = ChunkEncoder(completion_id(), turn.model, bool(options and options.include_usage))
