@@ -88,6 +88,7 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
             host=host,
             port=port,
             reload=reload,
+            reload_dirs=[str(Path(__file__).resolve().parents[1])] if reload else None,
             workers=None if reload else workers,
             log_level=log_level,
             ws_max_size=settings.max_frame_bytes + 1024,
