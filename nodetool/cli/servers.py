@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,107 +101,53 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
     )
 
 
-def _flags(
-    auth_provider: str | None,
-    provider: str | None,
-    default_model: str | None,
-    tools: str | None,
-    workflow: list[Path] | None,
-    log_level: str | None,
-    cors_origins: str | None,
-    public_metrics: bool,
-) -> dict[str, Any]:
-    return {
-        "auth_provider": auth_provider,
-        "default_provider": provider,
-        "default_model": default_model,
-        "tools": tools,
-        "workflow_files": workflow or None,
-        "log_level": log_level,
-        "cors_origins": cors_origins,
-        "public_metrics": public_metrics or None,
-    }
+def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., None]:
+    """A Typer command for one server kind: every server takes the same flags."""
+
+    def command(
+        host: str = typer.Option(default_host, "--host", help="Interface to bind."),
+        port: int = PortOpt,
+        auth_provider: str | None = AuthOpt,
+        provider: str | None = ProviderOpt,
+        default_model: str | None = ModelOpt,
+        tools: str | None = ToolsOpt,
+        workflow: list[Path] | None = WorkflowOpt,
+        reload: bool = ReloadOpt,
+        workers: int = WorkersOpt,
+        log_level: str | None = LogOpt,
+        cors_origins: str | None = CorsOpt,
+        public_metrics: bool = MetricsOpt,
+    ) -> None:
+        _launch(
+            kind,
+            host,
+            port,
+            reload,
+            workers,
+            auth_provider=auth_provider,
+            default_provider=provider,
+            default_model=default_model,
+            tools=tools,
+            workflow_files=workflow or None,
+            log_level=log_level,
+            cors_origins=cors_origins,
+            public_metrics=public_metrics or None,
+        )
+
+    command.__doc__ = doc
+    return command
 
 
-def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
-    port: int = PortOpt,
-    auth_provider: str | None = AuthOpt,
-    provider: str | None = ProviderOpt,
-    default_model: str | None = ModelOpt,
-    tools: str | None = ToolsOpt,
-    workflow: list[Path] | None = WorkflowOpt,
-    reload: bool = ReloadOpt,
-    workers: int = WorkersOpt,
-    log_level: str | None = LogOpt,
-    cors_origins: str | None = CorsOpt,
-    public_metrics: bool = MetricsOpt,
-) -> None:
-    """Start the editor API: /v1, /chat and /predict WebSockets, threads, workflows."""
-    flags = _flags(
-        auth_provider,
-        provider,
-        default_model,
-        tools,
-        workflow,
-        log_level,
-        cors_origins,
-        public_metrics,
-    )
-    _launch("serve", host, port, reload, workers, **flags)
-
-
-def worker(
-    host: str = typer.Option("0.0.0.0", "--host", help="Interface to bind."),
-    port: int = PortOpt,
-    auth_provider: str | None = AuthOpt,
-    provider: str | None = ProviderOpt,
-    default_model: str | None = ModelOpt,
-    tools: str | None = ToolsOpt,
-    workflow: list[Path] | None = WorkflowOpt,
-    reload: bool = ReloadOpt,
-    workers: int = WorkersOpt,
-    log_level: str | None = LogOpt,
-    cors_origins: str | None = CorsOpt,
-    public_metrics: bool = MetricsOpt,
-) -> None:
-    """Start the deployable worker: /v1 and workflow run endpoints (JSON and SSE)."""
-    flags = _flags(
-        auth_provider,
-        provider,
-        default_model,
-        tools,
-        workflow,
-        log_level,
-        cors_origins,
-        public_metrics,
-    )
-    _launch("worker", host, port, reload, workers, **flags)
-
-
-def chat_server(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
-    port: int = PortOpt,
-    auth_provider: str | None = AuthOpt,
-    provider: str | None = ProviderOpt,
-    default_model: str | None = ModelOpt,
-    tools: str | None = ToolsOpt,
-    workflow: list[Path] | None = WorkflowOpt,
-    reload: bool = ReloadOpt,
-    workers: int = WorkersOpt,
-    log_level: str | None = LogOpt,
-    cors_origins: str | None = CorsOpt,
-    public_metrics: bool = MetricsOpt,
-) -> None:
-    """Start the chat-only server: /v1 and health."""
-    flags = _flags(
-        auth_provider,
-        provider,
-        default_model,
-        tools,
-        workflow,
-        log_level,
-        cors_origins,
-        public_metrics,
-    )
-    _launch("chat-server", host, port, reload, workers, **flags)
+serve = _server_command(
+    "serve",
+    "127.0.0.1",
+    "Start the editor API: /v1, /chat and /predict WebSockets, threads, workflows.",
+)
+worker = _server_command(
+    "worker",
+    "0.0.0.0",
+    "Start the deployable worker: /v1 and workflow run endpoints (JSON and SSE).",
+)
+chat_server = _server_command(
+    "chat-server", "127.0.0.1", "Start the chat-only server: /v1 and health."
+)
