@@ -19,42 +19,11 @@ from websockets.exceptions import ConnectionClosed
 
 from nodetool.api.apps import create_editor_app
 from nodetool.config import Settings
-from nodetool.workflows.nodes.base import BaseNode, NodeContext
-from nodetool.workflows.registry import register
 from tests.support.servers import ServerThread
+from tests.support.workflows import EXAMPLES, GATES, gate_graph
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
 TIMEOUT = 20.0
-GATES: dict[str, threading.Event] = {}
 ENCODINGS = [pytest.param(True, id="msgpack"), pytest.param(False, id="json")]
-
-
-@register
-class PredictGate(BaseNode):
-    """Test node: passes `value` on once the test opens the gate named `gate`."""
-
-    type_name = "tests.predict.Gate"
-    inputs = {"gate": "", "value": None}
-
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
-        gate = GATES.setdefault(values["gate"], threading.Event())
-        while not gate.is_set():
-            await asyncio.sleep(0.01)
-        return values["value"]
-
-
-def gate_graph(gate: str) -> dict[str, Any]:
-    return {
-        "nodes": [
-            {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "text"}},
-            {"id": "g", "type": "tests.predict.Gate", "data": {"gate": gate}},
-            {"id": "out", "type": "nodetool.output.StringOutput", "data": {"name": "echo"}},
-        ],
-        "edges": [
-            {"source": "in", "sourceHandle": "output", "target": "g", "targetHandle": "value"},
-            {"source": "g", "sourceHandle": "output", "target": "out", "targetHandle": "value"},
-        ],
-    }
 
 
 def settings_for(stub_url: str, data_dir: Path, **overrides: Any) -> Settings:

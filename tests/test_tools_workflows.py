@@ -27,10 +27,10 @@ from nodetool.types.events import ToolResultEvent
 from nodetool.types.messages import FunctionCall, Message, ToolCall
 from nodetool.workflows.jobs import JobManager
 from tests.fakes import FakeProvider, calls, reply
+from tests.support.workflows import EXAMPLES
 
 module_loop = pytest.mark.asyncio(loop_scope="module")  # the store lives on the module's loop
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
 
 GREETER: dict[str, Any] = {
     "id": "greeter",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +16,8 @@ import pytest
 from nodetool.api.apps import create_editor_app, create_worker_app
 from nodetool.config import Settings
 from nodetool.storage import open_store
-from nodetool.workflows.nodes.base import BaseNode, NodeContext
-from nodetool.workflows.registry import register
 from tests.support.servers import ServerThread
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
-GATES: dict[str, threading.Event] = {}
-
-
-@register
-class ApiGate(BaseNode):
-    """Test node: passes `value` on once the test opens the gate named `gate`."""
-
-    type_name = "tests.api.Gate"
-    inputs = {"gate": "", "value": None}
-
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
-        gate = GATES.setdefault(values["gate"], threading.Event())
-        while not gate.is_set():
-            await asyncio.sleep(0.01)
-        return values["value"]
+from tests.support.workflows import EXAMPLES
 
 
 def workflow(workflow_id: str | None, name: str, nodes: list, edges: list) -> dict[str, Any]:
@@ -56,7 +37,7 @@ def gate_workflow(workflow_id: str, gate: str) -> dict[str, Any]:
         f"Gate {gate}",
         [
             {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "text"}},
-            {"id": "g", "type": "tests.api.Gate", "data": {"gate": gate}},
+            {"id": "g", "type": "tests.Gate", "data": {"gate": gate}},
             {"id": "out", "type": "nodetool.output.Output", "data": {"name": "echo"}},
         ],
         [link("in", "g", "value"), link("g", "out", "value")],

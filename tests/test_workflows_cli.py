@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nodetool.cli.main import app
+from tests.support.workflows import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
 ENGINE = str(EXAMPLES / "Conditional Logic Engine.json")
 HIGH = (
     "## Conditional Logic Decision Result\n\n**Input Value:** 150\n\n**Condition Checks:**\n"

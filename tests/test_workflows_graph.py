@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from nodetool.workflows.params import (
     parse_cli_params,
 )
 from nodetool.workflows.registry import known_types
+from tests.support.workflows import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
 
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,41 +16,9 @@ from nodetool.errors import NotFoundError, WorkflowError
 from nodetool.providers.registry import ProviderRegistry
 from nodetool.storage import open_store
 from nodetool.workflows.jobs import JobManager
-from nodetool.workflows.nodes.base import BaseNode, NodeContext
-from nodetool.workflows.registry import register
+from tests.support.workflows import EXAMPLES, GATES, gate_graph
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
-GATES: dict[str, threading.Event] = {}
-
-
-@register
-class Gate(BaseNode):
-    """Test node: passes `value` on once the test opens the gate named `gate`."""
-
-    type_name = "tests.jobs.Gate"
-    inputs = {"gate": "", "value": None}
-
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
-        gate = GATES.setdefault(values["gate"], threading.Event())
-        while not gate.is_set():
-            await asyncio.sleep(0.01)
-        return values["value"]
-
-
-def gate_graph(gate: str) -> dict[str, Any]:
-    return {
-        "nodes": [
-            {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "text"}},
-            {"id": "g", "type": "tests.jobs.Gate", "data": {"gate": gate}},
-            {"id": "out", "type": "nodetool.output.StringOutput", "data": {"name": "echo"}},
-        ],
-        "edges": [
-            {"source": "in", "sourceHandle": "output", "target": "g", "targetHandle": "value"},
-            {"source": "g", "sourceHandle": "output", "target": "out", "targetHandle": "value"},
-        ],
-    }
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +169,7 @@ async def test_late_subscriber_replays_then_follows_live(jobs) -> None:
         e for e in rest if e["type"] == "output_update"
     ).items()
     stored = await jobs.get("u2", record["id"])
-    assert stored["graph"]["nodes"][1]["type"] == "tests.jobs.Gate"  # ad-hoc graphs are kept
+    assert stored["graph"]["nodes"][1]["type"] == "tests.Gate"  # ad-hoc graphs are kept
 
 
 async def test_cancel_marks_the_job_cancelled(jobs) -> None:

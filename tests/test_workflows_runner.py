@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,10 @@ from nodetool.workflows.nodes.base import BaseNode, NodeContext, RunContext
 from nodetool.workflows.registry import register
 from nodetool.workflows.runner import prepare, run_graph
 from tests.stubs.openai_stub import Reply
+from tests.support.workflows import EXAMPLES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "nodetool-examples"
 TAIL = (
     "\n\n**Decision Logic:**\nThis workflow demonstrates:\n- Multiple condition evaluation\n"
     "- Logical operations (OR gate)\n- Conditional branching\n- Multi-path routing\n"

@@ -1,0 +1,43 @@
+"""Workflow test helpers: the shared NodeTool examples and a gate node tests open at will."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from nodetool.workflows.nodes.base import BaseNode, NodeContext
+from nodetool.workflows.registry import register
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "nodetool-examples"
+GATES: dict[str, threading.Event] = {}
+
+
+@register
+class GateNode(BaseNode):
+    """Test node: passes `value` on once the test opens the gate named `gate`."""
+
+    type_name = "tests.Gate"
+    inputs = {"gate": "", "value": None}
+
+    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
+        gate = GATES.setdefault(values["gate"], threading.Event())
+        while not gate.is_set():
+            await asyncio.sleep(0.01)
+        return values["value"]
+
+
+def gate_graph(gate: str) -> dict[str, Any]:
+    """text input -> gate -> `echo` output."""
+    return {
+        "nodes": [
+            {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "text"}},
+            {"id": "g", "type": GateNode.type_name, "data": {"gate": gate}},
+            {"id": "out", "type": "nodetool.output.StringOutput", "data": {"name": "echo"}},
+        ],
+        "edges": [
+            {"source": "in", "sourceHandle": "output", "target": "g", "targetHandle": "value"},
+            {"source": "g", "sourceHandle": "output", "target": "out", "targetHandle": "value"},
+        ],
+    }
