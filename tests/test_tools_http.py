@@ -97,7 +97,9 @@ def server() -> Iterator[str]:
 
 @pytest.fixture()
 def context(tmp_path) -> ToolContext:
-    return ToolContext(user_id="1", settings=Settings(data_dir=tmp_path))
+    return ToolContext(
+        user_id="1", settings=Settings(data_dir=tmp_path, http_get_allow_private=True)
+    )
 
 
 async def get(context: ToolContext, url: str, **limits) -> dict:
@@ -197,3 +199,12 @@ async def test_bad_urls_are_refused(context: ToolContext, url: str, reason: str)
 def test_html_to_text_handles_broken_markup() -> None:
     title, text = html_to_text("<p>open <b>bold<script>x</p> after")
     assert title == "" and text.startswith("open bold")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/", "http://localhost/", "http://169.254.169.254/latest/meta-data"]
+)
+async def test_private_addresses_are_refused_by_default(tmp_path, url) -> None:
+    ctx = ToolContext(user_id="1", settings=Settings(data_dir=tmp_path))
+    with pytest.raises(ToolError, match="non-public address"):
+        await HttpGetTool().run(ctx, HttpGetArgs(url=url))

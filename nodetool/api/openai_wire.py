@@ -310,6 +310,7 @@ def to_options(request: ChatCompletionRequest) -> ChatOptions:
         tool_choice=request.tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,
         user=request.user,
+        stream=bool(request.stream),
     )
 
 

@@ -1,20 +1,21 @@
-"""`openai` provider: any OpenAI-compatible `/chat/completions` endpoint, streamed over SSE.
+"""`openai` provider: any OpenAI-compatible `/chat/completions` endpoint.
 
-One pooled `httpx.AsyncClient` per provider instance, reused across requests; the SSE stream is
-parsed directly from bytes. Closing the event iterator (or cancelling its consumer) closes the
-upstream response, and with it the connection, at once.
+One pooled HttpClient (nodetool.providers.http_client) per provider instance, reused across
+requests. Streaming requests are parsed from the SSE bytes as they arrive; with
+`ChatOptions.stream=False` one non-streaming upstream call yields the same events at once.
+Closing the event iterator (or cancelling its consumer) aborts the upstream connection at once.
+Proxies are not supported (`HTTP(S)_PROXY` are ignored).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
-
-import httpx
+from typing import Any, Protocol
 
 from nodetool.config import Settings
 from nodetool.errors import ProviderError, ProviderTimeoutError
+from nodetool.providers.http_client import HttpClient, HttpError, HttpTimeout, Response
 from nodetool.types.events import (
     Finish,
     FinishReason,
@@ -61,14 +62,18 @@ def build_request(
     model: str,
     tools: Sequence[ToolSpec] | None,
     options: ChatOptions | None,
+    stream: bool = True,
 ) -> dict[str, Any]:
-    """The streaming `/chat/completions` request body."""
+    """The `/chat/completions` request body (streaming with usage, unless `stream` is False)."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [message_to_wire(m) for m in messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
     }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body["stream"] = False
     if tools:
         body["tools"] = [tool.openai() for tool in tools]
     if options is not None:
@@ -83,12 +88,12 @@ def build_request(
     return body
 
 
-def upstream_message(response: httpx.Response) -> str:
+def error_text(body: bytes, reason: str = "") -> str:
     """The upstream's error message from an OpenAI-style envelope, else the body text."""
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase
+        return body.decode("utf-8", "replace").strip()[:500] or reason
     if isinstance(data, dict):
         error = data.get("error", data.get("detail"))
         if isinstance(error, dict) and error.get("message"):
@@ -96,6 +101,124 @@ def upstream_message(response: httpx.Response) -> str:
         if isinstance(error, str):
             return error
     return json.dumps(data)[:500]
+
+
+class _ReadResponse(Protocol):
+    content: bytes
+    reason_phrase: str
+
+
+def upstream_message(response: _ReadResponse) -> str:
+    """`error_text` of a read httpx-style response (used by the ollama provider)."""
+    return error_text(response.content, response.reason_phrase)
+
+
+def completion_events(data: Any) -> list[ProviderEvent]:
+    """A non-streaming `chat.completion` as the events its stream would have produced."""
+    choices = data.get("choices")
+    if not choices:
+        raise ValueError("the completion has no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+    events: list[ProviderEvent] = []
+    content = message.get("content")
+    if content:
+        events.append(TextDelta(content if isinstance(content, str) else json.dumps(content)))
+    calls = message.get("tool_calls") or ()
+    for index, call in enumerate(calls):
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or ""
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        events.append(ToolCallDelta(index, call.get("id"), function.get("name"), arguments))
+    usage = data.get("usage")
+    if usage:
+        events.append(
+            Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        )
+    reason = choice.get("finish_reason")
+    events.append(Finish(_FINISH.get(reason, "stop") if reason else _default_finish(bool(calls))))
+    return events
+
+
+def _default_finish(saw_tools: bool) -> FinishReason:
+    return "tool_calls" if saw_tools else "stop"
+
+
+class _SSEParser:
+    """Turns the SSE body of a streaming completion into provider events, chunk by chunk."""
+
+    __slots__ = ("provider", "pending", "finish", "usage", "saw_tools", "done")
+
+    def __init__(self, provider: OpenAIProvider) -> None:
+        self.provider = provider
+        self.pending = b""
+        self.finish: FinishReason | None = None
+        self.usage: dict[str, Any] | None = None
+        self.saw_tools = self.done = False
+
+    def feed(self, chunk: bytes) -> list[ProviderEvent]:
+        """The events completed by `chunk` (lines are split on LF; CR is stripped)."""
+        lines = (self.pending + chunk if self.pending else chunk).split(b"\n")
+        self.pending = lines.pop()
+        events: list[ProviderEvent] = []
+        decode = _decode
+        for line in lines:
+            if not line.startswith(b"data:") or self.done:
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                continue
+            data = decode(payload.decode())
+            if data.get("usage"):
+                self.usage = data["usage"]
+            choices = data.get("choices")
+            if not choices:
+                if data.get("error"):
+                    raise self.provider._stream_error(data["error"])
+                continue
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    events.append(TextDelta(content))
+                calls = delta.get("tool_calls")
+                if calls:
+                    self.saw_tools = True
+                    for call in calls:
+                        function = call.get("function") or {}
+                        events.append(
+                            ToolCallDelta(
+                                call.get("index", 0),
+                                call.get("id"),
+                                function.get("name"),
+                                function.get("arguments") or "",
+                            )
+                        )
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish = _FINISH.get(reason, "stop")
+        return events
+
+    def end(self) -> list[ProviderEvent]:
+        """Usage (if sent) and Finish, once the body ended; an unfinished stream is an error."""
+        if not self.done and self.finish is None:
+            name = self.provider.name
+            raise ProviderError(
+                f"{name} upstream closed the stream before it finished", provider=name
+            )
+        events: list[ProviderEvent] = []
+        usage = self.usage
+        if usage:
+            events.append(
+                Usage(
+                    int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                )
+            )
+        events.append(Finish(self.finish or _default_finish(self.saw_tools)))
+        return events
 
 
 class OpenAIProvider:
@@ -113,12 +236,14 @@ class OpenAIProvider:
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url + "/",
+        headers = {"accept": "application/json"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._client = HttpClient(
+            self.base_url + "/",
             headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            timeout=timeout,
+            connect_timeout=min(timeout, 10.0),
         )
 
     @classmethod
@@ -129,34 +254,35 @@ class OpenAIProvider:
             settings.upstream_timeout,
         )
 
-    def _error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
+    async def _error(self, response: Response) -> ProviderError:
+        status = response.status
+        body = await response.read()
         return ProviderError(
-            f"{self.name} upstream returned {status}: {upstream_message(response)}",
+            f"{self.name} upstream returned {status}: {error_text(body, response.reason)}",
             provider=self.name,
             upstream_status=status,
         )
 
-    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
-        if isinstance(exc, httpx.TimeoutException):
+    def _transport_error(self, exc: HttpError) -> ProviderError:
+        if isinstance(exc, HttpTimeout):
             return ProviderTimeoutError(
-                f"{self.name} upstream at {self.base_url} timed out", provider=self.name
+                f"{self.name} upstream at {self.base_url} timed out: {exc}", provider=self.name
             )
-        if isinstance(exc, httpx.ConnectError):
-            text = f"cannot connect to {self.name} upstream at {self.base_url}: {exc}"
-        else:
-            text = f"{self.name} upstream at {self.base_url} failed: {exc!r}"
-        return ProviderError(text, provider=self.name)
+        return ProviderError(
+            f"{self.name} upstream at {self.base_url} failed: {exc}", provider=self.name
+        )
+
+    def _invalid(self, exc: Exception) -> ProviderError:
+        return ProviderError(f"{self.name} upstream sent invalid data: {exc!r}", provider=self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         try:
             response = await self._client.get("models")
-        except httpx.HTTPError as exc:
+            if response.status >= 400:
+                raise await self._error(response)
+            entries = (await response.json()).get("data") or []
+        except HttpError as exc:
             raise self._transport_error(exc) from None
-        if response.status_code >= 400:
-            raise self._error(response)
-        try:
-            entries = response.json().get("data") or []
         except (ValueError, AttributeError):
             raise ProviderError(
                 f"{self.name} upstream sent an invalid model list", provider=self.name
@@ -179,81 +305,33 @@ class OpenAIProvider:
         tools: Sequence[ToolSpec] | None = None,
         options: ChatOptions | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        body = build_request(messages, model, tools, options)
-        tail: list[ProviderEvent] = []
+        stream = options is None or options.stream is not False
+        body = json.dumps(build_request(messages, model, tools, options, stream)).encode()
         try:
-            async with self._client.stream("POST", "chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._error(response)
-                async for event in self._events(response):
-                    if event.__class__ is TextDelta or event.__class__ is ToolCallDelta:
-                        yield event
-                    else:  # Usage/Finish: after the response is released to the pool
-                        tail.append(event)
-        except httpx.HTTPError as exc:
+            response = await self._client.post("chat/completions", body)
+        except HttpError as exc:
             raise self._transport_error(exc) from None
-        except (ValueError, AttributeError) as exc:
-            raise ProviderError(
-                f"{self.name} upstream sent invalid stream data: {exc}", provider=self.name
-            ) from None
-        for event in tail:
-            yield event
-
-    async def _events(self, response: httpx.Response) -> AsyncIterator[ProviderEvent]:
-        """Parse the SSE body; Usage (if any) and Finish come last, after the stream ends."""
-        finish: FinishReason | None = None
-        usage: dict[str, Any] | None = None
-        saw_tools = done = False
-        pending = b""
-        decode = _decode
-        async for chunk in response.aiter_bytes():
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                if not line.startswith(b"data:") or done:
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    done = True
-                    continue
-                data = decode(payload.decode())
-                if data.get("usage"):
-                    usage = data["usage"]
-                choices = data.get("choices")
-                if not choices:
-                    if data.get("error"):
-                        raise self._stream_error(data["error"])
-                    continue
-                choice = choices[0]
-                delta = choice.get("delta")
-                if delta:
-                    content = delta.get("content")
-                    if content:
-                        yield TextDelta(content)
-                    calls = delta.get("tool_calls")
-                    if calls:
-                        saw_tools = True
-                        for call in calls:
-                            function = call.get("function") or {}
-                            yield ToolCallDelta(
-                                call.get("index", 0),
-                                call.get("id"),
-                                function.get("name"),
-                                function.get("arguments") or "",
-                            )
-                reason = choice.get("finish_reason")
-                if reason:
-                    finish = _FINISH.get(reason, "stop")
-        if not done and finish is None:
-            raise ProviderError(
-                f"{self.name} upstream closed the stream before it finished", provider=self.name
-            )
-        if usage:
-            yield Usage(
-                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            )
-        yield Finish(finish or ("tool_calls" if saw_tools else "stop"))
+        try:
+            if response.status >= 400:
+                raise await self._error(response)
+            if not stream:
+                for event in completion_events(_decode((await response.read()).decode())):
+                    yield event
+                return
+            parser = _SSEParser(self)
+            feed = parser.feed
+            receive = response.receive
+            while chunk := await receive():
+                for event in feed(chunk):
+                    yield event
+            for event in parser.end():  # the connection is back in the pool by now
+                yield event
+        except HttpError as exc:
+            raise self._transport_error(exc) from None
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise self._invalid(exc) from None
+        finally:
+            response.close()  # a no-op once the body was read to its end (and pooled)
 
     def _stream_error(self, error: Any) -> ProviderError:
         message = error.get("message") if isinstance(error, dict) else str(error)

@@ -116,9 +116,10 @@ class HttpGetTool(Tool):
         import httpx
 
         url = _check_url(args.url)
+        guard = None if context.settings.http_get_allow_private else _refuse_private_hosts
         try:
             async with asyncio.timeout(self.time_limit):
-                return await self._fetch(httpx, url)
+                return await self._fetch(httpx, url, guard)
         except TimeoutError:
             raise ToolError(f"{url} did not answer within {self.time_limit:g} s") from None
         except httpx.TooManyRedirects:
@@ -130,7 +131,7 @@ class HttpGetTool(Tool):
         except httpx.HTTPError as exc:
             raise ToolError(f"could not fetch {url}: {type(exc).__name__}: {exc}") from None
 
-    async def _fetch(self, httpx: Any, url: str) -> dict[str, Any]:
+    async def _fetch(self, httpx: Any, url: str, guard: Any) -> dict[str, Any]:
         async with (
             httpx.AsyncClient(
                 follow_redirects=True,
@@ -138,6 +139,7 @@ class HttpGetTool(Tool):
                 timeout=httpx.Timeout(self.time_limit),
                 headers={"User-Agent": "nodetool-http-get/1.0", "Accept": "*/*"},
                 trust_env=False,
+                event_hooks={"request": [guard]} if guard else None,
             ) as client,
             client.stream("GET", url) as response,
         ):
@@ -204,3 +206,25 @@ def _check_url(raw: str) -> str:
     if not url.host:
         raise ToolError(f"URL has no host: {raw!r}")
     return str(url)
+
+
+async def _refuse_private_hosts(request: Any) -> None:
+    """Refuse requests (and each redirect) to loopback, private, link-local or reserved
+    addresses, so a model cannot reach internal services or cloud metadata endpoints.
+    Allow them with NODETOOL_HTTP_GET_ALLOW_PRIVATE=true."""
+    import ipaddress
+    import socket
+
+    host = request.url.host
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ToolError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global:
+            raise ToolError(
+                f"{host} resolves to a non-public address ({address}); http_get only fetches "
+                "public URLs (set NODETOOL_HTTP_GET_ALLOW_PRIVATE=true to allow it)"
+            )

@@ -90,6 +90,8 @@ class ChatOptions(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    # a hint: False when the caller wants the whole answer at once (providers may ignore it)
+    stream: bool = True
 
 
 class ModelInfo(BaseModel):

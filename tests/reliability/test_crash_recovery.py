@@ -111,8 +111,8 @@ def test_sigkill_during_a_job_leaves_it_failed_and_the_thread_intact(
         with CliServer("serve", env=env) as server:
             assert _messages(server, thread_id) == expected
             killed_jobs.append(_kill_during_job(server, thread_id))
-            # the kill left it running on disk: only the restart can settle it
-            assert _job_status_on_disk(tmp_path, killed_jobs[-1]) == "running"
+            # the kill left it unfinished on disk (its writer may lag): only a restart settles it
+            assert _job_status_on_disk(tmp_path, killed_jobs[-1]) in ("queued", "running")
             expected.append(("user", SLOW_PROMPT))
             report.add("crash_recovery", faults_injected=1, sigkills=1)
         with CliServer("serve", env=env) as server:

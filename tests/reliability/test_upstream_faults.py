@@ -86,32 +86,33 @@ def _post(server: ServerThread, text: str, stream: bool) -> httpx.Response:
         return client.post(server.url + "/v1/chat/completions", json=body)
 
 
+STATUS = {"error500": 502, "reset": 502, "hang": 504}
+
+
 def _check_http(
     fault: str, stream: bool, response: httpx.Response, openai_stub: Any, t0: float
 ) -> None:
-    if not stream or fault == "error500":
-        expected = 504 if fault == "hang" else 502
-        assert response.status_code == expected, response.text
+    """Before any output: the fault's status and envelope. A stream whose headers went out
+    already (keep-alives, deltas) ends with one error event and `[DONE]` instead."""
+    if response.status_code != 200 or not stream:
+        assert response.status_code == STATUS[fault], response.text
         assert envelope_problem(response.status_code, response.content) is None, response.text
         error = response.json()["error"]
-        if fault == "error500":
-            assert "stub upstream error" in error["message"]  # the upstream's message
-        if fault == "hang":
-            assert error["type"] == "timeout_error"
-    else:  # the stream had started: one error event, then [DONE]
-        assert response.status_code == 200, response.text
+    else:
         payloads = sse_payloads(response.text)
         assert payloads[-1] == "[DONE]", payloads
-        last = json.loads(payloads[-2])
-        assert envelope_problem(200, payloads[-2]) is None, last
+        assert envelope_problem(200, payloads[-2]) is None, payloads[-2]
+        error = json.loads(payloads[-2])["error"]
         chunks = [json.loads(p) for p in payloads[:-2]]
         assert all("error" not in chunk for chunk in chunks)
         if fault == "reset":
             text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
             assert text, "the deltas before the reset were relayed"
-        else:
-            assert last["error"]["code"] == "upstream_timeout", last
-    if fault == "hang":  # the timed-out upstream request was closed, not left hanging
+    if fault == "error500":
+        assert "stub upstream error" in error["message"]  # the upstream's message
+    if fault == "hang":
+        assert error["code"] == "upstream_timeout", error
+        # the timed-out upstream request was closed, not left hanging
         assert openai_stub.wait_disconnect(timeout=10.0, after=t0) is not None
 
 

@@ -9,7 +9,8 @@ Behaviour, first match wins:
    - `[[slow:S]]` sleep S seconds before each delta; `[[delay:S]]` before the response starts.
    - `[[error:STATUS]]` answer with that HTTP status and an OpenAI error envelope.
    - `[[hang]]` never answer (until the client goes away).
-   - `[[reset:N]]` send N deltas, then drop the connection mid-stream.
+   - `[[reset:N]]` send N deltas, then drop the connection mid-stream (non-stream: half the
+     JSON body, then drop).
    - `[[length]]` finish with `finish_reason: "length"`.
    - `[[say:TEXT]]` reply TEXT instead of the echo.
 3. After a tool result (last message role `tool`): "Tool results: <contents joined by ' | '>".
@@ -218,6 +219,9 @@ class OpenAIStub:
                 return
             if payload.get("stream"):
                 await self._stream(payload, reply, send)
+            elif reply.reset_after is not None:  # half the JSON body, then drop the connection
+                await _json(send, 200, _completion(payload, reply), truncate=True)
+                raise ConnectionResetError("stub drops the connection mid-response")
             else:
                 await _json(send, 200, _completion(payload, reply))
         finally:
@@ -353,7 +357,8 @@ def _error(message: str, code: str) -> dict[str, Any]:
     }
 
 
-async def _json(send: Any, status: int, data: dict[str, Any]) -> None:
+async def _json(send: Any, status: int, data: dict[str, Any], truncate: bool = False) -> None:
+    """Send `data` as a JSON response; `truncate` sends only its first half (more to come)."""
     body = json.dumps(data).encode()
     await send(
         {
@@ -365,4 +370,9 @@ async def _json(send: Any, status: int, data: dict[str, Any]) -> None:
             ],
         }
     )
+    if truncate:
+        await send(
+            {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+        )
+        return
     await send({"type": "http.response.body", "body": body})
