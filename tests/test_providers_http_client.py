@@ -83,6 +83,7 @@ class RawServer:
         self.heads: list[str] = []
         self.bodies: list[bytes] = []
         self.left = asyncio.Event()  # a client connection ended (EOF or reset)
+        self.handlers: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> RawServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -91,9 +92,13 @@ class RawServer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.server.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode()
@@ -117,8 +122,8 @@ class RawServer:
                     while await reader.read(65536):
                         pass
                     return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client left, or the test is over
         finally:
             self.left.set()
             writer.close()
@@ -325,6 +330,11 @@ async def test_read_timeout_while_waiting_for_headers_and_body() -> None:
         await client.aclose()
 
 
+def test_header_values_with_line_breaks_are_refused() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        HttpClient("http://127.0.0.1/", headers={"authorization": "Bearer k\r\nx-evil: 1"})
+
+
 async def test_refused_connection_is_a_connect_error() -> None:
     client = HttpClient(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ConnectError, match="cannot connect to http://127.0.0.1"):
@@ -521,3 +531,14 @@ def test_v1_non_stream_request_makes_a_non_stream_upstream_call(openai_stub, tmp
             reply = client.post(url, json={**body, "stream": True})
             assert reply.status_code == 200 and "Echo: " in reply.text
             assert openai_stub.requests[-1]["stream"] is True
+
+
+async def test_stream_with_invalid_json_is_a_provider_error() -> None:
+    sse = b'data: {"choices": [{"delta": {"content": "a"}}]}\n\ndata: {not json\n\n'
+    async with RawServer(Act([CHUNKED + chunk(sse) + LAST])) as server:
+        provider = OpenAIProvider(server.url)
+        try:
+            with pytest.raises(ProviderError, match="invalid data"):
+                await collect(provider.stream_chat(user("hi"), "m"))
+        finally:
+            await provider.aclose()

@@ -29,6 +29,7 @@ import os
 import socket
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -275,7 +276,7 @@ class Response:
             self._client._release(conn)
         return piece
 
-    async def iter_bytes(self):  # noqa: ANN201 - AsyncIterator[bytes]
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
         while piece := await self.receive():
             yield piece
 
@@ -329,6 +330,9 @@ class HttpClient:
         self._ssl = ssl_context
         self._default = {"user-agent": user_agent, "accept-encoding": "identity"}
         self._default.update({k.lower(): v for k, v in (headers or {}).items()})
+        for name, value in self._default.items():
+            if any(c in name + value for c in "\r\n\0"):
+                raise ValueError(f"HTTP header {name!r} contains a line break or NUL")
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._active: set[_Connection] = set()
         self._heads: dict[Origin, str] = {}

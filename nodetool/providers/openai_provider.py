@@ -35,6 +35,9 @@ _FINISH: dict[str, FinishReason] = {
     "content_filter": "content_filter",
 }
 _decode = json.JSONDecoder().decode  # str input: about 2x faster than json.loads(bytes)
+# the C scanner itself: no whitespace regex around it (an SSE payload is already stripped);
+# it raises StopIteration on invalid JSON, which must never escape into a generator
+_scan = json.JSONDecoder().scan_once
 _OPTION_FIELDS = ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format", "user")
 
 
@@ -162,7 +165,7 @@ class _SSEParser:
         lines = (self.pending + chunk if self.pending else chunk).split(b"\n")
         self.pending = lines.pop()
         events: list[ProviderEvent] = []
-        decode = _decode
+        scan = _scan
         for line in lines:
             if not line.startswith(b"data:") or self.done:
                 continue
@@ -170,7 +173,10 @@ class _SSEParser:
             if payload == b"[DONE]":
                 self.done = True
                 continue
-            data = decode(payload.decode())
+            try:
+                data = scan(payload.decode(), 0)[0]
+            except StopIteration as exc:
+                raise ValueError(f"invalid JSON in an SSE event at {exc.value}") from None
             if data.get("usage"):
                 self.usage = data["usage"]
             choices = data.get("choices")

@@ -203,7 +203,9 @@ class ProviderRegistry:
 
     async def _route_by_listing(self, model: str) -> tuple[ChatProvider, str]:
         names = list(self._providers)
-        listed = await asyncio.gather(*(self._cached_ids(name) for name in names))
+        listed = self._fresh_ids(names)  # the per-request case: no tasks, no loop round trip
+        if listed is None:
+            listed = await asyncio.gather(*(self._cached_ids(name) for name in names))
         owners = [n for n, ids in zip(names, listed, strict=True) if ids and _lists(model, ids)]
         if len(owners) == 1:
             return self._providers[owners[0]], model
@@ -243,6 +245,17 @@ class ProviderRegistry:
             "(pass `model`, or start the server with --default-model)",
             param="model",
         )
+
+    def _fresh_ids(self, names: list[str]) -> list[set[str] | None] | None:
+        """Every provider's cached ids if all are still fresh, else None."""
+        now = time.monotonic()
+        listed = []
+        for name in names:
+            entry = self._cache.get(name)
+            if entry is None or entry[0] <= now:
+                return None
+            listed.append(entry[2])
+        return listed
 
     async def _cached_ids(self, name: str) -> set[str] | None:
         """The provider's model ids (None when its listing failed)."""
