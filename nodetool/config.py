@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         60.0, gt=0, validation_alias=_env("NODETOOL_CLIENT_TOOL_TIMEOUT")
     )
     max_tool_rounds: int = Field(10, ge=1, validation_alias=_env("NODETOOL_MAX_TOOL_ROUNDS"))
+    max_concurrent_completions: int = Field(
+        1024, ge=1, validation_alias=_env("NODETOOL_MAX_CONCURRENT_COMPLETIONS")
+    )
     http_get_allow_private: bool = Field(
         False, validation_alias=_env("NODETOOL_HTTP_GET_ALLOW_PRIVATE")
     )

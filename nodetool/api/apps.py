@@ -58,10 +58,15 @@ def _build(
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Body limit, metrics, auth and CORS, as pure ASGI middleware (outermost added last)."""
     from nodetool.api.auth.middleware import install_auth
-    from nodetool.api.limits import BodyLimitMiddleware
+    from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
     from nodetool.api.metrics import install_metrics
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ConcurrencyLimitMiddleware,
+        max_inflight=settings.max_concurrent_completions,
+        paths=("/v1/chat/completions",),
+    )
     install_auth(app, settings)
     install_metrics(app)
 

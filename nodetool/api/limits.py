@@ -1,8 +1,9 @@
-"""Request body size limit as pure ASGI middleware (HTTP only).
+"""Admission limits as pure ASGI middleware (HTTP only).
 
-A declared `Content-Length` over the limit is answered 413 before the body is read; a body
-without one (chunked) is counted as it streams and the read fails with a 413 once it passes
-the limit.
+Body size: a declared `Content-Length` over the limit is answered 413 before the body is read;
+a body without one (chunked) is counted as it streams and the read fails with a 413 once it
+passes the limit. Concurrency: completions beyond the configured number in flight are
+answered 429 with `Retry-After`, so an overloaded server sheds load instead of queueing it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodetool.errors import PayloadTooLargeError
+from nodetool.errors import NodetoolError, OverloadedError, PayloadTooLargeError
 
 
 def _too_large(limit: int, size: int | None) -> PayloadTooLargeError:
@@ -79,17 +80,44 @@ class BodyLimitMiddleware:
             await _reject(send, exc)
 
 
-async def _reject(send: Send, exc: PayloadTooLargeError) -> None:
+async def _reject(send: Send, exc: NodetoolError, *, close: bool = True) -> None:
     body = json.dumps(exc.envelope()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class ConcurrencyLimitMiddleware:
+    """Answer 429 (`Retry-After: 1`) when `max_inflight` requests to `paths` are running."""
+
+    def __init__(self, app: ASGIApp, max_inflight: int, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.paths = frozenset(paths)
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            await _reject(send, _overloaded(self.max_inflight), close=False)
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+
+def _overloaded(limit: int) -> OverloadedError:
+    return OverloadedError(
+        f"The server is at capacity ({limit} completions in flight); retry shortly.",
+        headers={"Retry-After": "1"},
+    )
