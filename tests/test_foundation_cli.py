@@ -55,7 +55,7 @@ def test_server_help_has_documented_flags(command: str) -> None:
         assert flag in result.output, flag
 
 
-@pytest.mark.parametrize("command", SERVERS)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_bad_option_is_usage_error(command: str) -> None:
     result = runner.invoke(app, [command, "--no-such-flag"])
     assert result.exit_code == 2
