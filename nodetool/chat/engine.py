@@ -33,6 +33,7 @@ from nodetool.types.messages import ChatOptions, Message, ToolCall, ToolSpec
 if TYPE_CHECKING:
     from nodetool.config import Settings
     from nodetool.providers.registry import ProviderRegistry
+    from nodetool.storage.base import Store
     from nodetool.tools.registry import ToolRegistry
     from nodetool.workflows.jobs import JobManager
 
@@ -70,7 +71,7 @@ class ChatEngine:
         self.providers = providers
         self.tools = tools
         self.jobs: JobManager | None = None
-        self.store = None
+        self.store: Store | None = None
 
     def tool_context(self, req: TurnRequest) -> ToolContext:
         return ToolContext(
