@@ -7,6 +7,7 @@ servers on loopback); `local` runs the real embedded Gemma model (when the extra
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -79,8 +80,8 @@ def make_provider(kind: str, url: str, timeout: float = 30.0, data_dir: Path | N
 @pytest.fixture
 async def target(request, openai_stub, ollama_stub, data_dir) -> AsyncIterator[Target]:
     kind = request.param
-    if kind == "local" and not _local_installed():
-        pytest.skip("the `local` extra is not installed")
+    if kind == "local" and not _local_installed() and os.environ.get("CI") != "true":
+        pytest.skip("the `local` extra is not installed (CI fails here instead)")
     stub = {"openai": openai_stub, "ollama": ollama_stub}.get(kind)
     if stub is not None:
         stub.reset()
