@@ -114,7 +114,8 @@ class JobStore(Protocol):
         error: str | None = None,
     ) -> Record:
         """Set status/results/error; `running` sets started_at, a finished status sets
-        finished_at. `NotFoundError` for an unknown job."""
+        finished_at. A finished job is final: the update is ignored and the stored record
+        returned. `NotFoundError` for an unknown job."""
         ...
 
     async def get(self, user_id: str, job_id: str) -> Record | None: ...

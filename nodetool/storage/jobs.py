@@ -112,10 +112,19 @@ class SqlJobStore:
                 values["started_at"] = stamp
             if status in FINISHED_JOB_STATUSES and current.finished_at is None:
                 values["finished_at"] = stamp
+            # A finished job is final (e.g. cancelled from another process): the guard sits in
+            # the UPDATE itself so a concurrent finish cannot slip between check and write.
+            unfinished = jobs.c.status.notin_(FINISHED_JOB_STATUSES)
             result = await conn.execute(
-                update(jobs).where(jobs.c.id == job_id).values(values).returning(*_COLUMNS)
+                update(jobs)
+                .where(jobs.c.id == job_id, unfinished)
+                .values(values)
+                .returning(*_COLUMNS)
             )
-            return result.one()
+            row = result.first()
+            if row is None:
+                row = (await conn.execute(select(*_COLUMNS).where(jobs.c.id == job_id))).one()
+            return row
 
         row = await self._db.run_write(run)
         if row is None:

@@ -3,8 +3,11 @@
 A job is validated first (nothing is stored for a bad graph or bad params), then stored and
 run in a task that outlives any socket. Every event goes to an in-memory log (what live
 subscribers replay), to each subscriber's queue, and to a writer task that persists it (the
-runner never waits on the database). A job that is not live in this process (finished, or run
-by another worker sharing the database) is replayed from the store and followed by polling.
+runner never waits on the database) and then publishes it on the job bus (`fanout.py`). A job
+that is not live in this process (finished, or run by another worker sharing the database) is
+replayed from the store and followed through the bus (Redis) or by polling the store. A cancel
+is stored (a finished job is final) and sent on the bus; without Redis the owner notices it
+by checking the store every `CANCEL_CHECK` seconds.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import NotFoundError, WorkflowError
+from nodetool.workflows.fanout import FINISHED, JobBus, follow_job, is_terminal, make_bus
 from nodetool.workflows.graph import Graph, normalize_workflow
 from nodetool.workflows.nodes.base import RunContext
 from nodetool.workflows.runner import Prepared, prepare, run_graph
@@ -28,12 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("completed", "failed", "cancelled")
-POLL_INTERVAL = 0.25  # following a job run by another process
+__all__ = ["FINISHED", "JobManager", "is_terminal", "read_workflow_file"]
 
-
-def is_terminal(event: Mapping[str, Any]) -> bool:
-    return event.get("type") == "job_update" and event.get("status") in FINISHED
+CANCEL_CHECK = 0.5  # seconds between store checks for cancels from elsewhere (no Redis)
 
 
 class _LiveJob:
@@ -98,11 +100,20 @@ def _coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class JobManager:
     """Starts, follows, cancels and replays workflow jobs for one process."""
 
-    def __init__(self, settings: Settings, store: Store, providers: ProviderRegistry | None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: ProviderRegistry | None,
+        *,
+        bus: JobBus | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.providers = providers
+        self.bus: JobBus = bus if bus is not None else make_bus(settings)
         self._live: dict[str, _LiveJob] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -123,6 +134,10 @@ class JobManager:
         await asyncio.gather(*(live.outcome for live in lives), return_exceptions=True)
         writers = [live.writer for live in lives if live.writer is not None]
         await asyncio.gather(*writers, return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self.bus.aclose()
 
     async def load_workflow_files(self, paths: list[Path]) -> None:
         """Register workflow files as shared workflows (upsert by id); all are checked first."""
@@ -176,6 +191,7 @@ class JobManager:
             raise WorkflowError("params must be an object of input name -> value", param="params")
         workflow_id, graph_json = await self.resolve_graph(user_id, workflow_id, graph)
         prepared = prepare(Graph.from_dict(graph_json), params)
+        await self._listen_for_cancels()
         record = await self.store.jobs.create(
             user_id,
             workflow_id,
@@ -189,7 +205,36 @@ class JobManager:
         live.writer = asyncio.create_task(self._persist(live))
         live.task = asyncio.create_task(self._run(live, prepared))
         live.task.add_done_callback(lambda _: self._after_task(live))
+        if not self.bus.remote and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_store_cancels())
         return live
+
+    async def _listen_for_cancels(self) -> None:
+        try:
+            await self.bus.listen_cancels(self._cancel_local)
+        except Exception as exc:  # the job still runs; only remote cancels cannot reach it
+            log.warning("cannot listen for job cancel requests: %s", exc)
+
+    def _cancel_local(self, job_id: str) -> None:
+        live = self._live.get(job_id)
+        if live is not None and live.task is not None and not live.task.done():
+            live.task.cancel()
+
+    async def _watch_store_cancels(self) -> None:
+        """Without a bus: cancel local runs whose stored job was finished elsewhere."""
+        while self._live:
+            await asyncio.sleep(CANCEL_CHECK)
+            for live in list(self._live.values()):
+                if live.task is None or live.task.done():
+                    continue
+                try:
+                    record = await self.store.jobs.get(live.user_id, live.id)
+                except Exception:
+                    log.exception("could not check job %s for a cancel", live.id)
+                    continue
+                if record is not None and record["status"] in FINISHED:
+                    live.task.cancel()
+        self._watcher = None
 
     def _after_task(self, live: _LiveJob) -> None:
         # A task cancelled before its first step never ran `_run`'s handlers: finish it here.
@@ -209,7 +254,9 @@ class JobManager:
         )
         status, results, error, code = "failed", None, None, 500
         try:
-            await self.store.jobs.update(live.id, status="running")
+            stored = await self.store.jobs.update(live.id, status="running")
+            if stored["status"] in FINISHED:  # cancelled elsewhere before it started
+                raise asyncio.CancelledError
             live.job_update("running")
             results = await run_graph(prepared, context)
             status, code = "completed", 200
@@ -227,9 +274,15 @@ class JobManager:
         self, live: _LiveJob, status: str, results: Any, error: str | None, code: int
     ) -> None:
         try:
-            await self.store.jobs.update(live.id, status=status, results=results, error=error)
+            stored = await self.store.jobs.update(
+                live.id, status=status, results=results, error=error
+            )
         except Exception:
             log.exception("could not record the end of job %s", live.id)
+        else:
+            if stored["status"] != status:  # finished elsewhere first (a cancel): that stands
+                status, results, error = stored["status"], stored["results"], stored["error"]
+                code = 499 if status == "cancelled" else code
         extra: dict[str, Any] = {"result": results} if status == "completed" else {"error": error}
         live.job_update(status, **extra)
         if not live.outcome.done():
@@ -247,11 +300,18 @@ class JobManager:
             while not live.unsaved.empty():
                 batch.append(live.unsaved.get_nowait())
             closed = batch[-1] is None
+            stored: list[dict[str, Any]] = []
             for event in _coalesce([e for e in batch if e is not None]):
                 try:
-                    await self.store.jobs.add_event(live.id, event)
+                    seq = await self.store.jobs.add_event(live.id, event)
                 except Exception:
                     log.exception("could not store an event of job %s", live.id)
+                else:
+                    stored.append({**event, "seq": seq})
+            try:
+                await self.bus.publish(live.id, stored)
+            except Exception:
+                log.exception("could not publish events of job %s", live.id)
 
     # ---- following jobs -----------------------------------------------------------------------
 
@@ -295,19 +355,15 @@ class JobManager:
 
     async def _follow_stored(self, user_id: str, job_id: str) -> AsyncIterator[dict[str, Any]]:
         record = await self.get(user_id, job_id)
-        seq = 0
-        while True:
-            for event in await self.store.jobs.events(job_id, after_seq=seq):
-                seq = event.pop("seq", seq)
+        get_record = partial(self.get, user_id, job_id)
+        if not self.bus.remote or record["status"] in FINISHED:
+            async for event in follow_job(self.store.jobs, job_id, get_record, None):
                 yield event
-                if is_terminal(event):
-                    return
-            if record["status"] in FINISHED:
-                # finished without a stored terminal event (e.g. failed by a restart)
-                yield _terminal_of(record)
-                return
-            await asyncio.sleep(POLL_INTERVAL)
-            record = await self.get(user_id, job_id)
+            return
+        async with self.bus.feed(job_id) as feed:
+            events = follow_job(self.store.jobs, job_id, get_record, feed, self.bus.idle_check)
+            async for event in events:
+                yield event
 
     async def cancel(self, user_id: str, job_id: str) -> dict[str, Any]:
         """Cancel a queued/running job; a finished job is returned unchanged."""
@@ -318,7 +374,11 @@ class JobManager:
             await asyncio.wait([live.outcome])
             return await self.get(user_id, job_id)
         if record["status"] not in FINISHED:  # not running here (stale, or another process)
-            return await self.store.jobs.update(job_id, status="cancelled", error="cancelled")
+            record = await self.store.jobs.update(job_id, status="cancelled", error="cancelled")
+            try:
+                await self.bus.request_cancel(job_id)  # the owner stops its run
+            except Exception:
+                log.exception("could not send the cancel request of job %s", job_id)
         return record
 
     async def run_to_completion(
@@ -343,20 +403,6 @@ class JobManager:
         if status == "completed":
             return results or {}
         raise WorkflowError(error or status, status=code if code >= 400 and code != 499 else 400)
-
-
-def _terminal_of(record: Mapping[str, Any]) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "job_update",
-        "status": record["status"],
-        "job_id": record["id"],
-        "workflow_id": record.get("workflow_id"),
-    }
-    if record["status"] == "completed":
-        event["result"] = record.get("results")
-    else:
-        event["error"] = record.get("error")
-    return event
 
 
 def read_workflow_file(path: Path) -> dict[str, Any]:
