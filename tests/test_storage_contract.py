@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,6 +17,7 @@ from nodetool.errors import (
     PermissionDeniedError,
 )
 from nodetool.storage import Store, open_store
+from nodetool.storage.schema import jobs as jobs_table
 from tests.support.storage import BACKENDS, backend_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -365,3 +367,100 @@ async def test_fail_unfinished_marks_only_unfinished_jobs(store: Store, user: st
         assert now["status"] == "failed" and now["error"] == "server restarted"
         assert now["finished_at"]
     assert (await store.jobs.get(user, finished["id"]))["status"] == "completed"
+
+
+# --- job ownership -------------------------------------------------------------------------
+
+JOB_KEYS = {
+    "id",
+    "user_id",
+    "workflow_id",
+    "thread_id",
+    "status",
+    "params",
+    "graph",
+    "results",
+    "error",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+}
+
+
+async def _age_heartbeats(store: Store, *job_ids: str, seconds: float = 3600) -> None:
+    """Set the jobs' heartbeat `seconds` into the past (straight in the table)."""
+    old = datetime.now(UTC) - timedelta(seconds=seconds)
+    async with store.db.write() as conn:
+        await conn.execute(
+            jobs_table.update().where(jobs_table.c.id.in_(job_ids)).values(heartbeat_at=old)
+        )
+
+
+async def _running(store: Store, user: str, owner: str | None) -> dict:
+    job = await store.jobs.create(user, "wf", {}, owner=owner)
+    return await store.jobs.update(job["id"], status="running")
+
+
+async def test_fail_orphaned_spares_live_owners_and_fails_the_rest(store: Store, user: str) -> None:
+    host, tag = socket.gethostname(), uuid.uuid4().hex[:8]
+    owners = {
+        "live": f"{host}:101:{tag}",
+        "dead": f"{host}:102:{tag}",
+        "remote_fresh": f"elsewhere.invalid:7:{tag}",
+        "remote_stale": f"elsewhere.invalid:8:{tag}",
+        "kept": f"{host}:103:{tag}",
+        "unowned": None,
+    }
+    made = {name: await _running(store, user, owner) for name, owner in owners.items()}
+    await _age_heartbeats(store, made["remote_stale"]["id"], made["kept"]["id"])
+    asked: list[str] = []
+
+    def is_alive(owner: str) -> bool:
+        asked.append(owner)
+        return owner == owners["live"]
+
+    count = await store.jobs.fail_orphaned(
+        "worker gone", is_alive=is_alive, stale_after=60, keep=[owners["kept"]]
+    )
+    assert count >= 3
+    status = {name: await store.jobs.get(user, job["id"]) for name, job in made.items()}
+    assert {name: job["status"] for name, job in status.items()} == {
+        "live": "running",
+        "dead": "failed",
+        "remote_fresh": "running",
+        "remote_stale": "failed",
+        "kept": "running",
+        "unowned": "failed",
+    }
+    for name in ("dead", "remote_stale", "unowned"):
+        assert status[name]["error"] == "worker gone" and status[name]["finished_at"]
+    # only owners on this host are checked; other hosts are judged by their heartbeat
+    assert owners["live"] in asked and owners["dead"] in asked
+    assert not {owners["remote_fresh"], owners["remote_stale"], owners["kept"]} & set(asked)
+    assert all(set(job) == JOB_KEYS for job in status.values())  # the owner stays internal
+
+
+async def test_heartbeat_keeps_only_the_owners_unfinished_jobs_fresh(
+    store: Store, user: str
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    owner, other = f"elsewhere.invalid:9:{tag}", f"elsewhere.invalid:10:{tag}"
+    beating = await _running(store, user, owner)
+    finished = await _running(store, user, owner)
+    await store.jobs.update(finished["id"], status="completed", results={})
+    silent = await _running(store, user, other)
+    await _age_heartbeats(store, beating["id"], finished["id"], silent["id"])
+    assert await store.jobs.heartbeat(owner) == 1
+    assert await store.jobs.heartbeat(f"elsewhere.invalid:11:{tag}") == 0
+    await store.jobs.fail_orphaned("stale", is_alive=lambda _: True, stale_after=60)
+    assert (await store.jobs.get(user, beating["id"]))["status"] == "running"
+    assert (await store.jobs.get(user, finished["id"]))["status"] == "completed"
+    gone = await store.jobs.get(user, silent["id"])
+    assert (gone["status"], gone["error"]) == ("failed", "stale")
+
+
+async def test_job_owner_is_checked(store: Store, user: str) -> None:
+    with pytest.raises(InvalidRequestError) as err:
+        await store.jobs.create(user, None, {}, owner="x" * 301)
+    assert err.value.param == "owner"

@@ -1,4 +1,4 @@
-"""Schema versions: a version-1 database upgrades with its data intact; URLs; SQLite setup."""
+"""Schema versions: version-1 and -2 databases upgrade with their data intact; URLs; SQLite."""
 
 from __future__ import annotations
 
@@ -106,6 +106,41 @@ async def test_version_one_database_upgrades_with_data_intact(settings: Settings
         # and new writes work on the upgraded schema
         added = await store.messages.add("alice", "thread-1", {"role": "user", "content": "new"})
         assert (await store.messages.recent("alice", "thread-1", 1)) == [added]
+    finally:
+        await store.close()
+
+
+async def test_version_two_database_gains_job_ownership(settings: Settings) -> None:
+    db = Database.from_settings(settings)
+    assert await migrate(db, target=2) == 2
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO jobs (id, user_id, workflow_id, thread_id, status, params, graph, "
+                "results, error, created_at, updated_at, started_at, finished_at, event_seq) "
+                "VALUES (:id, 'alice', NULL, NULL, 'running', '{}', NULL, NULL, NULL, "
+                ":at, :at, :at, NULL, 0)"
+            ),
+            [{"id": "job-v2", "at": T0}],
+        )
+    await db.dispose()
+
+    store = await open_store(settings)
+    try:
+        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 3
+        async with store.db.read() as conn:
+            row = (
+                await conn.execute(text("SELECT owner, heartbeat_at FROM jobs WHERE id = 'job-v2'"))
+            ).one()
+        assert tuple(row) == (None, None)  # jobs from before v3 have no owner
+        owned = await store.jobs.create("alice", None, {}, owner="elsewhere.invalid:1:abc")
+        assert await store.jobs.heartbeat("elsewhere.invalid:1:abc") == 1
+        failed = await store.jobs.fail_orphaned(
+            "server restarted", is_alive=lambda _: True, stale_after=60
+        )
+        assert failed == 1  # the unowned v2 job; the owned one has a fresh heartbeat
+        assert (await store.jobs.get("alice", "job-v2"))["status"] == "failed"
+        assert (await store.jobs.get("alice", owned["id"]))["status"] == "queued"
     finally:
         await store.close()
 

@@ -12,6 +12,7 @@ chosen id is taken, `PermissionDeniedError` when a shared workflow would be chan
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 Record = dict[str, Any]
@@ -103,7 +104,11 @@ class JobStore(Protocol):
         params: Record,
         thread_id: str | None = None,
         graph: Record | None = None,
-    ) -> Record: ...
+        owner: str | None = None,
+    ) -> Record:
+        """A queued job; `owner` ("host:pid:start") is the worker that runs it (not returned
+        in records); an owned job starts with a heartbeat."""
+        ...
 
     async def update(
         self,
@@ -128,8 +133,25 @@ class JobStore(Protocol):
         """Events with seq > after_seq in order, each the stored dict plus its `seq`."""
         ...
 
+    async def heartbeat(self, owner: str) -> int:
+        """Set heartbeat_at to now for the owner's queued/running jobs; returns how many."""
+        ...
+
+    async def fail_orphaned(
+        self,
+        reason: str,
+        *,
+        is_alive: Callable[[str], bool],
+        stale_after: float,
+        keep: Collection[str] = (),
+    ) -> int:
+        """Mark queued/running jobs failed with `reason` when their owner is NULL, is on this
+        host and `is_alive(owner)` is False, or their heartbeat is older than `stale_after`
+        seconds (any host); owners in `keep` are never failed. Returns how many."""
+        ...
+
     async def fail_unfinished(self, reason: str) -> int:
-        """Mark every queued/running job failed with `reason`; returns how many."""
+        """Mark every queued/running job failed, whoever owns it; returns how many."""
         ...
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable, Collection
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, false, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodetool.errors import InvalidRequestError, NotFoundError
@@ -14,7 +17,9 @@ from nodetool.storage.db import Database
 from nodetool.storage.ids import new_id
 from nodetool.storage.schema import job_events, jobs
 
-_COLUMNS = tuple(column for column in jobs.c if column.name != "event_seq")
+_INTERNAL = ("event_seq", "owner", "heartbeat_at")  # bookkeeping, not part of job records
+_COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
+_UNFINISHED = ("queued", "running")
 
 
 def _record(row: Any) -> Record:
@@ -46,6 +51,7 @@ class SqlJobStore:
         params: Record,
         thread_id: str | None = None,
         graph: Record | None = None,
+        owner: str | None = None,
     ) -> Record:
         if not isinstance(params, dict):
             raise InvalidRequestError("params must be an object", param="params")
@@ -62,6 +68,8 @@ class SqlJobStore:
             "graph": dumps_or_none(graph),
             "created_at": stamp,
             "updated_at": stamp,
+            "owner": check_str(owner, "owner", 300),
+            "heartbeat_at": None if owner is None else stamp,
         }
 
         async def run(conn: AsyncConnection) -> None:
@@ -174,13 +182,62 @@ class SqlJobStore:
         rows = await self._db.all(query)
         return [{**loads(row.event), "seq": row.seq} for row in rows]
 
-    async def fail_unfinished(self, reason: str) -> int:
+    async def heartbeat(self, owner: str) -> int:
+        """Mark the owner's unfinished jobs as alive now; returns how many."""
+
         async def run(conn: AsyncConnection) -> int:
-            stamp = now()
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.status.in_(("queued", "running")))
-                .values(status="failed", error=reason, finished_at=stamp, updated_at=stamp)
+                .where(jobs.c.owner == owner, jobs.c.status.in_(_UNFINISHED))
+                .values(heartbeat_at=now())
+            )
+            return result.rowcount
+
+        return await self._db.run_write(run)
+
+    async def fail_orphaned(
+        self,
+        reason: str,
+        *,
+        is_alive: Callable[[str], bool],
+        stale_after: float,
+        keep: Collection[str] = (),
+    ) -> int:
+        """Fail unfinished jobs nobody runs any more; returns how many.
+
+        Orphaned: no owner; an owner on this host for which `is_alive` is False; or a
+        heartbeat older than `stale_after` seconds (any host). Owners in `keep` are spared.
+        """
+        query = select(jobs.c.owner).where(jobs.c.status.in_(_UNFINISHED)).distinct()
+        owners = [row.owner for row in await self._db.all(query) if row.owner is not None]
+        host = socket.gethostname()
+        dead = [
+            owner
+            for owner in owners
+            if owner not in keep and owner.rsplit(":", 2)[0] == host and not is_alive(owner)
+        ]
+        cutoff = now() - timedelta(seconds=stale_after)
+        orphaned = or_(
+            jobs.c.owner.is_(None),
+            jobs.c.owner.in_(dead) if dead else false(),
+            jobs.c.heartbeat_at < cutoff,
+        )
+        if keep:  # (NOT IN is never true for NULL, hence the explicit case)
+            orphaned = orphaned & or_(jobs.c.owner.is_(None), jobs.c.owner.notin_(list(keep)))
+        return await self._fail(reason, orphaned)
+
+    async def fail_unfinished(self, reason: str) -> int:
+        """Fail every queued/running job, whoever runs it (single-process tools only)."""
+        return await self._fail(reason, None)
+
+    async def _fail(self, reason: str, condition: ColumnElement[bool] | None) -> int:
+        async def run(conn: AsyncConnection) -> int:
+            stamp = now()
+            query = update(jobs).where(jobs.c.status.in_(_UNFINISHED))
+            if condition is not None:
+                query = query.where(condition)
+            result = await conn.execute(
+                query.values(status="failed", error=reason, finished_at=stamp, updated_at=stamp)
             )
             return result.rowcount
 

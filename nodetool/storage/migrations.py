@@ -134,9 +134,17 @@ def _v2(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_workflows_user_id ON workflows (user_id)"))
 
 
+def _v3(conn: Connection) -> None:
+    """Job ownership: the worker running a job (`host:pid:start`) and its last heartbeat."""
+    stamp = DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(300)"))
+    conn.execute(text(f"ALTER TABLE jobs ADD COLUMN heartbeat_at {stamp}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
     Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
+    Migration(3, "jobs.owner and jobs.heartbeat_at (job ownership)", _v3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,4 +1,4 @@
-"""The current schema (version 2) as SQLAlchemy Core tables, used by the queries.
+"""The current schema (version 3) as SQLAlchemy Core tables, used by the queries.
 
 Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
 that the migrated database matches these tables. JSON values are stored as text.
@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def id_type(length: int = 128) -> String:
@@ -96,6 +96,8 @@ jobs = Table(
     Column("started_at", timestamp(), nullable=True),
     Column("finished_at", timestamp(), nullable=True),
     Column("event_seq", Integer, nullable=False, server_default="0"),  # v2: last event's seq
+    Column("owner", String(300), nullable=True),  # v3: "host:pid:start" of the running worker
+    Column("heartbeat_at", timestamp(), nullable=True),  # v3: the owner's last sign of life
     Index("ix_jobs_user_id", "user_id", "id"),
     Index("ix_jobs_status", "status"),  # v2
 )

@@ -8,6 +8,12 @@ that is not live in this process (finished, or run by another worker sharing the
 replayed from the store and followed through the bus (Redis) or by polling the store. A cancel
 is stored (a finished job is final) and sent on the bus; without Redis the owner notices it
 by checking the store every `CANCEL_CHECK` seconds.
+
+Jobs are owned by the manager that runs them (`host:pid:start`). While a manager runs it
+beats for its unfinished jobs every `HEARTBEAT_EVERY` seconds; at start and every
+`SWEEP_EVERY` seconds it fails orphaned jobs: unowned ones, ones whose owner process on this
+host is gone (so a restart after a crash settles them at once), and ones whose heartbeat is
+older than `STALE_AFTER` (crashed workers on other hosts). Live workers' jobs are left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ from nodetool.errors import NotFoundError, WorkflowError
 from nodetool.workflows.fanout import FINISHED, JobBus, follow_job, is_terminal, make_bus
 from nodetool.workflows.graph import Graph, normalize_workflow
 from nodetool.workflows.nodes.base import RunContext
+from nodetool.workflows.ownership import (
+    HEARTBEAT_EVERY,
+    STALE_AFTER,
+    SWEEP_EVERY,
+    local_owners,
+    new_owner_id,
+    owner_alive,
+)
 from nodetool.workflows.runner import Prepared, prepare, run_graph
 
 if TYPE_CHECKING:
@@ -114,17 +128,50 @@ class JobManager:
         self.bus: JobBus = bus if bus is not None else make_bus(settings)
         self._live: dict[str, _LiveJob] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self.owner = new_owner_id()
+        local_owners.add(self.owner)
+        self._keeper: asyncio.Task[None] | None = None
+        self._closed = False
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Crash recovery: jobs left queued/running by a previous process are failed."""
-        count = await self.store.jobs.fail_unfinished("server restarted")
+        """Crash recovery: orphaned jobs (e.g. of a killed process) are failed; then the
+        heartbeat and periodic sweep start."""
+        count = await self._sweep("server restarted")
         if count:
-            log.warning("marked %d unfinished job(s) failed after a restart", count)
+            log.warning("marked %d orphaned job(s) failed at startup", count)
+        self._ensure_keeper()
+
+    async def _sweep(self, reason: str) -> int:
+        return await self.store.jobs.fail_orphaned(
+            reason, is_alive=owner_alive, stale_after=STALE_AFTER, keep=tuple(local_owners)
+        )
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is None and not self._closed:
+            self._keeper = asyncio.create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        """Heartbeat for this manager's jobs; now and then fail jobs of vanished workers."""
+        loop = asyncio.get_running_loop()
+        last_sweep = loop.time()
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            try:
+                if self._live:
+                    await self.store.jobs.heartbeat(self.owner)
+                if loop.time() - last_sweep >= SWEEP_EVERY:
+                    last_sweep = loop.time()
+                    count = await self._sweep("worker lost")
+                    if count:
+                        log.warning("marked %d job(s) of lost workers failed", count)
+            except Exception as exc:  # the database may be briefly away: try again later
+                log.warning("job heartbeat/sweep failed: %s", exc)
 
     async def aclose(self) -> None:
         """Cancel running jobs (they are marked cancelled) and wait for them to finish."""
+        self._closed = True
         lives = list(self._live.values())
         for live in lives:
             if live.task is not None and not live.task.done():
@@ -134,9 +181,12 @@ class JobManager:
         await asyncio.gather(*(live.outcome for live in lives), return_exceptions=True)
         writers = [live.writer for live in lives if live.writer is not None]
         await asyncio.gather(*writers, return_exceptions=True)
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for task in (self._watcher, self._keeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._keeper = None
+        local_owners.discard(self.owner)
         await self.bus.aclose()
 
     async def load_workflow_files(self, paths: list[Path]) -> None:
@@ -198,7 +248,9 @@ class JobManager:
             dict(params or {}),
             thread_id=thread_id,
             graph=None if workflow_id else graph_json,
+            owner=self.owner,
         )
+        self._ensure_keeper()
         live = _LiveJob(record)
         self._live[live.id] = live
         live.job_update("queued")
