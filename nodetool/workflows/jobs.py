@@ -337,11 +337,11 @@ class JobManager:
                 code = 499 if status == "cancelled" else code
         extra: dict[str, Any] = {"result": results} if status == "completed" else {"error": error}
         live.job_update(status, **extra)
+        live.unsaved.put_nowait(None)
+        if live.writer is not None:  # the outcome is reported once the event log is complete
+            await asyncio.gather(live.writer, return_exceptions=True)
         if not live.outcome.done():
             live.outcome.set_result((status, results, error, code))
-        live.unsaved.put_nowait(None)
-        if live.writer is not None:
-            await asyncio.gather(live.writer, return_exceptions=True)
         self._live.pop(live.id, None)
 
     async def _persist(self, live: _LiveJob) -> None:
