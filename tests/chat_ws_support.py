@@ -15,22 +15,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from nodetool.api.apps import create_editor_app
 from nodetool.config import Settings
 from tests.support.servers import ServerThread
+from tests.support.settings import stub_settings
 
 TIMEOUT = 15.0
 
 
 def editor_settings(stub_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "openai_base_url": stub_url,
-        "openai_api_key": "sk-test",
-        "default_provider": "openai",
-        "default_model": "stub-model",
-        "data_dir": data_dir,
-        "config_dir": data_dir / "config",
-        "auth_provider": "none",
-    }
-    values.update(overrides)
-    return Settings(**values)
+    return stub_settings(stub_url, data_dir, **overrides)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import httpx
 from nodetool.api.apps import create_chat_server_app, create_editor_app
 from nodetool.config import Settings
 from tests.support.servers import ServerThread
+from tests.support.settings import stub_settings
 
 TOKEN = "client-test-token-0123456789"
 
@@ -34,18 +35,8 @@ SHOUT_WORKFLOW: dict[str, Any] = {
 
 
 def settings(stub_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "openai_base_url": stub_url,
-        "openai_api_key": "sk-test",
-        "default_provider": "openai",
-        "default_model": "stub-model",
-        "data_dir": data_dir,
-        "config_dir": data_dir / "config",
-        "auth_provider": "none",
-        "tools": ["calculator"],
-    }
-    values.update(overrides)
-    return Settings(**values)
+    overrides.setdefault("tools", ["calculator"])
+    return stub_settings(stub_url, data_dir, **overrides)
 
 
 @contextlib.contextmanager

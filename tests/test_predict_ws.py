@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from nodetool.api.apps import create_editor_app
 from nodetool.config import Settings
 from tests.support.servers import ServerThread
+from tests.support.settings import stub_settings
 from tests.support.workflows import EXAMPLES, GATES, gate_graph
 
 TIMEOUT = 20.0
@@ -27,18 +28,8 @@ ENCODINGS = [pytest.param(True, id="msgpack"), pytest.param(False, id="json")]
 
 
 def settings_for(stub_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "openai_base_url": stub_url,
-        "openai_api_key": "sk-test",
-        "default_provider": "openai",
-        "default_model": "stub-model",
-        "data_dir": data_dir,
-        "config_dir": data_dir / "config",
-        "auth_provider": "none",
-        "workflow_files": sorted(EXAMPLES.glob("*.json")),
-    }
-    values.update(overrides)
-    return Settings(**values)
+    overrides.setdefault("workflow_files", sorted(EXAMPLES.glob("*.json")))
+    return stub_settings(stub_url, data_dir, **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from tests.support.servers import ServerThread
+from tests.support.servers import StubServer
 
 _DIRECTIVE = re.compile(r"\[\[([\w-]+)(?::(.*?))?\]\]", re.S)
 MODELS = ["llama-stub:latest", "stub-model:latest"]
@@ -66,15 +66,14 @@ def _plan(body: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
-class OllamaStub:
+class OllamaStub(StubServer):
     """The stub server; use as a context manager or call start()/stop()."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.disconnects: list[float] = []
         self.tag_requests = 0
         self._lock = threading.Lock()
-        self._server = ServerThread(self.asgi, log_level="error", lifespan="off")
+        super().__init__()
         self.url = self._server.url
 
     def reset(self) -> None:
@@ -82,29 +81,6 @@ class OllamaStub:
             self.requests.clear()
             self.disconnects.clear()
             self.tag_requests = 0
-
-    def wait_disconnect(self, timeout: float = 1.0, after: float = 0.0) -> float | None:
-        """Block until a disconnect after `after` is recorded; its time, or None."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for moment in self.disconnects:
-                if moment >= after:
-                    return moment
-            time.sleep(0.01)
-        return None
-
-    def start(self) -> OllamaStub:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> OllamaStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

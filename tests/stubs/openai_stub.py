@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.servers import ServerThread
+from tests.support.servers import StubServer
 
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*?))?\]\]", re.S)
 MODELS = ["stub-model", "stub-model-2"]
@@ -122,16 +122,15 @@ def split_text(text: str, chunks: int | None) -> list[str]:
     return words or [text]
 
 
-class OpenAIStub:
+class OpenAIStub(StubServer):
     """The stub server; use as a context manager or call start()/stop()."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.disconnects: list[float] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._server = ServerThread(self.asgi, log_level="error", lifespan="off")
+        super().__init__()
         self.url = self._server.url + "/v1"
         self.base = self._server.url
 
@@ -146,29 +145,6 @@ class OpenAIStub:
             self.requests.clear()
             self.headers.clear()
             self.disconnects.clear()
-
-    def wait_disconnect(self, timeout: float = 1.0, after: float = 0.0) -> float | None:
-        """Block until a disconnect after `after` is recorded; its time, or None."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for moment in self.disconnects:
-                if moment >= after:
-                    return moment
-            time.sleep(0.01)
-        return None
-
-    def start(self) -> OpenAIStub:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> OpenAIStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- ASGI ----------------------------------------------------------------------
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

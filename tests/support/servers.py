@@ -147,3 +147,38 @@ class CliServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class StubServer:
+    """Base for the upstream stubs: an ASGI `asgi` method served on loopback, and the
+    client disconnects it saw (`disconnects`, monotonic times)."""
+
+    def __init__(self) -> None:
+        self.disconnects: list[float] = []
+        self._server = ServerThread(self.asgi, log_level="error", lifespan="off")
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise NotImplementedError
+
+    def wait_disconnect(self, timeout: float = 1.0, after: float = 0.0) -> float | None:
+        """Block until a disconnect after `after` is recorded; its time, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for moment in self.disconnects:
+                if moment >= after:
+                    return moment
+            time.sleep(0.01)
+        return None
+
+    def start(self) -> StubServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self):  # noqa: ANN204 - returns the concrete stub
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
