@@ -61,11 +61,16 @@ def main() -> None:
             base.append(_time(bare_cmd))
     m_ours, m_base = statistics.median(ours), statistics.median(base)
     heavy = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, nodetool.cli.main; "
-         "print(','.join(m for m in ('fastapi','uvicorn','openai','llama_cpp','sqlalchemy','httpx')"
-         " if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, nodetool.cli.main; "
+            "print(','.join(m for m in ('fastapi','uvicorn','openai','llama_cpp','sqlalchemy','httpx')"
+            " if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     print(f"runs each:                 {len(ours)}")
     print(f"nodetool --help (median):  {m_ours * 1000:.1f} ms")

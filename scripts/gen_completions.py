@@ -65,32 +65,51 @@ def _tree() -> tuple[list[Opt], list[Cmd]]:
 
 
 def bash(top: list[Opt], cmds: list[Cmd]) -> str:
-    lines = [f"# bash completion for nodetool ({HEADER})", "_nodetool() {",
-             '    local cur prev cmd i',
-             '    cur="${COMP_WORDS[COMP_CWORD]}"',
-             '    prev="${COMP_WORDS[COMP_CWORD-1]}"',
-             '    cmd=""',
-             "    for ((i=1; i<COMP_CWORD; i++)); do",
-             '        case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break;; esac',
-             "    done",
-             '    case "$cmd" in']
+    lines = [
+        f"# bash completion for nodetool ({HEADER})",
+        "_nodetool() {",
+        "    local cur prev cmd i",
+        '    cur="${COMP_WORDS[COMP_CWORD]}"',
+        '    prev="${COMP_WORDS[COMP_CWORD-1]}"',
+        '    cmd=""',
+        "    for ((i=1; i<COMP_CWORD; i++)); do",
+        '        case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break;; esac',
+        "    done",
+        '    case "$cmd" in',
+    ]
     for cmd in cmds:
         words = " ".join(n for o in cmd.options for n in o.names)
         lines.append(f'        {cmd.name}) COMPREPLY=( $(compgen -W "{words}" -- "$cur") ) ;;')
     names = " ".join(c.name for c in cmds)
     top_words = " ".join(n for o in top for n in o.names)
-    lines += [f'        *) COMPREPLY=( $(compgen -W "{names} {top_words}" -- "$cur") ) ;;',
-              "    esac", "}", "complete -o default -F _nodetool nodetool", ""]
+    lines += [
+        f'        *) COMPREPLY=( $(compgen -W "{names} {top_words}" -- "$cur") ) ;;',
+        "    esac",
+        "}",
+        "complete -o default -F _nodetool nodetool",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def zsh(top: list[Opt], cmds: list[Cmd]) -> str:
-    lines = ["#compdef nodetool", f"# {HEADER}", "", "_nodetool() {",
-             "  local -a commands", "  commands=("]
+    lines = [
+        "#compdef nodetool",
+        f"# {HEADER}",
+        "",
+        "_nodetool() {",
+        "  local -a commands",
+        "  commands=(",
+    ]
     lines += [f"    '{c.name}:{c.help}'" for c in cmds]
-    lines += ["  )", "  if (( CURRENT == 2 )); then",
-              "    _describe 'command' commands", "    return", "  fi",
-              "  case $words[2] in"]
+    lines += [
+        "  )",
+        "  if (( CURRENT == 2 )); then",
+        "    _describe 'command' commands",
+        "    return",
+        "  fi",
+        "  case $words[2] in",
+    ]
     for cmd in cmds:
         specs = []
         for opt in cmd.options:
@@ -98,7 +117,7 @@ def zsh(top: list[Opt], cmds: list[Cmd]) -> str:
             for name in opt.names:
                 specs.append(f"'{name}[{opt.help}]{value}'")
         lines.append(f"    {cmd.name}) _arguments {' '.join(specs)} '*:file:_files' ;;")
-    lines += ["  esac", "}", "", 'compdef _nodetool nodetool', ""]
+    lines += ["  esac", "}", "", "compdef _nodetool nodetool", ""]
     return "\n".join(lines)
 
 
@@ -126,15 +145,21 @@ def fish(top: list[Opt], cmds: list[Cmd]) -> str:
 
 def render() -> dict[str, str]:
     top, cmds = _tree()
-    return {"nodetool.bash": bash(top, cmds), "_nodetool": zsh(top, cmds),
-            "nodetool.fish": fish(top, cmds)}
+    return {
+        "nodetool.bash": bash(top, cmds),
+        "_nodetool": zsh(top, cmds),
+        "nodetool.fish": fish(top, cmds),
+    }
 
 
 def main(argv: list[str]) -> int:
     files = render()
     if "--check" in argv:
-        stale = [n for n, text in files.items()
-                 if not (OUT / n).exists() or (OUT / n).read_text() != text]
+        stale = [
+            n
+            for n, text in files.items()
+            if not (OUT / n).exists() or (OUT / n).read_text() != text
+        ]
         if stale:
             print(f"stale completions: {', '.join(stale)}; run `make completions`")
             return 1
