@@ -65,8 +65,8 @@ def main() -> None:
             sys.executable,
             "-c",
             "import sys, nodetool.cli.main; "
-            "print(','.join(m for m in ('fastapi','uvicorn','openai','llama_cpp','sqlalchemy','httpx')"
-            " if m in sys.modules))",
+            "heavy = ('fastapi', 'uvicorn', 'openai', 'llama_cpp', 'sqlalchemy', 'httpx'); "
+            "print(','.join(m for m in heavy if m in sys.modules))",
         ],
         capture_output=True,
         text=True,
