@@ -74,10 +74,16 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
     from nodetool.api.apps import FACTORIES, SETTINGS_ENV
 
     log_level = settings.log_level
+    if kind == "chat-server":
+        storage = "none"
+    elif (settings.database_url or "").startswith("postgres"):
+        storage = "postgresql"
+    else:
+        storage = f"sqlite in {settings.data_dir}"
     err_console().print(
         f"[bold]nodetool {kind}[/bold] on http://{host}:{port} "
-        f"(auth: {settings.auth_provider}, storage: "
-        f"{'postgresql' if (settings.database_url or '').startswith('postgres') else 'sqlite'})"
+        f"(auth: {settings.auth_provider}, storage: {storage})",
+        soft_wrap=True,
     )
     if reload or workers > 1:
         import os
