@@ -24,17 +24,17 @@ from nodetool.types.messages import ChatOptions, Message
 QUESTION = "List the numbers from one to fifty."
 
 
+# The sampling both paths use (greedy), so the two measurements generate the same tokens.
+SAMPLING = {"temperature": 0.0, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+
+
 def direct(llm, prompt: str, max_tokens: int) -> int:
     """llama-cpp-python's own completion call; returns completion tokens."""
     result = llm.create_completion(
         prompt,
         max_tokens=max_tokens,
-        temperature=0.0,
-        top_p=0.95,
-        top_k=40,
-        min_p=0.05,
-        repeat_penalty=1.0,
         stop=list(STOPS),
+        **SAMPLING,
     )
     return int(result["usage"]["completion_tokens"])
 
@@ -45,12 +45,8 @@ def direct_stream(llm, prompt: str, max_tokens: int) -> int:
     for _ in llm.create_completion(
         prompt,
         max_tokens=max_tokens,
-        temperature=0.0,
-        top_p=0.95,
-        top_k=40,
-        min_p=0.05,
-        repeat_penalty=1.0,
         stop=list(STOPS),
+        **SAMPLING,
         stream=True,
     ):
         pieces += 1
