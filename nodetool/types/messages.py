@@ -101,3 +101,4 @@ class ModelInfo(BaseModel):
     provider: str
     created: int = 0
     owned_by: str = ""
+    status: str | None = None  # why the model cannot serve right now (None: it can)

@@ -211,6 +211,7 @@ def _entries(models: list[ModelInfo]) -> list[dict]:
             m.id if counts[m.id] == 1 else f"{m.provider}/{m.id}",
             m.created,
             m.owned_by or m.provider,
+            m.status,
         )
         for m in models
     ]
@@ -227,7 +228,7 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     models = await request.app.state.runtime.providers.list_models()
     for m in models:
         if model_id in (m.id, f"{m.provider}/{m.id}"):
-            entry = model_entry(model_id, m.created, m.owned_by or m.provider)
+            entry = model_entry(model_id, m.created, m.owned_by or m.provider, m.status)
             return Response(dumps(entry), media_type=_JSON)
     raise ModelNotFoundError(
         f"The model '{model_id}' does not exist or you do not have access to it.",

@@ -1,0 +1,109 @@
+"""How a chat becomes a request to the embedded base model: prompt format and sampling.
+
+Gemma 3 270M here is a *base* model (no chat template): a chat is rendered as a completion-style
+transcript (`User:` / `Assistant:` lines after a short preamble) and generation stops at the next
+turn marker or a blank line, so answers stay short and on topic. The format and the sampling
+defaults were chosen by `benchmarks/local_quality.py` (answered acceptably, echoes, repetition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodetool.config import Settings
+from nodetool.errors import InvalidRequestError
+from nodetool.types.messages import ChatOptions, Message
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFormat:
+    """A transcript format for the base model: preamble, example turns, stops, sampling."""
+
+    preamble: str
+    examples: tuple[tuple[str, str], ...]
+    stops: tuple[str, ...] = ("\nUser:", "\nAssistant:", "\n\n")
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+    def header(self, system: Sequence[str] = ()) -> str:
+        head = self.preamble + ("\n" + "\n".join(system) if system else "")
+        shots = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in self.examples)
+        return head + ("\n\n" + shots if shots else "")
+
+
+FORMAT = PromptFormat(
+    preamble=(
+        "The following is a conversation between a User and a helpful Assistant. The Assistant "
+        "answers each question correctly and briefly, in one or two sentences."
+    ),
+    examples=(
+        (
+            "What is the largest planet in the solar system?",
+            "Jupiter is the largest planet in the solar system.",
+        ),
+    ),
+    sampling={"temperature": 0.2, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0},
+)
+_CHARS_PER_TOKEN = 3  # conservative estimate used to trim long histories
+
+
+def build_prompt(
+    messages: Sequence[Message], budget_chars: int | None = None, fmt: PromptFormat = FORMAT
+) -> str:
+    """The completion-style transcript for `messages`, oldest turns dropped past the budget."""
+    system = [m.text().strip() for m in messages if m.role == "system" and m.text().strip()]
+    header = fmt.header(system)
+    turns = []
+    for message in messages:
+        text = message.text().strip()
+        if message.role == "user":
+            turns.append(f"User: {text}")
+        elif message.role == "assistant" and text:
+            turns.append(f"Assistant: {text}")
+        elif message.role == "tool" and text:
+            turns.append(f"Tool result: {text}")
+    if budget_chars is not None:
+        used = len(header) + 20
+        kept = []
+        for turn in reversed(turns):
+            used += len(turn) + 1
+            if used > budget_chars and kept:
+                break
+            kept.append(turn)
+        turns = kept[::-1]
+    return header + "\n\n" + "\n".join(turns) + "\nAssistant:"
+
+
+def build_request(
+    messages: Sequence[Message],
+    options: ChatOptions | None,
+    default_max: int,
+    settings: Settings,
+    fmt: PromptFormat = FORMAT,
+) -> dict[str, Any]:
+    """The body of a streamed llama-server `/completion` request for this chat."""
+    body: dict[str, Any] = {
+        **fmt.sampling,
+        "n_predict": default_max,
+        "stop": list(fmt.stops),
+        "stream": True,
+        "cache_prompt": True,
+    }
+    if options is not None:
+        if options.temperature is not None:
+            body["temperature"] = options.temperature
+        if options.top_p is not None:
+            body["top_p"] = options.top_p
+        if options.max_tokens is not None:
+            if options.max_tokens < 1:
+                raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
+            body["n_predict"] = options.max_tokens
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if options.stop:
+            body["stop"] = [*fmt.stops, *options.stop]
+    n_ctx = settings.local_context_size
+    room = max(n_ctx - body["n_predict"], n_ctx // 2)  # leave room for the answer
+    body["prompt"] = build_prompt(messages, room * _CHARS_PER_TOKEN, fmt)
+    return body
