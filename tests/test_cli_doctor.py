@@ -1,4 +1,4 @@
-"""`nodetool doctor`: the real checks through the CLI, and a crashing build reported, not suffered."""
+"""`nodetool doctor`: the real checks through the CLI; a crashing build reported, not suffered."""
 
 from __future__ import annotations
 

@@ -110,9 +110,8 @@ async def generation_check(settings: Settings, needed: bool) -> Check:
             loaded = time.perf_counter() - started
             transport = httpx.AsyncHTTPTransport(uds=str(socket))
             async with httpx.AsyncClient(transport=transport, base_url="http://llama") as client:
-                reply = await client.post(
-                    "/completion", json={"prompt": "The capital of France is", "n_predict": 1, "temperature": 0}
-                )
+                probe = {"prompt": "The capital of France is", "n_predict": 1, "temperature": 0}
+                reply = await client.post("/completion", json=probe)
                 reply.raise_for_status()
             token = reply.json().get("content", "")
         except (NodetoolError, httpx.HTTPError) as exc:
