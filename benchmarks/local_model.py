@@ -92,7 +92,7 @@ def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
 
 def llama_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
     body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
-    body.update(GREEDY, cache_prompt=True)
+    body.update(GREEDY, cache_prompt=False)  # as nodetool asks for greedy requests
     return "/completion", body, lambda chunk: 1 if chunk.get("content") else 0
 
 

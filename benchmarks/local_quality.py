@@ -82,11 +82,25 @@ _EXAMPLE_WORDS = ("jupiter", "largest planet")
 MAX_TOKENS = 96
 
 
+SHOTS = (
+    ("Hello there!", "Hello! How can I help you today?"),
+    ("What is the capital of Spain?", "The capital of Spain is Madrid."),
+    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
+    ("Who was the first person to walk on the Moon?", "Neil Armstrong, in 1969."),
+)
+
+
 def candidates() -> dict[str, PromptFormat]:
     """The formats compared: the first release's, the chosen one, and variations."""
+    penalty = {**BEFORE.sampling, "repeat_penalty": 1.15}
+    shots = replace(BEFORE, examples=SHOTS)
     return {
         "before": BEFORE,
-        "before+penalty": replace(BEFORE, sampling={**BEFORE.sampling, "repeat_penalty": 1.15}),
+        "before+penalty": replace(BEFORE, sampling=penalty),
+        "4 shots": shots,
+        "4 shots+penalty": replace(shots, sampling=penalty),
+        "4 shots+greedy": replace(shots, sampling={**penalty, "temperature": 0.0}),
+        "4 shots+dry": replace(shots, sampling={**BEFORE.sampling, "dry_multiplier": 0.8}),
         "chosen": FORMAT,
     }
 

@@ -149,5 +149,6 @@ def model_process(settings: Settings):  # -> llama_process.ModelProcess
         parallel=settings.local_parallel,
         threads=settings.local_threads,
         profile=profile,
+        embeddings=True,  # one child serves chat, raw completion and embeddings
     )
     return shared_process(config)

@@ -88,7 +88,6 @@ def build_request(
         "n_predict": default_max,
         "stop": list(fmt.stops),
         "stream": True,
-        "cache_prompt": True,
     }
     if options is not None:
         if options.temperature is not None:
@@ -103,6 +102,10 @@ def build_request(
             body["seed"] = options.seed
         if options.stop:
             body["stop"] = [*fmt.stops, *options.stop]
+    # llama.cpp's prompt cache reuses a prefix computed in another batch, which can change the
+    # tokens a request gets when it shares a batch with others: reproducible requests (greedy,
+    # or a fixed seed) are always computed afresh, so their tokens never depend on the traffic.
+    body["cache_prompt"] = body["temperature"] > 0 and "seed" not in body
     n_ctx = settings.local_context_size
     room = max(n_ctx - body["n_predict"], n_ctx // 2)  # leave room for the answer
     body["prompt"] = build_prompt(messages, room * _CHARS_PER_TOKEN, fmt)
