@@ -4,7 +4,6 @@ with static-token auth: MessagePack in, binary MessagePack replies, chunks colle
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,16 +12,18 @@ from pathlib import Path
 import pytest
 
 from tests.chat_ws_support import editor_server
+from tests.support.needs import NODE, missing
 from tests.support.servers import ServerThread
 
 NODE_DIR = Path(__file__).parent / "node"
 TOKEN = "node-static-token-0123456789"
 
-pytestmark = pytest.mark.skipif(
-    (shutil.which("node") is None or shutil.which("npm") is None)
-    and os.environ.get("CI") != "true",
-    reason="needs node and npm (CI fails here instead)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def node_and_npm() -> None:
+    absent = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if absent:
+        missing(f"{' and '.join(absent)} not found on PATH", NODE)
 
 
 def npm_install() -> None:
