@@ -62,9 +62,11 @@ def _port_free(host: str, port: int) -> str | None:
 
 def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags: Any) -> None:
     settings = build_settings(**flags)
-    from nodetool.cli.preflight import check_startup
+    from nodetool.cli.preflight import check_services, check_startup
 
     check_startup(settings)
+    if kind != "chat-server":  # the chat-only server keeps no state
+        check_services(settings)
     problem = _port_free(host, port)
     if problem:
         raise fail(problem)
