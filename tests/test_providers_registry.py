@@ -1,4 +1,4 @@
-"""Provider registry: configured providers, routing rules (PROTOCOL.md §1), errors, caching."""
+"""Provider registry: configured providers, routing rules (docs/protocol.md §3), errors, caching."""
 
 from __future__ import annotations
 
