@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast reliability lint format completions bench bench-deps clean
+.PHONY: install run test test-fast conformance reliability lint format completions bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: install ## Start `nodetool serve` on the embedded default (local model, SQL
 test: install ## The whole default test suite (starts PostgreSQL/Redis if they are down)
 	bash scripts/ensure_services.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+conformance: install ## The engine over every workflow in NODETOOL_EXAMPLES_DIR (not part of `make test`)
+	@test -n "$(NODETOOL_EXAMPLES_DIR)" || { echo "usage: make conformance NODETOOL_EXAMPLES_DIR=DIR" >&2; exit 2; }
+	NODETOOL_EXAMPLES_DIR="$(NODETOOL_EXAMPLES_DIR)" $(BIN)/python -m pytest -q tests/conformance $(PYTEST_ARGS)
 
 reliability: install ## Long reliability suite (fuzzing, faults, load, crash recovery) at full size
 	bash scripts/ensure_services.sh

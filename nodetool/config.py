@@ -34,13 +34,13 @@ def _env(*names: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    """Every setting nodetool reads. Environment names follow PROTOCOL.md."""
+    """Every setting nodetool reads. Table: docs/protocol.md §11."""
 
     model_config = SettingsConfigDict(
         env_file=".env", extra="ignore", populate_by_name=True, case_sensitive=False
     )
 
-    # Auth (PROTOCOL.md §5)
+    # Auth (docs/protocol.md §10)
     auth_provider: AuthProvider = Field("local", validation_alias=_env("AUTH_PROVIDER"))
     worker_auth_token: str | None = Field(None, validation_alias=_env("WORKER_AUTH_TOKEN"))
     supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))

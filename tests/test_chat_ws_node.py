@@ -4,40 +4,21 @@ with static-token auth: MessagePack in, binary MessagePack replies, chunks colle
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.chat_ws_support import editor_server
+from tests.support.node import NODE_DIR, npm_install, require_node
 from tests.support.servers import ServerThread
 
-NODE_DIR = Path(__file__).parent / "node"
 TOKEN = "node-static-token-0123456789"
 
-pytestmark = pytest.mark.skipif(
-    (shutil.which("node") is None or shutil.which("npm") is None)
-    and os.environ.get("CI") != "true",
-    reason="needs node and npm (CI fails here instead)",
-)
 
-
-def npm_install() -> None:
-    """`npm install` once; node_modules is kept (gitignored) for later runs."""
-    modules = NODE_DIR / "node_modules"
-    if (modules / "ws").is_dir() and (modules / "@msgpack" / "msgpack").is_dir():
-        return
-    result = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=NODE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"npm install failed:\n{result.stdout}\n{result.stderr}"
+@pytest.fixture(scope="module", autouse=True)
+def node_and_npm() -> None:
+    require_node()
 
 
 @pytest.fixture(scope="module")

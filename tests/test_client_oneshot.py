@@ -56,6 +56,26 @@ def test_piped_stdin_without_message_is_one_shot(server) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_piped_lines_are_one_message_each_until_exit(server, openai_stub, transport) -> None:
+    openai_stub.reset()
+    piped = "first\n\nsecond\n/model stub-model-2\n/exit\nnever sent\n"
+    result = chat(server, *transport, input=piped)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Echo: first\nEcho: second\n")
+    assert "never sent" not in result.stdout
+    assert len(openai_stub.requests) == 2  # one turn per line, nothing after /exit
+    second = openai_stub.requests[1]["messages"]
+    assert [m["content"] for m in second if m["role"] == "user"] == ["first", "second"]
+
+
+def test_an_empty_pipe_sends_nothing(server, openai_stub) -> None:
+    openai_stub.reset()
+    result = chat(server, "--ws", input="")
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    assert openai_stub.requests == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_json_prints_the_final_message(server, transport) -> None:
     result = chat(server, *transport, "--json", "--message", "as json")
     assert result.exit_code == 0, result.output

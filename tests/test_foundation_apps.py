@@ -1,4 +1,4 @@
-"""Each app mounts exactly its surface's routes (DESIGN.md table); the CLI servers start."""
+"""Each app mounts exactly its surface's routes (docs/protocol.md §1); the CLI servers start."""
 
 from __future__ import annotations
 

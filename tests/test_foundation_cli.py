@@ -92,6 +92,15 @@ def test_bad_flag_value_names_setting() -> None:
     assert "AUTH_PROVIDER" in result.output
 
 
+def test_chat_server_refuses_workflows() -> None:
+    result = runner.invoke(app, ["chat-server", "--workflow", "x.json"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: chat-server serves no workflows: use --workflow with `nodetool serve` or "
+        "`nodetool worker`"
+    )
+
+
 def test_supabase_without_url_refuses_to_start() -> None:
     result = runner.invoke(app, ["worker", "--auth-provider", "supabase"])
     assert result.exit_code == 2

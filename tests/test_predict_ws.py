@@ -105,37 +105,35 @@ def finished(frames: list[dict]) -> dict:
 @pytest.mark.parametrize("binary", ENCODINGS)
 async def test_run_job_streams_events_to_completion(server, binary) -> None:
     async with client(server, binary) as ws:
-        reply = await ws.result(
-            "run_job", workflow_id="conditional-logic-engine", params={"value": 75}
-        )
+        reply = await ws.result("run_job", workflow_id="shipping-quote", params={"weight": 5})
         job_id = reply["job_id"]
-        assert reply["workflow_id"] == "conditional-logic-engine" and reply["status"] == "queued"
+        assert reply["workflow_id"] == "shipping-quote" and reply["status"] == "queued"
         frames = await ws.until("job_update", status="completed")
     assert [f["status"] for f in frames if f["type"] == "job_update"] == [
         "queued",
         "running",
         "completed",
     ]
-    text = finished(frames)["result"]["decision_result"]
-    assert "🟡 MEDIUM VALUE: 75 is between 50 and 100. Balanced processing selected." in text
+    text = finished(frames)["result"]["quote"]
+    assert "Parcel: 5 kg ships as a standard box, delivery in 2-3 days." in text
     assert all(f["job_id"] == job_id for f in frames)
-    assert all(f["workflow_id"] == "conditional-logic-engine" for f in frames)
+    assert all(f["workflow_id"] == "shipping-quote" for f in frames)
     kinds = {f["type"] for f in frames}
     assert {"job_update", "node_update", "output_update"} <= kinds
     (output,) = [f for f in frames if f["type"] == "output_update"]
-    assert output["output_name"] == "decision_result" and output["node_id"] == "1"
+    assert output["output_name"] == "quote" and output["node_id"] == "out"
 
 
 async def test_run_job_with_a_graph_and_an_agent(server, openai_stub) -> None:
-    workflow = json.loads((EXAMPLES / "Data Validation Pipeline.json").read_text())
+    workflow = json.loads((EXAMPLES / "Meeting Brief.json").read_text())
     async with client(server) as ws:
-        reply = await ws.result("run_job", graph=workflow["graph"], params={"data": "a,b\n1,2"})
+        reply = await ws.result("run_job", graph=workflow["graph"], params={"notes": "a,b\n1,2"})
         assert reply["workflow_id"] is None
         frames = await ws.until("job_update", status="completed")
-    report = finished(frames)["result"]["validation_report"]
-    assert "Echo: Analyze this CSV data" in report and "a,b\n1,2" in report
+    report = finished(frames)["result"]["brief"]
+    assert "Echo: Summarise these meeting notes" in report and "a,b\n1,2" in report
     chunks = [f for f in frames if f["type"] == "output_update" and f["output_name"] == "chunk"]
-    assert len(chunks) > 1 and all(f["node_id"] == "3" for f in chunks)
+    assert len(chunks) > 1 and {f["node_id"] for f in chunks} == {"summary", "actions"}
 
 
 async def test_disconnect_then_reconnect_replays_then_follows(server) -> None:
@@ -225,10 +223,10 @@ async def test_malformed_frames_and_commands_keep_the_socket(server) -> None:
         bad_param = await ws.error(
             {
                 "command": "run_job",
-                "data": {"workflow_id": "conditional-logic-engine", "params": {"value": "x"}},
+                "data": {"workflow_id": "shipping-quote", "params": {"weight": "x"}},
             }
         )
-        assert bad_param["message"] == "param 'value': expected an integer, got 'x'"
+        assert bad_param["message"] == "param 'weight': expected an integer, got 'x'"
         unknown_wf = await ws.error({"command": "run_job", "data": {"workflow_id": "nope"}})
         assert unknown_wf["status"] == 404
         unknown_job = await ws.error({"command": "reconnect_job", "data": {"job_id": "nope"}})

@@ -41,7 +41,7 @@ def test_models_json_lists_every_provider(env) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["providers"][:2] == ["openai", "ollama"]
-    assert data["default_provider"] == "openai"
+    assert data["default_provider"] == "local"  # unless NODETOOL_DEFAULT_PROVIDER says otherwise
     ids = {(m["provider"], m["id"]) for m in data["models"]}
     assert {("openai", "stub-model"), ("openai", "stub-model-2")} <= ids
     assert {("ollama", "llama-stub:latest"), ("ollama", "stub-model:latest")} <= ids

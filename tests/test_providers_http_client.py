@@ -41,6 +41,7 @@ from nodetool.providers.openai_provider import OpenAIProvider
 from nodetool.types.events import Finish, TextDelta, ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ToolSpec
 from tests.stubs.openai_stub import OpenAIStub
+from tests.support.needs import OPENSSL, missing
 from tests.support.servers import ServerThread, free_port
 from tests.support.v1 import running
 
@@ -375,7 +376,7 @@ async def test_drop_mid_body_is_remote_disconnected() -> None:
 @pytest.fixture(scope="module")
 def tls_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OpenAIStub, Path]]:
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is not installed")
+        missing("the openssl CLI is not installed", OPENSSL)
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(

@@ -1,4 +1,4 @@
-"""Provider registry: configured providers, routing rules (PROTOCOL.md §1), errors, caching."""
+"""Provider registry: configured providers, routing rules (docs/protocol.md §3), errors, caching."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ async def test_create_from_environment(monkeypatch, openai_stub, ollama_stub) ->
     try:
         assert registry.names()[:2] == ["openai", "ollama"]
         assert ("local" in registry.names()) == local_installed()
-        assert registry.default_provider == "openai"
+        assert registry.default_provider == "local"  # configured providers never change it
         assert await route(registry, "llama-stub") == ("ollama", "llama-stub")
     finally:
         await registry.aclose()
@@ -224,12 +224,12 @@ async def test_api_key_alone_configures_openai(monkeypatch) -> None:
 
 
 async def test_nothing_configured_defaults_to_local() -> None:
-    if _probe_ollama_sync(DEFAULT_OLLAMA_HOST):
-        pytest.skip("an Ollama server runs on this machine")
+    probed = _probe_ollama_sync(DEFAULT_OLLAMA_HOST)
     registry = await ProviderRegistry.create(Settings())
     try:
         assert registry.default_provider == "local"
-        assert registry.names() == (["local"] if local_installed() else [])
+        expected = (["local"] if local_installed() else []) + (["ollama"] if probed else [])
+        assert registry.names() == expected
     finally:
         await registry.aclose()
 
@@ -242,14 +242,20 @@ async def test_describe_missing_default() -> None:
     assert text is not None
     for option in ("pip install 'nodetool[local]'", "OPENAI_BASE_URL", "OPENAI_API_KEY", "Ollama"):
         assert option in text
-    assert describe_missing_default(Settings(openai_api_key="sk-x")) is None
-    assert describe_missing_default(Settings(ollama_host="127.0.0.1:1")) is None
-    nothing = describe_missing_default(Settings())
-    if local_installed():
-        assert nothing is None
-        assert describe_missing_default(Settings(default_provider="local")) is None
-    elif not _probe_ollama_sync(DEFAULT_OLLAMA_HOST):
-        assert nothing is not None and "pip install 'nodetool[local]'" in nothing
+    assert (
+        describe_missing_default(Settings(openai_api_key="sk-x", default_provider="openai")) is None
+    )
+    assert (
+        describe_missing_default(Settings(ollama_host="127.0.0.1:1", default_provider="ollama"))
+        is None
+    )
+    for settings in (Settings(), Settings(openai_api_key="sk-x"), Settings(ollama_host="h:1")):
+        problem = describe_missing_default(settings)  # the default is `local` all the same
+        if local_installed():
+            assert problem is None
+        else:
+            assert problem is not None and "default provider 'local'" in problem
+            assert "NODETOOL_DEFAULT_PROVIDER=openai" in problem
 
 
 async def test_normalize_ollama_host() -> None:

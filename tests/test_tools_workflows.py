@@ -138,22 +138,19 @@ def find_schema(workflow: dict[str, Any]) -> dict[str, Any]:
     return WorkflowTool(workflow).parameters()
 
 
-def test_a_real_nodetool_example() -> None:
-    path = EXAMPLES / "Conditional Logic Engine.json"
-    if not path.exists():
-        pytest.skip("the shared NodeTool examples are not available")
-    workflow = json.loads(path.read_text())
-    workflow["tool_name"] = "decide"
+def test_an_example_workflow() -> None:
+    workflow = json.loads((EXAMPLES / "Shipping Quote.json").read_text())
+    workflow["tool_name"] = "quote"
     schema = find_schema(workflow)
-    value = schema["properties"]["value"]
-    assert (value["type"], value["minimum"], value["maximum"], value["default"]) == (
+    weight = schema["properties"]["weight"]
+    assert (weight["type"], weight["minimum"], weight["maximum"], weight["default"]) == (
         "integer",
         0,
-        100,
-        75,
+        1000,
+        5,
     )
     model = args_model(workflow)
-    assert model.model_validate({"value": "42"}).model_dump(by_alias=True) == {"value": 42}
+    assert model.model_validate({"weight": "42"}).model_dump(by_alias=True) == {"weight": 42}
 
 
 @module_loop

@@ -113,11 +113,11 @@ def wait_job(base: str, job_id: str, statuses: tuple[str, ...]) -> dict[str, Any
 # ---- editor ---------------------------------------------------------------------------------
 
 
-def test_editor_lists_the_shared_examples(editor) -> None:
+def test_editor_lists_the_example_workflows(editor) -> None:
     response = httpx.get(f"{editor.url}/api/workflows")
     assert response.status_code == 200
     ids = {w["id"] for w in response.json()["workflows"]}
-    assert {"conditional-logic-engine", "creative-story-ideas", "research_paper_summarizer"} <= ids
+    assert {"shipping-quote", "greeting-card", "packing_list", "meeting-brief"} <= ids
 
 
 def test_editor_crud(editor) -> None:
@@ -165,29 +165,29 @@ def test_editor_rejects_bad_workflows(editor) -> None:
         [link("a", "b", "v"), link("b", "a", "v")],
     )
     assert_error(httpx.put(f"{base}/cyc", json=cyclic), 400, "cycle")
-    assert_error(httpx.delete(f"{base}/conditional-logic-engine"), 403, "shared")
-    shared = httpx.put(f"{base}/conditional-logic-engine", json=DIVIDE)
+    assert_error(httpx.delete(f"{base}/shipping-quote"), 403, "shared")
+    shared = httpx.put(f"{base}/shipping-quote", json=DIVIDE)
     assert_error(shared, 403, "shared and read-only")
 
 
 def test_editor_run_and_jobs(editor) -> None:
     run = httpx.post(
-        f"{editor.url}/api/workflows/conditional-logic-engine/run", json={"params": {"value": 30}}
+        f"{editor.url}/api/workflows/shipping-quote/run", json={"params": {"weight": 1}}
     )
     assert run.status_code == 202, run.text
     job = run.json()
     assert job["job_id"] == job["id"] and job["status"] == "queued"
     done = wait_job(editor.url, job["id"], ("completed", "failed"))
     assert done["status"] == "completed"
-    assert "🔵 LOW VALUE: 30 is less than 50." in done["results"]["decision_result"]
+    assert "Letter post: 1 kg fits a padded envelope" in done["results"]["quote"]
     assert "user_id" not in done
     assert_error(
         httpx.post(
-            f"{editor.url}/api/workflows/conditional-logic-engine/run",
-            json={"params": {"value": "thirty"}},
+            f"{editor.url}/api/workflows/shipping-quote/run",
+            json={"params": {"weight": "thirty"}},
         ),
         400,
-        "param 'value': expected an integer",
+        "param 'weight': expected an integer",
     )
     assert_error(httpx.post(f"{editor.url}/api/workflows/missing/run"), 404, "not found")
     assert_error(httpx.get(f"{editor.url}/api/jobs/missing"), 404, "not found")
@@ -221,37 +221,35 @@ def test_worker_lists_workflows_with_inputs_and_outputs(worker) -> None:
     response = httpx.get(f"{worker.url}/workflows")
     assert response.status_code == 200
     listed = {w["id"]: w for w in response.json()["workflows"]}
-    engine = listed["conditional-logic-engine"]
-    assert engine["name"] == "Conditional Logic Engine"
-    assert engine["inputs"] == [
+    quote = listed["shipping-quote"]
+    assert quote["name"] == "Shipping Quote"
+    assert quote["inputs"] == [
         {
-            "name": "value",
+            "name": "weight",
             "type": "integer",
-            "default": 75,
-            "description": "Numeric value to evaluate against multiple conditions",
-            "node_id": "3",
+            "default": 5,
+            "description": "Parcel weight in kilograms",
+            "node_id": "input_weight",
         }
     ]
-    assert engine["outputs"] == ["decision_result"]
+    assert quote["outputs"] == ["quote"]
     assert "divide-by-zero" in listed and "gate-sse" in listed
 
 
-@pytest.mark.parametrize("value", [30, 75, 150])
-def test_worker_run_returns_results(worker, value: int) -> None:
-    response = httpx.post(
-        f"{worker.url}/workflows/conditional-logic-engine/run", json={"value": value}
-    )
+@pytest.mark.parametrize("weight", [1, 5, 30])
+def test_worker_run_returns_results(worker, weight: int) -> None:
+    response = httpx.post(f"{worker.url}/workflows/shipping-quote/run", json={"weight": weight})
     assert response.status_code == 200, response.text
-    text = response.json()["results"]["decision_result"]
-    assert f"**Input Value:** {value}\n" in text
-    marker = {30: "🔵 LOW VALUE", 75: "🟡 MEDIUM VALUE", 150: "🔴 HIGH VALUE"}[value]
-    assert f"**Processing Path:**\n{marker}: {value}" in text
+    text = response.json()["results"]["quote"]
+    assert f"Weight: {weight} kg\n" in text
+    service = {1: "Letter post", 5: "Parcel", 30: "Freight"}[weight]
+    assert text.rsplit("\n", 1)[1].startswith(f"{service}: {weight} kg ")
 
 
 def test_worker_run_errors(worker) -> None:
-    url = f"{worker.url}/workflows/conditional-logic-engine/run"
-    error = assert_error(httpx.post(url, json={"value": "x"}), 400, "param 'value'")
-    assert error["param"] == "params.value"
+    url = f"{worker.url}/workflows/shipping-quote/run"
+    error = assert_error(httpx.post(url, json={"weight": "x"}), 400, "param 'weight'")
+    assert error["param"] == "params.weight"
     assert_error(httpx.post(url, json={"other": 1}), 400, "unknown param 'other'")
     assert_error(httpx.post(url, json=[1]), 400, "JSON object of params")
     assert_error(
@@ -265,12 +263,12 @@ def test_worker_run_errors(worker) -> None:
     )
     assert failed["code"] == "invalid_workflow"
     empty = httpx.post(url)  # no body: the defaults
-    assert "**Input Value:** 75" in empty.json()["results"]["decision_result"]
+    assert "Weight: 5 kg" in empty.json()["results"]["quote"]
 
 
 def test_worker_stream_sse(worker, openai_stub) -> None:
-    url = f"{worker.url}/workflows/data-validation-pipeline/run/stream"
-    with httpx.stream("POST", url, json={"data": "x,y\n1,2"}, timeout=30) as response:
+    url = f"{worker.url}/workflows/meeting-brief/run/stream"
+    with httpx.stream("POST", url, json={"notes": "x,y\n1,2"}, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-accel-buffering"] == "no"
@@ -278,7 +276,7 @@ def test_worker_stream_sse(worker, openai_stub) -> None:
     assert events[-1] == "[DONE]"
     complete = events[-2]
     assert complete["type"] == "complete"
-    assert "Echo: Analyze this CSV data" in complete["results"]["validation_report"]
+    assert "Echo: Summarise these meeting notes" in complete["results"]["brief"]
     body = events[:-2]
     statuses = [e["status"] for e in body if e["type"] == "job_update"]
     assert statuses == ["queued", "running", "completed"]
@@ -295,7 +293,7 @@ def test_worker_stream_failure_and_bad_input(worker) -> None:
         "node 'd' (nodetool.math.Divide) failed: division by zero"
     )
     assert events[-3]["type"] == "job_update" and events[-3]["status"] == "failed"
-    bad = httpx.post(f"{worker.url}/workflows/conditional-logic-engine/run/stream", json={"v": 1})
+    bad = httpx.post(f"{worker.url}/workflows/shipping-quote/run/stream", json={"v": 1})
     assert_error(bad, 400, "unknown param 'v'")
     assert_error(httpx.post(f"{worker.url}/workflows/nope/run/stream"), 404, "not found")
 

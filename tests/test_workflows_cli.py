@@ -12,15 +12,10 @@ from typer.testing import CliRunner
 from nodetool.cli.main import app
 from tests.support.workflows import EXAMPLES
 
-ENGINE = str(EXAMPLES / "Conditional Logic Engine.json")
-HIGH = (
-    "## Conditional Logic Decision Result\n\n**Input Value:** 150\n\n**Condition Checks:**\n"
-    "- Greater than 100? True\n- Less than 50? False\n- Combined (OR): True\n"
-    "- Route Decision: EXTREME_VALUE\n\n**Processing Path:**\n"
-    "🔴 HIGH VALUE: 150 is greater than 100. Priority processing engaged.\n\n"
-    "**Decision Logic:**\nThis workflow demonstrates:\n- Multiple condition evaluation\n"
-    "- Logical operations (OR gate)\n- Conditional branching\n- Multi-path routing\n"
-    "- Result aggregation"
+ENGINE = str(EXAMPLES / "Shipping Quote.json")
+HEAVY = (
+    "## Shipping quote\n\nWeight: 30 kg\nOver 20 kg? True\nUnder 2 kg? False\n"
+    "Handling: special handling\n\nFreight: 30 kg travels on a pallet, delivery in 3-5 days."
 )
 
 
@@ -47,33 +42,32 @@ def one_error_line(stderr: str) -> str:
 
 
 def test_run_prints_outputs_and_progress(runner) -> None:
-    result = runner.invoke(app, ["run", ENGINE, "--param", "value=150"])
+    result = runner.invoke(app, ["run", ENGINE, "--param", "weight=30"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"decision_result:\n{HIGH}\n\n"
+    assert result.stdout == f"quote:\n{HEAVY}\n\n"
     assert "completed" in result.stderr and "IntegerInput" in result.stderr
 
 
 def test_run_json(runner) -> None:
-    result = runner.invoke(app, ["run", ENGINE, "--param", "value=150", "--json"])
+    result = runner.invoke(app, ["run", ENGINE, "--param", "weight=30", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"decision_result": HIGH}
+    assert json.loads(result.stdout) == {"quote": HEAVY}
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (
-            ["--param", "value=abc"],
-            "error: Conditional Logic Engine.json: param 'value': expected an integer, got 'abc'",
+            ["--param", "weight=abc"],
+            "error: Shipping Quote.json: param 'weight': expected an integer, got 'abc'",
         ),
         (
             ["--param", "size=3"],
-            "error: Conditional Logic Engine.json: unknown param 'size'; "
-            "this workflow's inputs are: value",
+            "error: Shipping Quote.json: unknown param 'size'; this workflow's inputs are: weight",
         ),
         (
-            ["--param", "value"],
-            "error: Conditional Logic Engine.json: bad --param 'value': expected name=value",
+            ["--param", "weight"],
+            "error: Shipping Quote.json: bad --param 'weight': expected name=value",
         ),
     ],
 )
@@ -93,7 +87,7 @@ def test_bad_files(runner, tmp_path) -> None:
     assert invalid.exit_code == 2 and "is not valid JSON" in one_error_line(invalid.stderr)
     workflow = json.loads(Path(ENGINE).read_text())
     workflow["graph"]["edges"].append(
-        {"source": "3", "sourceHandle": "output", "target": "99", "targetHandle": "a"}
+        {"source": "input_weight", "sourceHandle": "output", "target": "99", "targetHandle": "a"}
     )
     dangling = tmp_path / "dangling.json"
     dangling.write_text(json.dumps(workflow))
@@ -142,14 +136,14 @@ def test_node_failure_exits_non_zero(runner, tmp_path) -> None:
 
 def test_agent_workflow_uses_the_configured_provider(runner, stub_env, openai_stub) -> None:
     openai_stub.reset()
-    path = str(EXAMPLES / "Research Paper Summarizer.json")
+    path = str(EXAMPLES / "Meeting Brief.json")
     result = runner.invoke(
-        app, ["run", path, "--param", "paper=Tiny paper", "--json"], env=stub_env
+        app, ["run", path, "--param", "notes=Tiny notes", "--json"], env=stub_env
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)["paper_summary"]
-    assert "Echo: Analyze this research paper and extract:" in summary
-    assert "Paper:\nTiny paper" in summary
+    brief = json.loads(result.stdout)["brief"]
+    assert "Echo: List the action items in these meeting notes" in brief
+    assert "Notes:\nTiny notes" in brief
     assert len(openai_stub.requests) == 2
 
 
@@ -157,9 +151,9 @@ def test_previews_are_shown_when_a_workflow_has_no_outputs(runner, stub_env, ope
     from tests.stubs.openai_stub import Reply
 
     openai_stub.reset()
-    openai_stub.enqueue(Reply(text="1. Sky Pirates\n2. Wind Thief\n"))
-    path = str(EXAMPLES / "Creative Story Ideas.json")
-    result = runner.invoke(app, ["run", path, "--param", "Genre=Mystery"], env=stub_env)
+    openai_stub.enqueue(Reply(text="1. Scarf\n2. Boots\n"))
+    path = str(EXAMPLES / "Packing List.json")
+    result = runner.invoke(app, ["run", path, "--param", "Destination=Oslo"], env=stub_env)
     assert result.exit_code == 0, result.output
-    assert 'Generated Story Ideas:\n[\n  "Sky Pirates",\n  "Wind Thief"\n]' in result.stdout
-    assert "Genre: Mystery" in result.stdout
+    assert 'Packing List:\n[\n  "Scarf",\n  "Boots"\n]' in result.stdout
+    assert "Destination: Oslo" in result.stdout

@@ -18,6 +18,7 @@ from nodetool.errors import WorkflowError
 from nodetool.storage import open_store
 from nodetool.workflows.fanout import InProcessJobBus, RedisJobBus
 from nodetool.workflows.jobs import JobManager
+from tests.support.needs import REDIS, missing
 from tests.support.storage import temp_postgres_database
 from tests.support.workflows import GATES, gate_graph
 
@@ -52,7 +53,7 @@ async def redis_url() -> str:
                 break
             await asyncio.sleep(0.25)
     if problem is not None:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable ({problem})")
+        missing(f"Redis at {REDIS_URL} is not reachable ({problem})", REDIS)
     return REDIS_URL
 
 

@@ -68,15 +68,15 @@ async def test_workflow_files_are_shared_and_upserted_by_stable_id(jobs, parts) 
     store, _ = parts
     listed = {w["id"]: w for w in await store.workflows.list("someone")}
     assert {
-        "conditional-logic-engine",
-        "creative-story-ideas",
-        "data-validation-pipeline",
-        "product-description-generator",
-        "research_paper_summarizer",
+        "greeting-card",
+        "meeting-brief",
+        "packing_list",
+        "shipping-quote",
+        "times-table",
     } <= set(listed)
-    assert listed["conditional-logic-engine"]["user_id"] is None
+    assert listed["shipping-quote"]["user_id"] is None
     before = len(listed)
-    await jobs.load_workflow_files([EXAMPLES / "Conditional Logic Engine.json"])
+    await jobs.load_workflow_files([EXAMPLES / "Shipping Quote.json"])
     assert len(await store.workflows.list("someone")) == before
 
 
@@ -86,7 +86,7 @@ async def test_bad_workflow_files_name_the_file(jobs, tmp_path) -> None:
     with pytest.raises(WorkflowError, match="broken.json: not a valid workflow JSON"):
         await jobs.load_workflow_files([broken])
     bad_graph = tmp_path / "bad-graph.json"
-    workflow = json.loads((EXAMPLES / "Conditional Logic Engine.json").read_text())
+    workflow = json.loads((EXAMPLES / "Shipping Quote.json").read_text())
     workflow["graph"]["nodes"][0]["type"] = "nodetool.output.Nope"
     bad_graph.write_text(json.dumps(workflow))
     with pytest.raises(WorkflowError, match="bad-graph.json: unknown node type"):
@@ -97,28 +97,26 @@ async def test_bad_workflow_files_name_the_file(jobs, tmp_path) -> None:
 
 async def test_job_runs_persists_and_streams_events(jobs, parts) -> None:
     store, _ = parts
-    record = await jobs.start_job(
-        "u1", workflow_id="conditional-logic-engine", params={"value": 30}
-    )
-    assert record["status"] == "queued" and record["workflow_id"] == "conditional-logic-engine"
+    record = await jobs.start_job("u1", workflow_id="shipping-quote", params={"weight": 1})
+    assert record["status"] == "queued" and record["workflow_id"] == "shipping-quote"
     events = await collect(jobs, "u1", record["id"])
     statuses = [e["status"] for e in events if e["type"] == "job_update"]
     assert statuses == ["queued", "running", "completed"]
     final = events[-1]
-    assert final["result"]["decision_result"].startswith("## Conditional Logic Decision Result")
-    assert "🔵 LOW VALUE: 30" in final["result"]["decision_result"]
+    assert final["result"]["quote"].startswith("## Shipping quote\n\nWeight: 1 kg")
+    assert "Letter post: 1 kg" in final["result"]["quote"]
     assert all(e["job_id"] == record["id"] for e in events)
-    assert all(e["workflow_id"] == "conditional-logic-engine" for e in events)
+    assert all(e["workflow_id"] == "shipping-quote" for e in events)
     stored = await jobs.get("u1", record["id"])
-    assert stored["status"] == "completed" and stored["params"] == {"value": 30}
+    assert stored["status"] == "completed" and stored["params"] == {"weight": 1}
     assert stored["results"] == final["result"]
     replay = await collect(jobs, "u1", record["id"])  # finished: replayed from the store
     assert replay == events
 
 
 async def test_validation_happens_before_any_job(jobs) -> None:
-    with pytest.raises(WorkflowError, match="param 'value': expected an integer"):
-        await jobs.start_job("u1", workflow_id="conditional-logic-engine", params={"value": "x"})
+    with pytest.raises(WorkflowError, match="param 'weight': expected an integer"):
+        await jobs.start_job("u1", workflow_id="shipping-quote", params={"weight": "x"})
     with pytest.raises(NotFoundError, match="workflow 'nope' not found"):
         await jobs.start_job("u1", workflow_id="nope")
     graph = {"nodes": [{"id": "a", "type": "nodetool.what.Ever"}], "edges": []}
@@ -192,9 +190,9 @@ async def test_cancel_marks_the_job_cancelled(jobs) -> None:
 
 async def test_run_to_completion_results_and_failures(jobs) -> None:
     results = await jobs.run_to_completion(
-        "u4", workflow_id="conditional-logic-engine", params={"value": 150}
+        "u4", workflow_id="shipping-quote", params={"weight": 30}
     )
-    assert "🔴 HIGH VALUE: 150" in results["decision_result"]
+    assert "Freight: 30 kg" in results["quote"]
     failing = {
         "nodes": [{"id": "d", "type": "nodetool.math.Divide", "data": {"a": 1, "b": 0}}],
         "edges": [],
@@ -202,8 +200,8 @@ async def test_run_to_completion_results_and_failures(jobs) -> None:
     with pytest.raises(WorkflowError) as info:
         await jobs.run_to_completion("u4", graph=failing)
     assert info.value.message == "node 'd' (nodetool.math.Divide) failed: division by zero"
-    results = await jobs.run_to_completion("u4", workflow_id="data-validation-pipeline")
-    assert "Echo: Analyze this CSV data" in results["validation_report"]
+    results = await jobs.run_to_completion("u4", workflow_id="meeting-brief")
+    assert "Echo: Summarise these meeting notes" in results["brief"]
 
 
 async def test_cancelling_the_caller_cancels_the_job(jobs) -> None:

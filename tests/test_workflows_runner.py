@@ -1,4 +1,4 @@
-"""The DAG runner on real graphs: the NodeTool examples (LLM nodes against the OpenAI-compatible
+"""The DAG runner on real graphs: the example workflows (LLM nodes against the OpenAI-compatible
 stub), streams, concurrency, node failures and cancellation."""
 
 from __future__ import annotations
@@ -21,30 +21,36 @@ from tests.support.workflows import EXAMPLES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-TAIL = (
-    "\n\n**Decision Logic:**\nThis workflow demonstrates:\n- Multiple condition evaluation\n"
-    "- Logical operations (OR gate)\n- Conditional branching\n- Multi-path routing\n"
-    "- Result aggregation"
-)
 EXPECTED = {
+    1: (
+        "## Shipping quote\n\nWeight: 1 kg\nOver 20 kg? False\nUnder 2 kg? True\n"
+        "Handling: special handling\n\n"
+        "Letter post: 1 kg fits a padded envelope, delivery in 1-2 days."
+    ),
+    5: (
+        "## Shipping quote\n\nWeight: 5 kg\nOver 20 kg? False\nUnder 2 kg? False\n"
+        "Handling: standard handling\n\n"
+        "Parcel: 5 kg ships as a standard box, delivery in 2-3 days."
+    ),
     30: (
-        "## Conditional Logic Decision Result\n\n**Input Value:** 30\n\n**Condition Checks:**\n"
-        "- Greater than 100? False\n- Less than 50? True\n- Combined (OR): True\n"
-        "- Route Decision: EXTREME_VALUE\n\n**Processing Path:**\n"
-        "🔵 LOW VALUE: 30 is less than 50. Standard processing applied." + TAIL
+        "## Shipping quote\n\nWeight: 30 kg\nOver 20 kg? True\nUnder 2 kg? False\n"
+        "Handling: special handling\n\n"
+        "Freight: 30 kg travels on a pallet, delivery in 3-5 days."
     ),
-    75: (
-        "## Conditional Logic Decision Result\n\n**Input Value:** 75\n\n**Condition Checks:**\n"
-        "- Greater than 100? False\n- Less than 50? False\n- Combined (OR): False\n"
-        "- Route Decision: MEDIUM_VALUE\n\n**Processing Path:**\n"
-        "🟡 MEDIUM VALUE: 75 is between 50 and 100. Balanced processing selected." + TAIL
-    ),
-    150: (
-        "## Conditional Logic Decision Result\n\n**Input Value:** 150\n\n**Condition Checks:**\n"
-        "- Greater than 100? True\n- Less than 50? False\n- Combined (OR): True\n"
-        "- Route Decision: EXTREME_VALUE\n\n**Processing Path:**\n"
-        "🔴 HIGH VALUE: 150 is greater than 100. Priority processing engaged." + TAIL
-    ),
+}
+SHIPPING_NODES = {
+    "input_weight",
+    "heavy",
+    "light",
+    "special",
+    "handling",
+    "freight",
+    "letter",
+    "parcel",
+    "small",
+    "service",
+    "report",
+    "out",
 }
 
 _BARRIERS: dict[str, asyncio.Barrier] = {}
@@ -126,70 +132,71 @@ def of_type(events: list[dict], kind: str, **match: Any) -> list[dict]:
     return [e for e in events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())]
 
 
-@pytest.mark.parametrize("value", [30, 75, 150])
-async def test_conditional_logic_engine_exact_text(value: int) -> None:
-    results, events = await run(example("Conditional Logic Engine")["graph"], {"value": value})
-    assert results == {"decision_result": EXPECTED[value]}
-    (update,) = of_type(events, "output_update", node_id="1")
-    assert update["output_name"] == "decision_result" and update["value"] == EXPECTED[value]
+@pytest.mark.parametrize("weight", [1, 5, 30])
+async def test_shipping_quote_exact_text(weight: int) -> None:
+    results, events = await run(example("Shipping Quote")["graph"], {"weight": weight})
+    assert results == {"quote": EXPECTED[weight]}
+    (update,) = of_type(events, "output_update", node_id="out")
+    assert update["output_name"] == "quote" and update["value"] == EXPECTED[weight]
     completed = {e["node_id"] for e in of_type(events, "node_update", status="completed")}
-    assert completed == {str(i) for i in range(1, 14)}
+    assert completed == SHIPPING_NODES
     assert all(e["job_id"] == "j1" and e["workflow_id"] == "w1" for e in events)
 
 
 async def test_default_input_value_is_used_without_params() -> None:
-    results, _ = await run(example("Conditional Logic Engine")["graph"])
-    assert results["decision_result"] == EXPECTED[75]
+    results, _ = await run(example("Shipping Quote")["graph"])
+    assert results["quote"] == EXPECTED[5]
 
 
-async def test_agent_examples_against_the_stub(openai_stub, providers) -> None:
-    openai_stub.reset()
-    results, events = await run(example("Data Validation Pipeline")["graph"], None, providers)
-    report = results["validation_report"]
-    assert report.startswith("# Data Validation Report\n")
-    assert "Echo: Analyze this CSV data and identify:" in report
-    assert "2,jane@invalid,35,UK" in report
-    (request,) = openai_stub.requests
-    assert request["stream"] is True and request["model"] == "stub-model"
-    assert request["max_tokens"] == 800 or request.get("max_completion_tokens") == 800
-    assert request["messages"][0] == {
-        "role": "system",
-        "content": "You are a data quality analyst. Identify validation issues in datasets.",
+async def test_text_and_loop_examples() -> None:
+    card, _ = await run(example("Greeting Card")["graph"], {"name": "Bo", "occasion": "Eid"})
+    assert card == {
+        "card": "Dear Bo,\n\nHappy eid! Enjoy the day.\n\nWarm wishes,\nthe nodetool team"
     }
-    chunks = of_type(events, "output_update", node_id="3", output_name="chunk")
-    assert len(chunks) > 3
-    assert "".join(c["value"] for c in chunks) in report
+    table, events = await run(example("Times Table")["graph"], {"number": 3})
+    assert table == {"table": "1 x 3 = 3\n2 x 3 = 6\n3 x 3 = 9\n4 x 3 = 12\n5 x 3 = 15"}
+    progress = of_type(events, "node_progress", node_id="each")
+    assert [(p["progress"], p["total"]) for p in progress] == [(i, 5) for i in range(1, 6)]
 
 
-async def test_two_agents_both_feed_the_report(openai_stub, providers) -> None:
+async def test_agent_example_against_the_stub(openai_stub, providers) -> None:
     openai_stub.reset()
-    params = {"product": "Tea Kettle"}
-    results, _ = await run(example("Product Description Generator")["graph"], params, providers)
-    text = results["product_descriptions"]
-    assert "## Product: Tea Kettle" in text
-    assert "Echo: Create a compelling product description for:\nProduct: Tea Kettle" in text
-    assert "Echo: Create an SEO-optimized product description for:\nProduct: Tea Kettle" in text
-    assert len(openai_stub.requests) == 2
-    openai_stub.reset()
-    summary, _ = await run(example("Research Paper Summarizer")["graph"], None, providers)
-    assert "Echo: Analyze this research paper" in summary["paper_summary"]
-    assert "Echo: Provide a technical summary" in summary["paper_summary"]
+    params = {"notes": "Ship v2 on Friday.", "audience": "the board"}
+    results, events = await run(example("Meeting Brief")["graph"], params, providers)
+    brief = results["brief"]
+    assert brief.startswith("# Meeting brief for the board\n\n## Summary\nEcho: Summarise these")
+    assert "Echo: Summarise these meeting notes in two sentences for the board." in brief
+    assert "## Action items\nEcho: List the action items in these meeting notes" in brief
+    assert brief.count("Notes:\nShip v2 on Friday.") == 2
+    assert len(openai_stub.requests) == 2  # the two agents
+    systems = {}
+    for request in openai_stub.requests:
+        assert request["stream"] is True and request["model"] == "stub-model"
+        assert request["max_tokens"] == 300 or request.get("max_completion_tokens") == 300
+        systems[request["messages"][0]["content"]] = request["messages"][0]["role"]
+    assert systems == {
+        "You write short, plain summaries of meetings.": "system",
+        "You extract action items from meeting notes.": "system",
+    }
+    for agent in ("summary", "actions"):
+        chunks = of_type(events, "output_update", node_id=agent, output_name="chunk")
+        assert len(chunks) > 3
+        assert "".join(c["value"] for c in chunks) in brief
 
 
 async def test_list_generator_streams_items_to_preview(openai_stub, providers) -> None:
     openai_stub.reset()
     openai_stub.enqueue(
-        Reply(text="Here you go:\n1. The Sky Thief\n2. Cloud Keeper\n   who hides\n3. Last Isle\n")
+        Reply(text="Here you go:\n1. Rain jacket\n2. Walking shoes\n   broken in\n3. Adapter\n")
     )
-    results, events = await run(example("Creative Story Ideas")["graph"], None, providers)
+    results, events = await run(example("Packing List")["graph"], None, providers)
     assert results == {}
-    shown = [e["value"] for e in of_type(events, "output_update", node_id="preview_stories")]
-    assert shown == ["The Sky Thief", "Cloud Keeper who hides", "Last Isle"]
-    (prompt,) = of_type(events, "output_update", node_id="preview_prompt")
+    shown = [e["value"] for e in of_type(events, "output_update", node_id="show_items")]
+    assert shown == ["Rain jacket", "Walking shoes broken in", "Adapter"]
+    (prompt,) = of_type(events, "output_update", node_id="show_prompt")
     assert (
-        "Genre: Fantasy\nMain Character: Reluctant Hero\nSetting: Floating Sky Islands"
-        in (prompt["value"])
-    )  # {{GENRE}} matched the GENRE property case-insensitively, as in NodeTool
+        "Destination: Lisbon in spring\nLength: 4 days" in prompt["value"]
+    )  # {{DESTINATION}} matched the destination property case-insensitively, as in NodeTool
     request = openai_stub.requests[-1]
     assert request["messages"][-1]["content"] == prompt["value"]
 

@@ -1,6 +1,6 @@
 """The three app factories. Each lists the routers and middleware its surface mounts.
 
-| factory                  | surface (DESIGN.md)                                              |
+| factory                  | surface (docs/protocol.md §1)                                    |
 |--------------------------|------------------------------------------------------------------|
 | create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs       |
 | create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream]                    |

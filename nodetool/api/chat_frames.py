@@ -1,4 +1,4 @@
-"""Client frames of the `/chat` WebSocket (PROTOCOL.md §2) and their validation.
+"""Client frames of the `/chat` WebSocket (docs/protocol.md §4) and their validation.
 
 Fields are checked strictly (a number is not a string): a frame with a wrong field type is
 answered with an `error` frame naming the field, never coerced or dropped.

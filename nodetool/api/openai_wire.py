@@ -92,7 +92,7 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """`POST /v1/chat/completions` body (fields PROTOCOL.md §1 honours, plus `provider`)."""
+    """`POST /v1/chat/completions` body (fields docs/protocol.md §3 lists, plus `provider`)."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
 

@@ -1,4 +1,4 @@
-"""OpenAPI documentation of what routes read and write by hand (PROTOCOL.md §1, §4).
+"""OpenAPI documentation of what routes read and write by hand (docs/protocol.md §3, §7, §8).
 
 Some handlers parse their body themselves (OpenAI-style error messages) or answer with raw
 `Response`s on plain routes (hot paths), so FastAPI cannot derive their schemas. The JSON
@@ -300,7 +300,7 @@ MODEL_LIST: dict[str, Any] = {
     "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": MODEL}},
 }
 
-# ---- workflows and jobs (PROTOCOL.md §4) ---------------------------------------------------
+# ---- workflows and jobs (docs/protocol.md §8) ----------------------------------------------
 
 WORKFLOW_IN: dict[str, Any] = {
     "title": "WorkflowIn",

@@ -1,4 +1,4 @@
-"""WebSocket frame codec shared by `/chat` and `/predict` (PROTOCOL.md §2, §3).
+"""WebSocket frame codec shared by `/chat` and `/predict` (docs/protocol.md §4, §5).
 
 A binary frame is MessagePack, a text frame is JSON; each must decode to a map. Replies use the
 encoding of the client's most recent frame (MessagePack before any frame arrived). In JSON mode

@@ -20,10 +20,10 @@ def _normalise_url(url: str) -> str:
 
 
 def _read_message(message: str | None, as_json: bool) -> str | None:
-    """The one-shot text: --message TEXT, --message - (stdin), or piped stdin; else None."""
+    """The one-shot text: --message TEXT, --message - or --json with piped stdin; else None."""
     import sys
 
-    if message == "-" or (message is None and (as_json or not sys.stdin.isatty())):
+    if message == "-" or (message is None and as_json):
         if sys.stdin.isatty() and message is None:
             raise fail("--json needs --message TEXT or --message - (stdin)", code=2)
         message = sys.stdin.read()
@@ -78,7 +78,10 @@ def chat(
                 "tools (`nodetool serve --tools`) apply; use --ws to choose tools",
                 soft_wrap=True,
             )
+    import sys
+
     text = _read_message(message, as_json)
+    piped = text is None and not sys.stdin.isatty()
     state = ChatState(
         url=base,
         token=token or None,
@@ -101,6 +104,10 @@ def chat(
             from nodetool.client.oneshot import run_once
 
             code = asyncio.run(run_once(conn, text, as_json=as_json))
+        elif piped:
+            from nodetool.client.oneshot import run_lines
+
+            code = asyncio.run(run_lines(conn, sys.stdin))
         else:
             from nodetool.cli.common import build_settings
             from nodetool.client.repl import run_session
@@ -123,7 +130,8 @@ chat.__doc__ = "\n\n".join(
         "conversation in this client. --ws uses the /chat WebSocket: the thread lives on the "
         "server, and --tools, --thread and --workflow apply.",
         "--message sends one message and prints just the answer (plain text in pipes, "
-        "--json for the final message as JSON). Without it, an interactive chat starts: "
-        "type /help for slash commands.",
+        "--json for the final message as JSON). Input piped in without --message is one "
+        "message per line, answered in turn (/exit stops). Otherwise an interactive chat "
+        "starts: type /help for slash commands.",
     ]
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from nodetool.cli.common import fail
 from nodetool.config import Settings
 
+_CONNECT_TIMEOUT = 5.0
+
 
 def check_startup(settings: Settings) -> None:
     """Refuse configurations that cannot serve (e.g. supabase without its URL and key)."""
@@ -40,3 +42,66 @@ def check_startup(settings: Settings) -> None:
     problem = describe_missing_default(settings)
     if problem:
         raise fail(problem, code=2)
+
+
+def check_services(settings: Settings) -> None:
+    """The database and Redis a server will use: a bad URL or an unreachable server is one
+    line naming the setting and exit code 2, not a traceback from the app's startup."""
+    import asyncio
+
+    problem = asyncio.run(_service_problem(settings))
+    if problem:
+        raise fail(problem, code=2)
+
+
+async def _service_problem(settings: Settings) -> str | None:
+    from nodetool.config import SettingsError
+    from nodetool.storage.db import database_url
+
+    try:
+        url = database_url(settings)
+    except SettingsError as exc:
+        return str(exc)
+    if url.startswith("postgresql"):
+        problem = await _postgres_problem("postgresql://" + url.partition("://")[2])
+        if problem:
+            return f"NODETOOL_DATABASE_URL: cannot connect to PostgreSQL ({problem})"
+    if settings.redis_url:
+        return await _redis_problem(settings.redis_url)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _postgres_problem(dsn: str) -> str | None:
+    try:
+        import asyncpg
+    except ImportError:
+        return "asyncpg is not installed: pip install 'nodetool[postgres]'"
+    try:
+        conn = await asyncpg.connect(dsn, timeout=_CONNECT_TIMEOUT)
+    except Exception as exc:  # refused, unknown host, auth, missing database, bad DSN
+        return _reason(exc)
+    await conn.close()
+    return None
+
+
+async def _redis_problem(url: str) -> str | None:
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        return "NODETOOL_REDIS_URL is set but redis is not installed: pip install 'nodetool[redis]'"
+    try:
+        client = aioredis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT)
+    except ValueError as exc:
+        return f"invalid value for NODETOOL_REDIS_URL: {exc}"
+    try:
+        await client.ping()
+    except Exception as exc:  # refused, unknown host, auth, timeout
+        return f"NODETOOL_REDIS_URL: cannot reach Redis ({_reason(exc)})"
+    finally:
+        await client.aclose()
+    return None

@@ -62,9 +62,17 @@ def _port_free(host: str, port: int) -> str | None:
 
 def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags: Any) -> None:
     settings = build_settings(**flags)
-    from nodetool.cli.preflight import check_startup
+    if kind == "chat-server" and settings.workflow_files:
+        raise fail(
+            "chat-server serves no workflows: use --workflow with `nodetool serve` or "
+            "`nodetool worker`",
+            code=2,
+        )
+    from nodetool.cli.preflight import check_services, check_startup
 
     check_startup(settings)
+    if kind != "chat-server":  # the chat-only server keeps no state
+        check_services(settings)
     problem = _port_free(host, port)
     if problem:
         raise fail(problem)

@@ -1,6 +1,6 @@
 """Shared client pieces: the chat state, the connection protocol and one-line errors.
 
-Both transports yield frames in the `/chat` vocabulary (PROTOCOL.md §2: `chunk`, `tool_call`,
+Both transports yield frames in the `/chat` vocabulary (docs/protocol.md §4: `chunk`, `tool_call`,
 `tool_result`, `message`, `job_update`, ...), so one renderer serves both.
 """
 

@@ -2,10 +2,14 @@
 
 Plain text when stdout is not a terminal, rich Markdown when it is; `--json` prints the final
 assistant message as one JSON object. The exit status is non-zero on any error.
+
+Line mode (input piped in without `--message`): each line is one message of one conversation,
+answered in turn; slash commands work (`/exit` stops reading), blank lines are skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import TextIO
@@ -49,3 +53,39 @@ async def run_once(conn: Connection, text: str, *, as_json: bool, out: TextIO | 
         out.write(json.dumps(final_message(conn, view), ensure_ascii=False, default=str) + "\n")
         out.flush()
     return 0
+
+
+async def run_lines(conn: Connection, lines: TextIO, out: TextIO | None = None) -> int:
+    """Send each line of `lines` as one message until EOF or `/exit`; the exit status is 1
+    when any turn failed. ClientErrors on connecting propagate (one line at the CLI)."""
+    from rich.console import Console
+
+    from nodetool.client.commands import Command, CommandRunner, Unknown, parse, unknown_hint
+
+    out = out or sys.stdout
+    failed = False
+    commands = CommandRunner(conn, Console(file=out, highlight=False))
+    try:
+        await conn.open(check=False)
+        while line := await asyncio.to_thread(lines.readline):
+            if not line.strip():
+                continue
+            parsed = parse(line)
+            if isinstance(parsed, Command):
+                if not await commands.run(parsed):
+                    break
+                continue
+            if isinstance(parsed, Unknown):
+                sys.stderr.write(unknown_hint(parsed.word) + "\n")
+                continue
+            view = PlainView(out, sys.stderr)
+            view.begin()
+            try:
+                async for frame in conn.turn(parsed.text):
+                    view.handle(frame)
+            finally:
+                view.end()
+            failed = failed or bool(view.errors)
+    finally:
+        await conn.aclose()
+    return 1 if failed else 0

@@ -1,4 +1,4 @@
-"""WebSocket transport: `websockets` + MessagePack frames to `URL/chat` (PROTOCOL.md §2).
+"""WebSocket transport: `websockets` + MessagePack frames to `URL/chat` (docs/protocol.md §4).
 
 The thread lives on the server. A background reader answers heartbeats at once and queues every
 other frame; a turn yields queued frames until the `chunk` with `done: true` that ends it.

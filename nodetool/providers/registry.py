@@ -1,4 +1,4 @@
-"""The provider registry: which providers are configured, and model routing (PROTOCOL.md §1).
+"""The provider registry: which providers are configured, and model routing (docs/protocol.md §3).
 
 Configured providers:
 - `openai` when OPENAI_API_KEY or OPENAI_BASE_URL is set;
@@ -6,9 +6,9 @@ Configured providers:
 - `local` when the `local` extra (the Gemma GGUF package) is installed; the model runs in a
   supervised llama.cpp child built by `make install` (see `providers/local.py`).
 
-The default provider is NODETOOL_DEFAULT_PROVIDER when set; otherwise the first configured of
-openai (explicit env), ollama (explicit OLLAMA_HOST), local, ollama (found by the probe); with
-nothing configured it is `local` (and `describe_missing_default` explains how to fix that).
+The default provider is NODETOOL_DEFAULT_PROVIDER (`--provider`) when set, otherwise `local`;
+it is never guessed from which other providers are configured. When it is not available,
+`describe_missing_default` explains how to fix that.
 """
 
 from __future__ import annotations
@@ -88,34 +88,33 @@ def _options_text(missing: str) -> str:
     return (
         f"{missing}\nTo chat, pick one of:\n"
         f"  - install the embedded model:  {_INSTALL_HINT}\n"
-        "  - use an OpenAI-compatible API: set OPENAI_BASE_URL and/or OPENAI_API_KEY\n"
-        "  - run Ollama (https://ollama.com) on http://127.0.0.1:11434, or set OLLAMA_HOST"
+        "  - use an OpenAI-compatible API: set OPENAI_BASE_URL and/or OPENAI_API_KEY, and "
+        "NODETOOL_DEFAULT_PROVIDER=openai (or --provider openai)\n"
+        "  - run Ollama (https://ollama.com) on http://127.0.0.1:11434 (or set OLLAMA_HOST), "
+        "and NODETOOL_DEFAULT_PROVIDER=ollama (or --provider ollama)"
     )
+
+
+def default_provider_name(settings: Settings) -> str:
+    """NODETOOL_DEFAULT_PROVIDER when set, else `local`."""
+    return settings.default_provider or "local"
 
 
 def describe_missing_default(settings: Settings) -> str | None:
     """None when a server can start; otherwise the text explaining the options."""
-    wanted = settings.default_provider
-    if wanted and wanted not in KNOWN_PROVIDERS:
+    wanted = default_provider_name(settings)
+    if wanted not in KNOWN_PROVIDERS:
         return f"unknown provider {wanted!r}; choose one of: {', '.join(KNOWN_PROVIDERS)}"
-    configured = _order(settings, False)
-    if not settings.ollama_host and wanted in (None, "ollama") and not (configured and not wanted):
-        configured = _order(settings, _probe_ollama_sync(DEFAULT_OLLAMA_HOST))
-    if wanted:
-        if wanted in configured:
-            return None
-        reasons = {
-            "local": f"the embedded model is not installed ({_INSTALL_HINT})",
-            "openai": "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set",
-            "ollama": f"no Ollama server answers at {DEFAULT_OLLAMA_HOST} and OLLAMA_HOST is unset",
-        }
-        return _options_text(f"default provider {wanted!r} is not available: {reasons[wanted]}.")
-    if configured:
+    probe = wanted == "ollama" and not settings.ollama_host
+    configured = _order(settings, probe and _probe_ollama_sync(DEFAULT_OLLAMA_HOST))
+    if wanted in configured:
         return None
-    return _options_text(
-        "No chat provider is available: the embedded model is not installed and no "
-        "OpenAI-compatible API or Ollama server is configured."
-    )
+    reasons = {
+        "local": f"the embedded model is not installed ({_INSTALL_HINT})",
+        "openai": "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set",
+        "ollama": f"no Ollama server answers at {DEFAULT_OLLAMA_HOST} and OLLAMA_HOST is unset",
+    }
+    return _options_text(f"default provider {wanted!r} is not available: {reasons[wanted]}.")
 
 
 # ---- the registry -----------------------------------------------------------------------
@@ -155,8 +154,7 @@ class ProviderRegistry:
         providers: dict[str, ChatProvider] = {}
         for name in names:
             providers[name] = _build(name, settings)
-        default = settings.default_provider or (names[0] if names else "local")
-        return cls(providers, default, settings.default_model)
+        return cls(providers, default_provider_name(settings), settings.default_model)
 
     def names(self) -> list[str]:
         return list(self._providers)

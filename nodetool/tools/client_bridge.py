@@ -1,4 +1,4 @@
-"""The client-tool bridge of one /chat connection (PROTOCOL.md §2).
+"""The client-tool bridge of one /chat connection (docs/protocol.md §4).
 
 The engine calls `run()` for a tool the client runs itself; the WebSocket edge sends the
 `tool_call` frame and feeds the client's `tool_result` frames to `resolve()`. An answer that

@@ -1,9 +1,10 @@
 """NodeTool graph JSON: the model, workflow normalisation, and validation before any run.
 
 A workflow is `{id, name, description, graph: {nodes: [{id, type, data, dynamic_properties?}],
-edges: [{source, sourceHandle, target, targetHandle}]}}` (PROTOCOL.md §4). Validation rejects,
-with one clear `WorkflowError`, everything that would make a run fail for structural reasons:
-an unknown node type, a dangling edge, an unknown handle, a cycle, a missing required input.
+edges: [{source, sourceHandle, target, targetHandle}]}}` (docs/protocol.md §6). Validation
+rejects, with one clear `WorkflowError`, everything that would make a run fail for structural
+reasons: an unknown node type, a dangling edge, an unknown handle, a cycle, a missing required
+input.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ concurrently. Streams work as in NodeTool: a node fed a stream runs once per arr
 (`zip_all`); `collect` inputs gather a whole stream into a list. When a node is done its
 outgoing edges close; a node whose inputs close without ever getting a value is skipped.
 
-Events (the workflow frames of PROTOCOL.md §2) go to the run context's `emit`: `node_update`
+Events (the job events of docs/protocol.md §6) go to the run context's `emit`: `node_update`
 (running, completed, error, skipped), `node_progress`, `output_update`. The first node failure
 cancels the rest and raises `WorkflowError` naming the node.
 """

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for bad `/chat` and `/predict` frames (PROTOCOL.md §2, §3).
+"""Hypothesis strategies for bad `/chat` and `/predict` frames (docs/protocol.md §4, §5).
 
 Every frame drawn here is invalid by construction, so the server must answer each one with
 exactly one `error` frame: random bytes/text that do not decode to an object, non-object

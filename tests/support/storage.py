@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from nodetool.config import Settings
+from tests.support.needs import POSTGRES, missing
 
 ADMIN_URL = os.environ.get(
     "NODETOOL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -55,9 +56,9 @@ def _start_local_clusters() -> None:
 
 
 async def require_postgres() -> None:
-    """Skip the test unless PostgreSQL answers (starting the local cluster once if needed)."""
+    """Skip (fail under CI=true) unless PostgreSQL answers, starting the local cluster if needed."""
     if _unavailable:
-        pytest.skip(_unavailable[0])
+        missing(_unavailable[0], POSTGRES)
     problem = await _try_connect()
     if problem is not None:
         await asyncio.to_thread(_start_local_clusters)
@@ -68,7 +69,7 @@ async def require_postgres() -> None:
             await asyncio.sleep(0.5)
     if problem is not None:
         _unavailable.append(f"PostgreSQL at {ADMIN_URL} is not reachable: {problem}")
-        pytest.skip(_unavailable[0])
+        missing(_unavailable[0], POSTGRES)
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Workflow test helpers: the shared NodeTool examples and a gate node tests open at will."""
+"""Workflow test helpers: the repository's example workflows and a gate node tests open at will."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from nodetool.workflows.nodes.base import BaseNode, NodeContext
 from nodetool.workflows.registry import register
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "nodetool-examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
 GATES: dict[str, threading.Event] = {}
 
 

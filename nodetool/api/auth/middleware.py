@@ -1,4 +1,4 @@
-"""Pure ASGI auth for HTTP and WebSocket scopes (PROTOCOL.md §5, §2).
+"""Pure ASGI auth for HTTP and WebSocket scopes (docs/protocol.md §10, §4).
 
 The authenticated user id goes to `scope["state"]["user_id"]`, where `deps.get_user_id`
 reads it. Modes `none`/`local` let everything through as user "1". With `static` or

@@ -1,6 +1,6 @@
 """The static auth token: discovery, first-time creation (mode 0600) and rotation.
 
-Order of discovery (PROTOCOL.md §5): `WORKER_AUTH_TOKEN`, else `worker_auth_token` in
+Order of discovery (docs/protocol.md §10): `WORKER_AUTH_TOKEN`, else `worker_auth_token` in
 `<config_dir>/deployment.yaml`, else a new `secrets.token_urlsafe(32)` written there.
 The file is created with mode 0600 from its first byte and rewritten atomically.
 No FastAPI here: `nodetool token` imports this module.

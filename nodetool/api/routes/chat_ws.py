@@ -1,4 +1,4 @@
-"""`/chat` WebSocket (PROTOCOL.md §2): the edge around persisted chat turns.
+"""`/chat` WebSocket (docs/protocol.md §4): the edge around persisted chat turns.
 
 One receive loop per connection and at most one running turn task. The loop answers control
 frames at once (stop, ping, pong, client tools) while the turn streams; a new chat message

@@ -1,4 +1,4 @@
-"""OpenAI-compatible `/v1`: chat completions (JSON and SSE) and the model list (PROTOCOL.md §1).
+"""OpenAI-compatible `/v1`: chat completions (JSON and SSE), the model list (docs/protocol.md §3).
 
 The handler parses and validates the body, routes the request to a provider (so routing
 errors get their status before any response starts), and hands the chat engine's event

@@ -1,4 +1,4 @@
-"""`/predict` WebSocket (PROTOCOL.md §3): run, follow, cancel and inspect workflow jobs.
+"""`/predict` WebSocket (docs/protocol.md §5): run, follow, cancel and inspect workflow jobs.
 
 Frames are `{command, data}` (MessagePack binary or JSON text; replies in the encoding of the
 client's latest frame unless `set_mode` pinned one). Every command gets one `command_result`

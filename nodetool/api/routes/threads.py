@@ -1,4 +1,4 @@
-"""Threads and messages REST (PROTOCOL.md §4): `/api/threads`, `/api/messages`.
+"""Threads and messages REST (docs/protocol.md §7): `/api/threads`, `/api/messages`.
 
 Every row is scoped to the authenticated user; another user's thread or message is a 404,
 exactly like a missing one. Validation errors are 400s in the OpenAI envelope.

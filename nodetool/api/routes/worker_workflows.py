@@ -1,4 +1,4 @@
-"""Worker workflow endpoints (PROTOCOL.md §4): list, run, and run with an SSE event stream.
+"""Worker workflow endpoints (docs/protocol.md §8): list, run, and run with an SSE stream.
 
 `POST /workflows/{id}/run` takes the params object as its body and answers `{results}`.
 `POST /workflows/{id}/run/stream` answers `text/event-stream`: the job's `job_update`,

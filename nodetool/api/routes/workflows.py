@@ -1,4 +1,4 @@
-"""Editor workflow and job REST (PROTOCOL.md §4): `/api/workflows` CRUD and run, `/api/jobs`.
+"""Editor workflow and job REST (docs/protocol.md §8): `/api/workflows` CRUD, run, `/api/jobs`.
 
 Workflows are NodeTool JSON, validated on write. `POST /api/workflows/{id}/run` starts a job
 (`202` with the job record); `GET /api/jobs/{id}` shows its status and results, and
