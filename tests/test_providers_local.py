@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -25,7 +26,7 @@ from nodetool.providers.local import MODEL_ID, LocalProvider
 from nodetool.providers.local_model import assemble, ensure_model_file
 from nodetool.providers.local_prompt import build_prompt
 from nodetool.types.events import Finish, TextDelta, Usage
-from nodetool.types.messages import ChatOptions, Message
+from nodetool.types.messages import ChatOptions, Message, ToolSpec
 from tests.support.local_model import needs_model, shared_data_dir
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -284,3 +285,64 @@ async def test_child_death_mid_stream_fails_the_request_and_restarts(
     [model] = await provider.list_models()
     assert model.status and "unavailable" in model.status
     await provider.aclose()
+
+
+# ---- structured output ------------------------------------------------------------------------
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Weather for a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+TIME = ToolSpec(name="get_time", parameters={"type": "object", "properties": {}})
+
+
+@needs_model
+@pytest.mark.local_model
+async def test_forced_tool_calls_are_valid_json(provider: LocalProvider) -> None:
+    ask = user("What is the weather in Paris?")
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    for choice, tools in (
+        (named, [WEATHER, TIME]),
+        ("required", [WEATHER]),
+        ("required", [TIME, WEATHER]),
+    ):
+        options = ChatOptions(temperature=0, tool_choice=choice, max_tokens=64)
+        result = await collect(provider.stream_chat(ask, MODEL_ID, tools=tools, options=options))
+        assert result.finish_reason == "tool_calls", result
+        [call] = result.message.tool_calls or []
+        assert call.function.name in {t.name for t in tools}
+        arguments = json.loads(call.function.arguments)
+        if call.function.name == "get_weather":
+            assert isinstance(arguments["city"], str)
+    with pytest.raises(InvalidRequestError) as info:
+        bad = ChatOptions(tool_choice={"type": "function", "function": {"name": "nope"}})
+        await collect(provider.stream_chat(ask, MODEL_ID, tools=[WEATHER], options=bad))
+    assert info.value.param == "tool_choice"
+
+
+@needs_model
+@pytest.mark.local_model
+async def test_response_format_json_schema(provider: LocalProvider) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    formats = (
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+    )
+    for response_format in formats:
+        options = ChatOptions(temperature=0, response_format=response_format, max_tokens=256)
+        ask = user("Describe a person as JSON.")
+        result = await collect(provider.stream_chat(ask, MODEL_ID, options=options))
+        assert result.finish_reason == "stop", result.message.content
+        value = json.loads(result.message.content or "")
+        assert isinstance(value, dict)
+        if response_format["type"] == "json_schema":
+            assert isinstance(value["name"], str) and isinstance(value["age"], int)

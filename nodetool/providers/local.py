@@ -9,14 +9,18 @@
 - If the child dies mid-answer, the stream fails at once with the cause in words (a
   ProviderError: an SSE error event on /v1, an error frame on /chat, a 502 otherwise).
 - NODETOOL_UPSTREAM_TIMEOUT bounds each request, as for the other providers.
-- Tools are not offered to the model (it cannot call functions reliably); image parts are
-  ignored (text only).
+- Tools: with `tool_choice` `required` or a named function, and with `response_format`
+  `json_object`/`json_schema`, decoding is constrained by a grammar built from the JSON Schema
+  (`local_constraints`), so forced tool calls and structured output are valid JSON every time.
+  With `tool_choice` `auto` the model answers in text (it cannot decide reliably when to call a
+  tool). Image parts are ignored (text only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +33,9 @@ from nodetool.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from nodetool.providers.local_constraints import Constraint, constraint_for, tool_call_of
 from nodetool.providers.local_prompt import build_request
-from nodetool.types.events import Finish, ProviderEvent, TextDelta, Usage
+from nodetool.types.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 
 MODEL_ID = "gemma-3-270m"
@@ -90,12 +95,19 @@ class LocalProvider:
             raise ModelNotFoundError(
                 f"model {model!r} not found; provider 'local' serves {MODEL_ID!r}", param="model"
             )
-        body = build_request(messages, options, self._default_max, self._settings)
+        constraint = constraint_for(options, tools)
+        body = build_request(
+            messages, options, self._default_max, self._settings, constraint=constraint
+        )
         process = await self.process()
         try:
             async with asyncio.timeout(self._settings.upstream_timeout):
-                async for event in self._generate(process, body):
-                    yield event
+                if constraint is not None and constraint.tool is not None:
+                    async for event in self._tool_call(process, body, constraint):
+                        yield event
+                else:
+                    async for event in self._generate(process, body):
+                        yield event
         except TimeoutError:
             raise ProviderTimeoutError(
                 f"the local model did not finish within {self._settings.upstream_timeout:g} s "
@@ -142,6 +154,21 @@ class LocalProvider:
         prompt_tokens = int(final.get("tokens_evaluated") or 0)
         yield Usage(prompt_tokens, int(final.get("tokens_predicted") or 0))
         yield Finish(_FINISH.get(final.get("stop_type"), "stop"))  # type: ignore[arg-type]
+
+    async def _tool_call(
+        self, process: Any, body: dict[str, Any], constraint: Constraint
+    ) -> AsyncIterator[ProviderEvent]:
+        """A forced tool call: the constrained JSON, sent as one call once complete."""
+        parts: list[str] = []
+        async for event in self._generate(process, body):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            elif isinstance(event, Finish):
+                name, arguments = tool_call_of(constraint, "".join(parts))
+                yield ToolCallDelta(0, f"call_{uuid.uuid4().hex[:24]}", name, arguments)
+                yield Finish("tool_calls" if event.reason == "stop" else event.reason)
+            else:
+                yield event
 
     async def aclose(self) -> None:
         """Close this provider's connections (the shared child runs on for the process)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from nodetool.config import Settings
 from nodetool.errors import InvalidRequestError
+from nodetool.providers.local_constraints import Constraint
 from nodetool.types.messages import ChatOptions, Message
 
 
@@ -81,6 +82,7 @@ def build_request(
     default_max: int,
     settings: Settings,
     fmt: PromptFormat = FORMAT,
+    constraint: Constraint | None = None,
 ) -> dict[str, Any]:
     """The body of a streamed llama-server `/completion` request for this chat."""
     body: dict[str, Any] = {
@@ -108,5 +110,10 @@ def build_request(
     body["cache_prompt"] = body["temperature"] > 0 and "seed" not in body
     n_ctx = settings.local_context_size
     room = max(n_ctx - body["n_predict"], n_ctx // 2)  # leave room for the answer
+    if constraint is not None:  # the grammar ends the answer; turn markers are not needed
+        body["json_schema"] = constraint.schema
+        body["stop"] = list(options.stop or []) if options is not None else []
+        hint = Message(role="system", content=constraint.hint)
+        messages = [hint, *messages] if constraint.hint else messages
     body["prompt"] = build_prompt(messages, room * _CHARS_PER_TOKEN, fmt)
     return body
