@@ -106,6 +106,46 @@ class Settings(BaseSettings):
     )
     history_limit: int = Field(200, ge=1, validation_alias=_env("NODETOOL_HISTORY_LIMIT"))
 
+    # Workflow limits (docs/workflow-limits.md; built into `workflows.limits.WorkflowLimits`)
+    workflow_node_cpu_seconds: float = Field(
+        10.0, gt=0, validation_alias=_env("NODETOOL_WORKFLOW_NODE_CPU_SECONDS")
+    )
+    workflow_job_cpu_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("NODETOOL_WORKFLOW_JOB_CPU_SECONDS")
+    )
+    workflow_node_timeout: float = Field(
+        60.0, gt=0, validation_alias=_env("NODETOOL_WORKFLOW_NODE_TIMEOUT")
+    )
+    workflow_node_memory_mb: int = Field(
+        512, ge=64, validation_alias=_env("NODETOOL_WORKFLOW_NODE_MEMORY_MB")
+    )
+    workflow_node_output_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_NODE_OUTPUT_BYTES")
+    )
+    workflow_job_output_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_JOB_OUTPUT_BYTES")
+    )
+    workflow_processes: int = Field(2, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_PROCESSES"))
+    workflow_threads: int = Field(8, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_THREADS"))
+    workflow_max_range: int = Field(
+        10_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_RANGE")
+    )
+    workflow_max_power_bits: int = Field(
+        100_000, ge=64, validation_alias=_env("NODETOOL_WORKFLOW_MAX_POWER_BITS")
+    )
+    workflow_max_foreach_items: int = Field(
+        10_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_FOREACH_ITEMS")
+    )
+    workflow_max_nodes: int = Field(
+        2_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_NODES")
+    )
+    workflow_max_edges: int = Field(
+        10_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_EDGES")
+    )
+    workflow_max_graph_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_MAX_GRAPH_BYTES")
+    )
+
     @field_validator("tools", "cors_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:

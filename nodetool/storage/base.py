@@ -129,6 +129,10 @@ class JobStore(Protocol):
         """Store one event; returns its sequence number (1, 2, ... per job)."""
         ...
 
+    async def add_events(self, job_id: str, events: list[Record]) -> list[int]:
+        """Store events in one transaction; returns their consecutive sequence numbers."""
+        ...
+
     async def events(self, job_id: str, after_seq: int = 0) -> list[Record]:
         """Events with seq > after_seq in order, each the stored dict plus its `seq`."""
         ...

@@ -173,6 +173,43 @@ class SqlJobStore:
             raise NotFoundError(f"job {job_id!r} not found", param="job_id")
         return seq
 
+    async def add_events(self, job_id: str, events: list[Record]) -> list[int]:
+        if not events:
+            return []
+        if not all(isinstance(event, dict) for event in events):
+            raise InvalidRequestError("every event must be an object", param="event")
+        texts = [dumps(event) for event in events]
+        count = len(texts)
+
+        async def run(conn: AsyncConnection) -> int | None:
+            last = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(event_seq=jobs.c.event_seq + count)
+                    .returning(jobs.c.event_seq)
+                )
+            ).scalar()
+            if last is None:
+                return None
+            created = now()
+            rows = [
+                {
+                    "job_id": job_id,
+                    "seq": last - count + 1 + i,
+                    "event": text,
+                    "created_at": created,
+                }
+                for i, text in enumerate(texts)
+            ]
+            await conn.execute(insert(job_events), rows)
+            return int(last)
+
+        last = await self._db.run_write(run)
+        if last is None:
+            raise NotFoundError(f"job {job_id!r} not found", param="job_id")
+        return list(range(last - count + 1, last + 1))
+
     async def events(self, job_id: str, after_seq: int = 0) -> list[Record]:
         query = (
             select(job_events.c.seq, job_events.c.event)

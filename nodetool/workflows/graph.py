@@ -4,7 +4,7 @@ A workflow is `{id, name, description, graph: {nodes: [{id, type, data, dynamic_
 edges: [{source, sourceHandle, target, targetHandle}]}}` (docs/protocol.md §6). Validation
 rejects, with one clear `WorkflowError`, everything that would make a run fail for structural
 reasons: an unknown node type, a dangling edge, an unknown handle, a cycle, a missing required
-input.
+input, a graph over the size limits. Validation is linear in the size of the graph.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import WorkflowError
+from nodetool.workflows.limits import WorkflowLimits, check_graph_size
 
 if TYPE_CHECKING:
     from nodetool.workflows.nodes.base import BaseNode
@@ -57,12 +58,19 @@ class EdgeSpec:
 class Graph:
     nodes: list[NodeSpec]
     edges: list[EdgeSpec]
+    _index: dict[str, NodeSpec] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: int = field(default=-1, repr=False, compare=False)  # len(nodes) when indexed
 
     @classmethod
-    def from_dict(cls, raw: Any) -> Graph:
-        """Parse the `graph` object; a malformed shape raises `WorkflowError` naming the part."""
+    def from_dict(cls, raw: Any, limits: WorkflowLimits | None = None) -> Graph:
+        """Parse the `graph` object; a malformed shape raises `WorkflowError` naming the part.
+
+        With `limits`, a graph over the node, edge or byte limits is refused first.
+        """
         if not isinstance(raw, dict):
             raise WorkflowError("graph must be an object with `nodes` and `edges`", param="graph")
+        if limits is not None:
+            check_graph_size(raw, limits)
         nodes_raw = raw.get("nodes", [])
         edges_raw = raw.get("edges", [])
         if not isinstance(nodes_raw, list):
@@ -99,7 +107,13 @@ class Graph:
         }
 
     def node(self, node_id: str) -> NodeSpec | None:
-        return next((n for n in self.nodes if n.id == node_id), None)
+        """The node with this id (the first, with duplicates); a dict lookup."""
+        if self._indexed != len(self.nodes):
+            self._index.clear()
+            for spec in reversed(self.nodes):
+                self._index[spec.id] = spec
+            self._indexed = len(self.nodes)
+        return self._index.get(node_id)
 
     def nodes_of(self, prefix: str) -> Iterator[NodeSpec]:
         """Nodes whose type starts with `prefix` (e.g. `nodetool.input.`)."""
@@ -161,12 +175,15 @@ def slugify(name: str) -> str:
     return slug[:128] or "workflow"
 
 
-def normalize_workflow(raw: Any, *, slug_id: bool = True) -> dict[str, Any]:
+def normalize_workflow(
+    raw: Any, *, slug_id: bool = True, limits: WorkflowLimits | None = None
+) -> dict[str, Any]:
     """Check and normalise a NodeTool workflow object (all other fields are kept as given).
 
     An empty `id` becomes the slug of `name` (so loading the same file again updates the same
     workflow), or with `slug_id=False` is left out for the store to assign. The graph is
-    validated; `WorkflowError` explains the first problem.
+    validated (against `limits`, by default the default limits); `WorkflowError` explains the
+    first problem.
     """
     if not isinstance(raw, dict):
         raise WorkflowError("a workflow must be a JSON object")
@@ -183,7 +200,7 @@ def normalize_workflow(raw: Any, *, slug_id: bool = True) -> dict[str, Any]:
         workflow_id = slugify(name)
     if "graph" not in raw:
         raise WorkflowError("a workflow needs a graph", param="graph")
-    graph = Graph.from_dict(raw["graph"])
+    graph = Graph.from_dict(raw["graph"], limits or WorkflowLimits.from_settings(None))
     validate_graph(graph)
     out = dict(raw)
     out.pop("id", None)

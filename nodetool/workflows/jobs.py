@@ -19,6 +19,7 @@ older than `STALE_AFTER` (crashed workers on other hosts). Live workers' jobs ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -28,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import NotFoundError, WorkflowError
 from nodetool.workflows.fanout import FINISHED, JobBus, follow_job, is_terminal, make_bus
-from nodetool.workflows.graph import Graph, normalize_workflow
+from nodetool.workflows.graph import normalize_workflow
+from nodetool.workflows.limits import WorkflowLimits
 from nodetool.workflows.nodes.base import RunContext
 from nodetool.workflows.ownership import (
     HEARTBEAT_EVERY,
@@ -39,6 +41,7 @@ from nodetool.workflows.ownership import (
     owner_alive,
 )
 from nodetool.workflows.runner import Prepared, prepare, run_graph
+from nodetool.workflows.sandbox import NodeSandbox
 
 if TYPE_CHECKING:
     from nodetool.config import Settings
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FINISHED", "JobManager", "is_terminal", "read_workflow_file"]
 
 CANCEL_CHECK = 0.5  # seconds between store checks for cancels from elsewhere (no Redis)
+EVENT_BATCH = 500  # events stored per transaction
 
 
 class _LiveJob:
@@ -91,11 +95,18 @@ class _LiveJob:
 
 
 def _coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge consecutive text chunks of one node into one stored event (same replayed text)."""
+    """Merge consecutive text chunks of one node into one stored event (same replayed text);
+    of consecutive progress events of one node only the latest is stored."""
     merged: list[dict[str, Any]] = []
     for event in events:
         last = merged[-1] if merged else None
         if (
+            last is not None
+            and event.get("type") == "node_progress" == last.get("type")
+            and last.get("node_id") == event.get("node_id")
+        ):
+            merged[-1] = event
+        elif (
             last is not None
             and event.get("type") == "output_update"
             and event.get("output_name") == "chunk"
@@ -132,6 +143,9 @@ class JobManager:
         local_owners.add(self.owner)
         self._keeper: asyncio.Task[None] | None = None
         self._closed = False
+        self.limits = WorkflowLimits.from_settings(settings)
+        self.sandbox = NodeSandbox(self.limits)  # node work off the loop, shared by all jobs
+        self._warming: asyncio.Task[None] | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -142,6 +156,7 @@ class JobManager:
         if count:
             log.warning("marked %d orphaned job(s) failed at startup", count)
         self._ensure_keeper()
+        self._warming = asyncio.create_task(self.sandbox.warm())
 
     async def _sweep(self, reason: str) -> int:
         return await self.store.jobs.fail_orphaned(
@@ -186,6 +201,9 @@ class JobManager:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._keeper = None
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
+        await self.sandbox.aclose()
         local_owners.discard(self.owner)
         await self.bus.aclose()
 
@@ -240,7 +258,7 @@ class JobManager:
         if params is not None and not isinstance(params, Mapping):
             raise WorkflowError("params must be an object of input name -> value", param="params")
         workflow_id, graph_json = await self.resolve_graph(user_id, workflow_id, graph)
-        prepared = prepare(Graph.from_dict(graph_json), params)
+        prepared = prepare(graph_json, params, self.limits)
         await self._listen_for_cancels()
         record = await self.store.jobs.create(
             user_id,
@@ -303,6 +321,8 @@ class JobManager:
             user_id=live.user_id,
             providers=self.providers,
             settings=self.settings,
+            limits=self.limits,
+            sandbox=self.sandbox,
         )
         status, results, error, code = "failed", None, None, 500
         try:
@@ -329,8 +349,13 @@ class JobManager:
             stored = await self.store.jobs.update(
                 live.id, status=status, results=results, error=error
             )
-        except Exception:
+        except Exception as exc:
             log.exception("could not record the end of job %s", live.id)
+            if status == "completed":  # e.g. results the store cannot encode: the job fails
+                status, results, code = "failed", None, 500
+                error = f"the job's result cannot be stored: {getattr(exc, 'message', exc)}"
+                with contextlib.suppress(Exception):
+                    await self.store.jobs.update(live.id, status=status, error=error)
         else:
             if stored["status"] != status:  # finished elsewhere first (a cancel): that stands
                 status, results, error = stored["status"], stored["results"], stored["error"]
@@ -353,17 +378,31 @@ class JobManager:
                 batch.append(live.unsaved.get_nowait())
             closed = batch[-1] is None
             stored: list[dict[str, Any]] = []
-            for event in _coalesce([e for e in batch if e is not None]):
+            events = _coalesce([e for e in batch if e is not None])
+            for start in range(0, len(events), EVENT_BATCH):
+                stored.extend(await self._store_events(live, events[start : start + EVENT_BATCH]))
+            try:
+                await self.bus.publish(live.id, stored)
+            except Exception:
+                log.exception("could not publish events of job %s", live.id)
+
+    async def _store_events(
+        self, live: _LiveJob, events: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Store events in one transaction (one by one if that fails); the stored ones."""
+        try:
+            seqs = await self.store.jobs.add_events(live.id, events)
+            return [{**event, "seq": seq} for event, seq in zip(events, seqs, strict=True)]
+        except Exception:
+            stored: list[dict[str, Any]] = []
+            for event in events:
                 try:
                     seq = await self.store.jobs.add_event(live.id, event)
                 except Exception:
                     log.exception("could not store an event of job %s", live.id)
                 else:
                     stored.append({**event, "seq": seq})
-            try:
-                await self.bus.publish(live.id, stored)
-            except Exception:
-                log.exception("could not publish events of job %s", live.id)
+            return stored
 
     # ---- following jobs -----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Node types by NodeTool type name.
 
-Built-in node classes register themselves with `@register` when `nodetool.workflows.nodes` is
-imported (lazily, on first lookup). Adding a node is one small class with `@register`.
+Built-in node classes register themselves with `@register` when their modules are imported
+(all of `nodetool.workflows.nodes.BUILTIN`, lazily, on first lookup). Adding a node is one
+small class with `@register`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def register(cls: N) -> N:
 def _load() -> None:
     global _loaded
     if not _loaded:
-        import nodetool.workflows.nodes  # noqa: F401  (registers the built-in nodes)
+        import importlib
+
+        from nodetool.workflows.nodes import BUILTIN
+
+        for module in BUILTIN:  # each registers its nodes
+            importlib.import_module(f"nodetool.workflows.nodes.{module}")
 
         _loaded = True
 

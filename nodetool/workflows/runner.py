@@ -9,6 +9,10 @@ outgoing edges close; a node whose inputs close without ever getting a value is 
 Events (the job events of docs/protocol.md §6) go to the run context's `emit`: `node_update`
 (running, completed, error, skipped), `node_progress`, `output_update`. The first node failure
 cancels the rest and raises `WorkflowError` naming the node.
+
+Nothing heavy runs on the event loop: "process" and "thread" nodes compute in the run's
+`NodeSandbox` (the server's shared one, else one started for this run), within the
+`WorkflowLimits`; a node emitting many values gives the loop a turn every `YIELD_EVERY`.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from typing import Any
 
 from nodetool.errors import NodetoolError, WorkflowError
 from nodetool.workflows.graph import Graph, NodeSpec, validate_graph
+from nodetool.workflows.limits import WorkflowLimits
 from nodetool.workflows.nodes.base import BaseNode, NodeContext, RunContext
 from nodetool.workflows.params import coerce_params
+from nodetool.workflows.sandbox import NodeSandbox
 
 log = logging.getLogger(__name__)
 
 _EOS = object()  # end of one edge's stream
+YIELD_EVERY = 32  # values a node may emit before the runner lets the event loop run
 
 
 @dataclass
@@ -43,9 +50,20 @@ class Prepared:
         return any(cls.uses_models for cls in self.classes.values())
 
 
-def prepare(graph: Graph | Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Prepared:
-    """Validate the graph and the params; raises `WorkflowError` before anything runs."""
-    parsed = graph if isinstance(graph, Graph) else Graph.from_dict(graph)
+def prepare(
+    graph: Graph | Mapping[str, Any],
+    params: Mapping[str, Any] | None = None,
+    limits: WorkflowLimits | None = None,
+) -> Prepared:
+    """Validate the graph (within `limits`, by default the default limits) and the params;
+    raises `WorkflowError` before anything runs."""
+    limits = limits or WorkflowLimits.from_settings(None)
+    if isinstance(graph, Graph):
+        parsed = graph
+        if len(graph.nodes) > limits.max_nodes or len(graph.edges) > limits.max_edges:
+            parsed = Graph.from_dict(graph.to_dict(), limits)  # raises the size error
+    else:
+        parsed = Graph.from_dict(graph, limits)
     classes = validate_graph(parsed)
     return Prepared(parsed, classes, coerce_params(parsed, params))
 
@@ -69,6 +87,22 @@ class _Actor:
 
 async def run_graph(prepared: Prepared, context: RunContext) -> dict[str, Any]:
     """Run to the end; returns the outputs (`context.results`)."""
+    if context.limits is None:
+        context.limits = WorkflowLimits.from_settings(context.settings)
+    own_sandbox = None
+    if context.sandbox is None and any(
+        cls.execution != "loop" for cls in prepared.classes.values()
+    ):
+        own_sandbox = context.sandbox = NodeSandbox(context.limits)
+    try:
+        return await _run(prepared, context)
+    finally:
+        if own_sandbox is not None:
+            context.sandbox = None
+            await own_sandbox.aclose()
+
+
+async def _run(prepared: Prepared, context: RunContext) -> dict[str, Any]:
     actors = {
         spec.id: _Actor(prepared.classes[spec.id](spec))
         for spec in prepared.graph.nodes
@@ -148,10 +182,14 @@ class _Runner:
                     "node_update", node_id=spec.id, node_type=spec.type, status="running"
                 )
             runs += 1
+            emitted = 0
             try:
                 async for handle, value in node.run(ctx, dict(values)):
                     for target, target_handle in actor.out_edges.get(handle, ()):
                         target.inbox.put_nowait((target_handle, value))
+                    emitted += 1
+                    if emitted % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -1,11 +1,7 @@
-"""The built-in node library under NodeTool's type names (importing registers every node)."""
+"""The built-in node library under NodeTool's type names.
 
-from nodetool.workflows.nodes import (  # noqa: F401
-    boolean,
-    constant,
-    control,
-    io,
-    llm,
-    mathops,
-    text,
-)
+`BUILTIN` lists its modules; `registry` imports them all on first lookup (each registers its
+nodes). Importing one module alone (as the sandbox worker processes do) stays light.
+"""
+
+BUILTIN = ("boolean", "constant", "control", "io", "llm", "mathops", "text")

@@ -3,10 +3,14 @@
 A node class declares its NodeTool `type_name`, its `inputs` (handle -> default), `outputs`
 and `required` inputs, and implements `process` (one value, or a dict per output when it has
 several outputs) or, for streaming nodes, `run` (an async generator of `(output, value)`).
+Work that could burn CPU or block sets `execution` to `"process"` or `"thread"` and
+implements the synchronous `compute` instead, which runs off the event loop within the
+workflow limits (`sandbox.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from nodetool.providers.base import ChatProvider
     from nodetool.providers.registry import ProviderRegistry
     from nodetool.workflows.graph import NodeSpec
+    from nodetool.workflows.limits import WorkflowLimits
+    from nodetool.workflows.sandbox import NodeSandbox
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -49,6 +55,10 @@ class RunContext:
     settings: Settings | None = None
     results: dict[str, Any] = field(default_factory=dict)
     _result_counts: dict[str, int] = field(default_factory=dict)
+    limits: WorkflowLimits | None = None  # None: from `settings` when the run starts
+    sandbox: NodeSandbox | None = None  # None: the run starts its own
+    cpu_used: float = 0.0  # sandbox CPU seconds spent by this job
+    output_bytes: int = 0  # bytes of node outputs produced off the loop by this job
 
     def event(self, type_: str, **data: Any) -> None:
         self.emit({"type": type_, "job_id": self.job_id, "workflow_id": self.workflow_id, **data})
@@ -84,6 +94,24 @@ class NodeContext:
     def output_update(self, output_name: str, value: Any) -> None:
         self.run.event("output_update", node_id=self.spec.id, output_name=output_name, value=value)
 
+    async def offload(self, node: BaseNode, values: dict[str, Any]) -> Any:
+        """`node.compute(values)` off the event loop, within the limits."""
+        from nodetool.workflows.sandbox import offload
+
+        return await offload(self.run, node, values)
+
+    async def storable(self, value: Any, what: str) -> None:
+        """Raise `ValueError` unless `value` can be stored as JSON within the output limit."""
+        from nodetool.workflows.limits import encoded_size
+
+        limits, sandbox = self.run.limits, self.run.sandbox
+        if limits is None or sandbox is None or _plainly_storable(value, limits.node_output_bytes):
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            sandbox.threads, encoded_size, value, limits.node_output_bytes, what
+        )
+
     def set_result(self, name: str, value: Any) -> None:
         """Record a workflow output and announce it."""
         self.run.set_result(name, value)
@@ -109,6 +137,15 @@ class NodeContext:
         return await registry.resolve(None, None)
 
 
+def _plainly_storable(value: Any, limit: int) -> bool:
+    """A cheap yes for the common small scalars (no JSON encoding needed)."""
+    if value is None or isinstance(value, bool | float):
+        return True
+    if isinstance(value, int):
+        return value.bit_length() < 10_000  # far below Python's int-to-text digit limit
+    return isinstance(value, str) and len(value) * 4 <= limit
+
+
 class BaseNode:
     """One node type. Subclasses stay small: declare the handles, implement `process`."""
 
@@ -122,6 +159,9 @@ class BaseNode:
     runnable: ClassVar[bool] = True  # False: annotations such as Comment never run
     uses_models: ClassVar[bool] = False
     role: ClassVar[str | None] = None  # "input" | "output" for workflow inputs and outputs
+    # Where `compute` runs: "loop" (no compute; `process`/`run` only await), "thread"
+    # (blocking I/O) or "process" (CPU work or user text: a sandbox worker process).
+    execution: ClassVar[str] = "loop"
 
     __slots__ = ("spec",)
 
@@ -139,8 +179,14 @@ class BaseNode:
         values.update(self.spec.dynamic_properties)
         return values
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> Any:
+        """The synchronous work of a "thread" or "process" node (picklable in and out)."""
         raise NotImplementedError
+
+    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
+        if self.execution == "loop":
+            raise NotImplementedError
+        return await ctx.offload(self, values)
 
     async def run(self, ctx: NodeContext, values: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
         """Yield `(output, value)` pairs; by default one value per output from `process`."""

@@ -140,6 +140,7 @@ class OutputNode(BaseNode):
 
     async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
         value = values.get("value")
+        await ctx.storable(value, f"output '{self.spec.name}'")
         ctx.set_result(self.spec.name, value)
         return value
 
@@ -173,6 +174,7 @@ class Preview(BaseNode):
     required = ("value",)
 
     async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
+        await ctx.storable(values.get("value"), f"preview '{self.spec.name}'")
         ctx.output_update(self.spec.name, values.get("value"))
 
 

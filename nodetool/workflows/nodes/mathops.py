@@ -1,4 +1,8 @@
-"""Basic `nodetool.math` nodes: Add, Subtract, Multiply, Divide, Modulus, Power, Sqrt, ..."""
+"""Basic `nodetool.math` nodes: Add, Subtract, Multiply, Divide, Modulus, Power, Sqrt, ...
+
+Integers are unbounded in Python, so every math node runs in a sandbox worker process, and
+`Power` refuses results over `max_power_bits` bits before computing them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from nodetool.workflows.nodes.base import BaseNode, NodeContext
+from nodetool.workflows.limits import WorkflowLimits, check_power
+from nodetool.workflows.nodes.base import BaseNode
 from nodetool.workflows.registry import register
 
 
@@ -27,8 +32,9 @@ class BinaryOp(BaseNode):
 
     inputs = {"a": 0.0, "b": 0.0}
     op: Callable[[Any, Any], Any] = operator.add
+    execution = "process"
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> int | float:
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> int | float:
         a, b = _number(values.get("a"), "a"), _number(values.get("b"), "b")
         try:
             return type(self).op(a, b)
@@ -52,9 +58,18 @@ Modulus = _binary("Modulus", operator.mod)
 class Power(BaseNode):
     type_name = "nodetool.math.Power"
     inputs = {"base": 1.0, "exponent": 2.0}
+    execution = "process"
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> int | float:
-        result = _number(values.get("base"), "base") ** _number(values.get("exponent"), "exponent")
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> int | float:
+        base, exponent = (
+            _number(values.get("base"), "base"),
+            _number(values.get("exponent"), "exponent"),
+        )
+        check_power(base, exponent, limits)
+        try:
+            result = base**exponent
+        except OverflowError:
+            raise ValueError(f"{base}**{exponent} is too large for a float") from None
         if isinstance(result, complex):
             raise ValueError("power has no real result")
         return result
@@ -63,8 +78,9 @@ class Power(BaseNode):
 class UnaryOp(BaseNode):
     inputs = {"x": 0.0}
     fn: Callable[[float], float] = math.sqrt
+    execution = "process"
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> float:
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> float:
         try:
             return type(self).fn(_number(values.get("x"), "x"))
         except ValueError:

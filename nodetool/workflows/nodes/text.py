@@ -1,48 +1,18 @@
-"""Text nodes: `nodetool.text.FormatText` (Jinja2, sandboxed), `Template`, `Concat`, `Join`."""
+"""Text nodes: `nodetool.text.FormatText` (Jinja2, sandboxed), `Template`, `Concat`, `Join`.
+
+They work on user text, so they run in the sandbox worker processes (`execution`).
+"""
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nodetool.workflows.nodes.base import BaseNode, NodeContext
+from nodetool.workflows.nodes.base import BaseNode
 from nodetool.workflows.registry import register
+from nodetool.workflows.templates import render, substitute
 
-
-@lru_cache(maxsize=1)
-def _environment() -> Any:
-    from jinja2.sandbox import SandboxedEnvironment
-
-    return SandboxedEnvironment(autoescape=False)
-
-
-@lru_cache(maxsize=256)
-def _compile(source: str) -> tuple[Any, frozenset[str]]:
-    """The compiled template and the variable names it reads (cached per source text)."""
-    from jinja2 import meta
-
-    env = _environment()
-    names = frozenset(meta.find_undeclared_variables(env.parse(source)))
-    return env.from_string(source), names
-
-
-def render(source: str, variables: dict[str, Any]) -> str:
-    """Render a Jinja2 template; variable names match case-insensitively, as in NodeTool."""
-    from jinja2 import TemplateError
-
-    try:
-        template, names = _compile(source)
-        context = dict(variables)
-        missing = [name for name in names if name not in context]
-        if missing:
-            lowered = {key.lower(): value for key, value in variables.items()}
-            for name in missing:
-                if name.lower() in lowered:
-                    context[name] = lowered[name.lower()]
-        return template.render(context)
-    except TemplateError as exc:
-        raise ValueError(f"template error: {exc}") from None
+if TYPE_CHECKING:
+    from nodetool.workflows.limits import WorkflowLimits
 
 
 @register
@@ -53,13 +23,11 @@ class FormatText(BaseNode):
     inputs = {"template": ""}
     required = ("template",)
     dynamic = True
+    execution = "process"
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> str:
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> str:
         variables = {k: v for k, v in values.items() if k != "template"}
-        return render(str(values.get("template") or ""), variables)
-
-
-_PLACEHOLDER = re.compile(r"{{\s*([^{}]+?)\s*}}")
+        return render(str(values.get("template") or ""), variables, limits)
 
 
 @register
@@ -69,18 +37,14 @@ class Template(BaseNode):
     type_name = "nodetool.text.Template"
     inputs = {"string": "", "values": {}}
     dynamic = True
+    execution = "process"
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> str:
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> str:
         mapping: dict[str, Any] = {}
         if isinstance(values.get("values"), dict):
             mapping.update(values["values"])
         mapping.update({k: v for k, v in values.items() if k not in ("string", "values")})
-
-        def substitute(match: re.Match[str]) -> str:
-            key = match.group(1)
-            return str(mapping[key]) if key in mapping else match.group(0)
-
-        return _PLACEHOLDER.sub(substitute, str(values.get("string") or ""))
+        return substitute(str(values.get("string") or ""), mapping)
 
 
 @register
@@ -88,7 +52,9 @@ class Concat(BaseNode):
     type_name = "nodetool.text.Concat"
     inputs = {"a": "", "b": ""}
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> str:
+    execution = "process"
+
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> str:
         return f"{values.get('a') or ''}{values.get('b') or ''}"
 
 
@@ -97,7 +63,9 @@ class Join(BaseNode):
     type_name = "nodetool.text.Join"
     inputs = {"strings": [], "separator": ""}
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> str:
+    execution = "process"
+
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> str:
         items = values.get("strings") or []
         return str(values.get("separator") or "").join(str(item) for item in items)
 
@@ -107,5 +75,7 @@ class ToString(BaseNode):
     type_name = "nodetool.text.ToString"
     inputs = {"value": None}
 
-    async def process(self, ctx: NodeContext, values: dict[str, Any]) -> str:
+    execution = "process"
+
+    def compute(self, values: dict[str, Any], limits: WorkflowLimits) -> str:
         return str(values.get("value"))

@@ -1,0 +1,228 @@
+"""Node work off the event loop: a warm pool of sandbox processes and a thread pool.
+
+A node declares where its `compute()` runs (`BaseNode.execution`):
+
+- `"process"`: CPU-bound or fed user text (templates, math). It runs in one of
+  `processes` warm worker processes (`sandbox_worker.py`) under a CPU-time limit (the node's,
+  or what is left of the job's), an address-space limit and an output-size limit. A node
+  over its limit, past `node_timeout`, or whose run is cancelled has its process killed; a
+  fresh one takes its place, so the pool stays warm.
+- `"thread"`: blocking I/O. It runs in a thread pool of `threads`, bounded by
+  `node_timeout` (a thread cannot be killed: past the timeout the node fails and the thread
+  is left to finish).
+
+`offload()` applies the per-job budgets (CPU seconds, output bytes) kept on the run context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from nodetool.errors import WorkflowError
+from nodetool.workflows.limits import LimitExceeded, WorkflowLimits, encoded_size, setting_env
+
+if TYPE_CHECKING:
+    from nodetool.workflows.nodes.base import BaseNode, RunContext
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "nodetool.workflows.sandbox_worker"
+
+
+class CpuLimitExceeded(WorkflowError):
+    """The kernel stopped a node at its CPU-time allowance (SIGXCPU)."""
+
+
+class _Worker:
+    """One sandbox process (`python -m nodetool.workflows.sandbox_worker`) and the parent's
+    end of its socket pair; its methods block, so they run in pool threads."""
+
+    def __init__(self, memory_mb: int) -> None:
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno()), str(memory_mb)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.ready = False
+
+    def roundtrip(self, task: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Send one task and wait for its reply; `("dead", exitcode)` if the process died."""
+        try:
+            if not self.ready:
+                self.conn.recv()  # ("ready",)
+                self.ready = True
+            self.conn.send(task)
+            return self.conn.recv()
+        except (EOFError, OSError):
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.conn.close()
+            return ("dead", self.process.returncode)
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
+
+
+class NodeSandbox:
+    """The pools one server (or one CLI run) shares across its workflow jobs."""
+
+    def __init__(self, limits: WorkflowLimits) -> None:
+        self.limits = limits
+        self._idle: list[_Worker] = []
+        self._slots = asyncio.Semaphore(limits.processes)
+        self._io = ThreadPoolExecutor(limits.processes * 2 + 2, "nodetool-sandbox")
+        self.threads = ThreadPoolExecutor(limits.threads, "nodetool-node")
+        self._closed = False
+
+    async def _spawn(self) -> _Worker:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, _Worker, self.limits.node_memory_mb)
+
+    async def warm(self) -> None:
+        """Start the worker processes now, so the first nodes do not wait for them."""
+        missing = self.limits.processes - len(self._idle)
+        workers = await asyncio.gather(*(self._spawn() for _ in range(missing)))
+        self._idle.extend(workers)
+
+    async def run_process(
+        self, node_type: type[BaseNode], values: dict[str, Any], cpu_seconds: float
+    ) -> Any:
+        """`compute()` of `node_type` in a worker: `(value, cpu_used, output_bytes)`."""
+        if self._closed:
+            raise WorkflowError("the server is shutting down", status=503)
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await self._spawn()
+            where = (node_type.__module__, node_type.__qualname__)
+            task = (where, values, self.limits, cpu_seconds)
+            reply_future = loop.run_in_executor(self._io, worker.roundtrip, task)
+            try:
+                reply = await asyncio.wait_for(reply_future, self.limits.node_timeout)
+            except TimeoutError:
+                worker.kill()
+                raise LimitExceeded(
+                    f"the node ran longer than {self.limits.node_timeout:g} s",
+                    "node_timeout",
+                    f"{self.limits.node_timeout:g} s",
+                ) from None
+            except BaseException:  # cancelled: stop the runaway computation now
+                worker.kill()
+                raise
+            if reply[0] == "dead":
+                raise _died(reply[1], cpu_seconds)
+            if self._closed:
+                worker.kill()
+            else:
+                self._idle.append(worker)
+        if reply[0] == "error":
+            raise ValueError(reply[1])
+        return reply[1], reply[2], reply[3]
+
+    async def run_thread(self, node: BaseNode, values: dict[str, Any]) -> tuple[Any, int]:
+        """`compute()` in the thread pool: `(value, output_bytes)`."""
+        loop = asyncio.get_running_loop()
+        call = partial(_compute_checked, node, values, self.limits)
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self.threads, call), self.limits.node_timeout
+            )
+        except TimeoutError:
+            raise LimitExceeded(
+                f"the node ran longer than {self.limits.node_timeout:g} s",
+                "node_timeout",
+                f"{self.limits.node_timeout:g} s",
+            ) from None
+
+    async def aclose(self) -> None:
+        """Stop every worker process and the pools."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            with contextlib.suppress(Exception):
+                worker.conn.close()
+            worker.kill()
+        self._io.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _compute_checked(node: BaseNode, values: dict[str, Any], limits: WorkflowLimits) -> Any:
+    value = node.compute(values, limits)
+    return value, encoded_size(value, limits.node_output_bytes)
+
+
+def _died(exitcode: int | None, cpu_seconds: float) -> WorkflowError:
+    if exitcode == -signal.SIGXCPU:
+        return CpuLimitExceeded(
+            str(
+                LimitExceeded(
+                    f"the node used more than {cpu_seconds:g} s of CPU time",
+                    "node_cpu_seconds",
+                    f"{cpu_seconds:g} s",
+                )
+            )
+        )
+    log.warning("a sandbox worker process died with exit code %s", exitcode)
+    return WorkflowError(
+        f"the node's worker process died (exit code {exitcode}); it may have exceeded its "
+        f"memory limit ({setting_env('node_memory_mb')})"
+    )
+
+
+async def offload(run: RunContext, node: BaseNode, values: dict[str, Any]) -> Any:
+    """Run `node.compute(values)` where its `execution` says, within the job's budgets."""
+    sandbox, limits = run.sandbox, run.limits
+    if sandbox is None or limits is None:
+        raise RuntimeError("the run has no sandbox")
+    if node.execution == "thread":
+        value, size = await sandbox.run_thread(node, values)
+    else:
+        remaining = limits.job_cpu_seconds - run.cpu_used
+        if remaining <= 0:
+            raise LimitExceeded(
+                f"the job used {run.cpu_used:.3g} s of CPU time",
+                "job_cpu_seconds",
+                f"{limits.job_cpu_seconds:g} s",
+            )
+        allowance = min(limits.node_cpu_seconds, remaining)
+        try:
+            value, cpu, size = await sandbox.run_process(type(node), values, allowance)
+        except CpuLimitExceeded:
+            if allowance < limits.node_cpu_seconds:
+                run.cpu_used = limits.job_cpu_seconds
+                raise LimitExceeded(
+                    "the job ran out of CPU time",
+                    "job_cpu_seconds",
+                    f"{limits.job_cpu_seconds:g} s",
+                ) from None
+            raise
+        run.cpu_used += cpu
+    run.output_bytes += size
+    if run.output_bytes > limits.job_output_bytes:
+        raise LimitExceeded(
+            f"the job's node outputs total {run.output_bytes} bytes",
+            "job_output_bytes",
+            limits.job_output_bytes,
+        )
+    return value
