@@ -140,10 +140,10 @@ class Settings(BaseSettings):
         2_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_NODES")
     )
     workflow_max_edges: int = Field(
-        10_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_EDGES")
+        5_000, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_MAX_EDGES")
     )
     workflow_max_graph_bytes: int = Field(
-        2 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_MAX_GRAPH_BYTES")
+        512 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_MAX_GRAPH_BYTES")
     )
 
     @field_validator("tools", "cors_origins", mode="before")

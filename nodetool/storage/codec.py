@@ -31,7 +31,7 @@ def iso(value: datetime | None) -> str | None:
 def dumps(value: Any) -> str:
     """JSON text; pydantic models are dumped first. Unserialisable values are a 400."""
     try:
-        return json.dumps(_plain(value), separators=_COMPACT, ensure_ascii=False)
+        return json.dumps(value, separators=_COMPACT, ensure_ascii=False, default=_model)
     except (TypeError, ValueError) as exc:
         raise InvalidRequestError(f"value is not JSON-serialisable: {exc}") from None
 
@@ -42,6 +42,14 @@ def dumps_or_none(value: Any) -> str | None:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _model(value: Any) -> Any:
+    """`json.dumps` hook: pydantic models as their JSON dump (no walk over plain values)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", exclude_none=True)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _plain(value: Any) -> Any:

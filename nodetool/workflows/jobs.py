@@ -258,7 +258,8 @@ class JobManager:
         if params is not None and not isinstance(params, Mapping):
             raise WorkflowError("params must be an object of input name -> value", param="params")
         workflow_id, graph_json = await self.resolve_graph(user_id, workflow_id, graph)
-        prepared = prepare(graph_json, params, self.limits)
+        # validation is linear but not free: a thread keeps the event loop answering
+        prepared = await asyncio.to_thread(prepare, graph_json, params, self.limits)
         await self._listen_for_cancels()
         record = await self.store.jobs.create(
             user_id,

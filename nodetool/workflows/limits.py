@@ -18,6 +18,8 @@ from nodetool.errors import WorkflowError
 if TYPE_CHECKING:
     from nodetool.config import Settings
 
+BODY_SLACK = 64 * 1024  # a workflow body may carry this much besides its graph
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowLimits:
@@ -123,6 +125,14 @@ def check_graph_size(raw: Any, limits: WorkflowLimits) -> None:
         raise WorkflowError("the graph is not valid JSON", param="graph") from None
     if size > limits.max_graph_bytes:
         _too_large(f"the graph is {size} bytes", "max_graph_bytes", limits.max_graph_bytes, "graph")
+
+
+def check_body_size(size: int, limits: WorkflowLimits) -> None:
+    """Refuse a request body that cannot hold a graph within `max_graph_bytes` (unparsed)."""
+    if size > limits.max_graph_bytes + BODY_SLACK:
+        _too_large(
+            f"the workflow is {size} bytes", "max_graph_bytes", limits.max_graph_bytes, "body"
+        )
 
 
 def _too_large(what: str, name: str, limit: int, param: str) -> None:

@@ -7,13 +7,17 @@ Workflows are NodeTool JSON, validated on write. `POST /api/workflows/{id}/run` 
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
 
-from nodetool.api.deps import JobsDep, StoreDep, UserDep
+from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
 from nodetool.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from nodetool.workflows.graph import normalize_workflow
+from nodetool.workflows.limits import WorkflowLimits, check_body_size
 
 router = APIRouter(tags=["workflows"])
 
@@ -25,13 +29,31 @@ def job_public(record: dict[str, Any]) -> dict[str, Any]:
     return public
 
 
-def _workflow_body(body: Any, workflow_id: str | None = None) -> dict[str, Any]:
+async def _workflow_body(
+    request: Request, runtime: Any, workflow_id: str | None = None
+) -> dict[str, Any]:
+    """The request's workflow, checked in a thread (the event loop stays free); a body over
+    the graph size limit is refused unread."""
+    limits = WorkflowLimits.from_settings(runtime.settings)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        check_body_size(int(declared), limits)
+    raw = await request.body()
+    check_body_size(len(raw), limits)
+    return await asyncio.to_thread(_parse_workflow, raw, limits, workflow_id)
+
+
+def _parse_workflow(raw: bytes, limits: WorkflowLimits, workflow_id: str | None) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequestError(f"the body is not valid JSON: {exc}", param="body") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("the body must be a workflow object", param="body")
     body = dict(body)
     if workflow_id is not None:
         body["id"] = workflow_id
-    return normalize_workflow(body, slug_id=False)
+    return normalize_workflow(body, slug_id=False, limits=limits)
 
 
 async def _own(store: Any, user_id: str, workflow_id: str) -> dict[str, Any]:
@@ -48,21 +70,23 @@ async def list_workflows(store: StoreDep, user_id: UserDep) -> dict[str, Any]:
 
 @router.post("/api/workflows", status_code=201)
 async def create_workflow(
-    store: StoreDep, user_id: UserDep, body: Any = Body(...)
-) -> dict[str, Any]:
-    return await store.workflows.upsert(user_id, _workflow_body(body))
+    request: Request, store: StoreDep, runtime: RuntimeDep, user_id: UserDep
+) -> JSONResponse:
+    workflow = await store.workflows.upsert(user_id, await _workflow_body(request, runtime))
+    return JSONResponse(workflow, status_code=201)  # plain JSON: no per-value encoder walk
 
 
 @router.get("/api/workflows/{workflow_id}")
-async def get_workflow(workflow_id: str, store: StoreDep, user_id: UserDep) -> dict[str, Any]:
-    return await _own(store, user_id, workflow_id)
+async def get_workflow(workflow_id: str, store: StoreDep, user_id: UserDep) -> JSONResponse:
+    return JSONResponse(await _own(store, user_id, workflow_id))
 
 
 @router.put("/api/workflows/{workflow_id}")
 async def put_workflow(
-    workflow_id: str, store: StoreDep, user_id: UserDep, body: Any = Body(...)
-) -> dict[str, Any]:
-    return await store.workflows.upsert(user_id, _workflow_body(body, workflow_id))
+    workflow_id: str, request: Request, store: StoreDep, runtime: RuntimeDep, user_id: UserDep
+) -> JSONResponse:
+    workflow = await _workflow_body(request, runtime, workflow_id)
+    return JSONResponse(await store.workflows.upsert(user_id, workflow))
 
 
 @router.delete("/api/workflows/{workflow_id}")
@@ -89,8 +113,8 @@ async def run_workflow(
 
 
 @router.get("/api/jobs/{job_id}")
-async def get_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> dict[str, Any]:
-    return job_public(await jobs.get(user_id, job_id))
+async def get_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> JSONResponse:
+    return JSONResponse(job_public(await jobs.get(user_id, job_id)))
 
 
 @router.post("/api/jobs/{job_id}/cancel")
