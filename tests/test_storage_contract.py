@@ -355,6 +355,29 @@ async def test_job_events_are_numbered_and_replayable(store: Store, user: str) -
         await store.jobs.add_event("no-such-job", {"type": "x"})
 
 
+async def test_job_events_in_batches_share_one_numbering(store: Store, user: str) -> None:
+    job = await store.jobs.create(user, "wf", {})
+    assert await store.jobs.add_event(job["id"], {"type": "first"}) == 1
+    batches = await asyncio.gather(
+        *(
+            store.jobs.add_events(job["id"], [{"type": "b", "batch": b, "i": i} for i in range(50)])
+            for b in range(4)
+        )
+    )
+    for seqs in batches:
+        assert seqs == list(range(seqs[0], seqs[0] + 50))
+    assert sorted(seq for seqs in batches for seq in seqs) == list(range(2, 202))
+    events = await store.jobs.events(job["id"])
+    assert [e["seq"] for e in events] == list(range(1, 202))
+    by_batch = [[e["i"] for e in events if e.get("batch") == b] for b in range(4)]
+    assert all(order == list(range(50)) for order in by_batch)
+    assert await store.jobs.add_events(job["id"], []) == []
+    with pytest.raises(NotFoundError):
+        await store.jobs.add_events("no-such-job", [{"type": "x"}])
+    with pytest.raises(InvalidRequestError):
+        await store.jobs.add_events(job["id"], [{"type": "ok"}, "not an object"])
+
+
 async def test_fail_unfinished_marks_only_unfinished_jobs(store: Store, user: str) -> None:
     queued = await store.jobs.create(user, "wf", {})
     running = await store.jobs.create(user, "wf", {})
