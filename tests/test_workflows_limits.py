@@ -198,7 +198,7 @@ async def test_thread_and_process_nodes_run_off_the_event_loop() -> None:
 
 
 async def test_job_cpu_budget_spans_nodes() -> None:
-    tight = limits(node_cpu_seconds=30, job_cpu_seconds=1)
+    tight = limits(node_cpu_seconds=30, job_cpu_seconds=1, node_timeout=600)
     graph = chain(("busy", "nodetool.text.FormatText", {"template": BUSY}))
     with pytest.raises(WorkflowError, match="NODETOOL_WORKFLOW_JOB_CPU_SECONDS"):
         await run_graph(prepare(graph), RunContext(emit=lambda e: None, limits=tight))

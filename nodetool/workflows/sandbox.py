@@ -84,6 +84,12 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.process.kill()
 
+    def stop(self) -> None:
+        """Close the pipe (the worker then exits on its own) and kill it to be sure."""
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        self.kill()
+
 
 class NodeSandbox:
     """The pools one server (or one CLI run) shares across its workflow jobs."""
@@ -103,8 +109,21 @@ class NodeSandbox:
     async def warm(self) -> None:
         """Start the worker processes now, so the first nodes do not wait for them."""
         missing = self.limits.processes - len(self._idle)
-        workers = await asyncio.gather(*(self._spawn() for _ in range(missing)))
-        self._idle.extend(workers)
+        started = await asyncio.gather(
+            *(self._spawn() for _ in range(missing)), return_exceptions=True
+        )
+        for worker in started:
+            if isinstance(worker, BaseException):
+                log.warning("could not start a sandbox worker process: %s", worker)
+            else:
+                self._keep(worker)
+
+    def _keep(self, worker: _Worker) -> None:
+        """Back to the idle pool, unless the pool is full or closed (then it is stopped)."""
+        if self._closed or len(self._idle) >= self.limits.processes:
+            worker.stop()
+        else:
+            self._idle.append(worker)
 
     async def run_process(
         self, node_type: type[BaseNode], values: dict[str, Any], cpu_seconds: float
@@ -132,10 +151,7 @@ class NodeSandbox:
                 raise
             if reply[0] == "dead":
                 raise _died(reply[1], cpu_seconds)
-            if self._closed:
-                worker.kill()
-            else:
-                self._idle.append(worker)
+            self._keep(worker)
         if reply[0] == "error":
             raise ValueError(reply[1])
         return reply[1], reply[2], reply[3]
@@ -160,11 +176,17 @@ class NodeSandbox:
         self._closed = True
         idle, self._idle = self._idle, []
         for worker in idle:
-            with contextlib.suppress(Exception):
-                worker.conn.close()
-            worker.kill()
+            worker.stop()
+        if idle:  # reap them (no zombies left behind)
+            await asyncio.to_thread(_reap, idle)
         self._io.shutdown(wait=False, cancel_futures=True)
         self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _reap(workers: list[_Worker]) -> None:
+    for worker in workers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(5)
 
 
 def _compute_checked(node: BaseNode, values: dict[str, Any], limits: WorkflowLimits) -> Any:

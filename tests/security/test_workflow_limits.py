@@ -37,6 +37,7 @@ def server(tmp_path_factory) -> Iterator[CliServer]:
     env = serve_env(
         tmp_path_factory.mktemp("limits"),
         NODETOOL_WORKFLOW_NODE_CPU_SECONDS=str(NODE_CPU_SECONDS),
+        NODETOOL_WORKFLOW_NODE_TIMEOUT="300",  # a loaded machine must not turn CPU into time
     )
     with CliServer("serve", env=env) as running:
         yield running
@@ -117,10 +118,10 @@ def test_memory_blowup_hits_the_memory_limit(server: CliServer, client: Client) 
 def test_cpu_burning_node_is_killed_at_its_cpu_limit(server: CliServer, client: Client) -> None:
     with HealthProbe(server.url).running():
         started = time.monotonic()
-        record = client.run(template_graph(BUSY_TEMPLATE), timeout=60)
+        record = client.run(template_graph(BUSY_TEMPLATE), timeout=240)
         elapsed = time.monotonic() - started
     failed_with(record, "CPU time", "NODETOOL_WORKFLOW_NODE_CPU_SECONDS")
-    assert elapsed < 60
+    assert elapsed < 240
     after = client.run(template_graph("{{ 6 * 7 }}"))  # the pool replaced the killed worker
     assert after["status"] == "completed" and after["results"]["out"] == "42", after
 

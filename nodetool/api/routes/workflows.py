@@ -52,6 +52,9 @@ def _parse_workflow(raw: bytes, limits: WorkflowLimits, workflow_id: str | None)
         raise InvalidRequestError("the body must be a workflow object", param="body")
     body = dict(body)
     if workflow_id is not None:
+        given = body.get("id")
+        if given is not None and (not isinstance(given, str | int) or isinstance(given, bool)):
+            raise InvalidRequestError("workflow id must be a string", param="id")
         body["id"] = workflow_id
     return normalize_workflow(body, slug_id=False, limits=limits)
 
