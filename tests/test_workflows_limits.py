@@ -239,3 +239,41 @@ async def test_foreach_cap_and_coarse_progress() -> None:
     with pytest.raises(WorkflowError, match="600 items.*NODETOOL_WORKFLOW_MAX_FOREACH_ITEMS"):
         context = RunContext(emit=events.append, limits=limits(max_foreach_items=599))
         await run_graph(prepare(graph), context)
+
+
+# ---- a result the store cannot take -----------------------------------------------------------
+
+
+@register
+class RawResult(BaseNode):
+    """Test node: records an output without the output nodes' checks (a buggy plugin node)."""
+
+    type_name = "tests.limits.RawResult"
+    inputs = {"digits": 5000}
+    outputs = ()
+
+    async def process(self, ctx: Any, values: dict[str, Any]) -> None:
+        ctx.set_result("big", 10 ** values["digits"])
+
+
+async def test_a_result_the_store_refuses_fails_the_job_and_ends_its_log(tmp_path) -> None:
+    from nodetool.storage import open_store
+    from nodetool.workflows.jobs import JobManager
+
+    settings = Settings(data_dir=tmp_path, config_dir=tmp_path / "config")
+    store = await open_store(settings)
+    manager = JobManager(settings, store, None)
+    await manager.start()
+    try:
+        graph = {"nodes": [{"id": "raw", "type": RawResult.type_name}], "edges": []}
+        job = await manager.start_job("u1", graph=graph)
+        live = [event async for event in manager.subscribe("u1", job["id"])]
+        replayed = [event async for event in manager.subscribe("u1", job["id"])]  # the store's
+        record = await manager.get("u1", job["id"])
+    finally:
+        await manager.aclose()
+        await store.close()
+    assert record["status"] == "failed" and "result cannot be stored" in record["error"]
+    for events in (live, replayed):
+        assert events[-1]["type"] == "job_update" and events[-1]["status"] == "failed"
+        assert events[-1]["error"] == record["error"]
