@@ -90,7 +90,7 @@ def _run(task: tuple[Any, dict[str, Any], Any, float], memory_mb: int) -> tuple[
         message = f"the node ran out of memory (limit {memory_mb} MiB, {MEMORY_HINT})"
         return ("error", message, _cpu_time() - start)
     except RecursionError:
-        return ("error", "the node's input is nested too deeply", _cpu_time() - start)
+        return ("error", "the node recursed too deeply", _cpu_time() - start)
     except Exception as exc:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return ("error", message, _cpu_time() - start)
