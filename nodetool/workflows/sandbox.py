@@ -6,7 +6,8 @@ A node declares where its `compute()` runs (`BaseNode.execution`):
   `processes` warm worker processes (`sandbox_worker.py`) under a CPU-time limit (the node's,
   or what is left of the job's), an address-space limit and an output-size limit. A node
   over its limit, past `node_timeout`, or whose run is cancelled has its process killed; a
-  fresh one takes its place, so the pool stays warm.
+  fresh one takes its place, so the pool stays warm. The server talks to a worker over a
+  socket pair with asyncio streams: no thread waits on it, and a cancel simply kills it.
 - `"thread"`: blocking I/O. It runs in a thread pool of `threads`, bounded by
   `node_timeout` (a thread cannot be killed: past the timeout the node fails and the thread
   is left to finish).
@@ -19,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import signal
 import socket
+import struct
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -43,52 +46,86 @@ class CpuLimitExceeded(WorkflowError):
 
 
 class _Worker:
-    """One sandbox process (`python -m nodetool.workflows.sandbox_worker`) and the parent's
-    end of its socket pair; its methods block, so they run in pool threads."""
+    """One sandbox process (`python -m nodetool.workflows.sandbox_worker`) and the server's
+    end of its socket pair, spoken asynchronously (`multiprocessing.connection`'s framing:
+    a 4-byte big-endian length, or -1 and an 8-byte one, then a pickle)."""
 
-    def __init__(self, memory_mb: int) -> None:
-        from multiprocessing.connection import Connection
-
-        ours, theirs = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno()), str(memory_mb)],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                close_fds=True,
-            )
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
+    def __init__(self, process: subprocess.Popen[bytes], reader: Any, writer: Any) -> None:
+        self.process = process
+        self.reader: asyncio.StreamReader = reader
+        self.writer: asyncio.StreamWriter = writer
         self.ready = False
 
-    def roundtrip(self, task: tuple[Any, ...]) -> tuple[Any, ...]:
+    @classmethod
+    async def start(cls, memory_mb: int) -> _Worker:
+        ours, theirs = socket.socketpair()
+        try:
+            process = await asyncio.to_thread(_popen, theirs.fileno(), memory_mb)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
+        return cls(process, reader, writer)
+
+    async def call(self, task: tuple[Any, ...]) -> tuple[Any, ...]:
         """Send one task and wait for its reply; `("dead", exitcode)` if the process died."""
+        data = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             if not self.ready:
-                self.conn.recv()  # ("ready",)
+                await self._read()  # ("ready",)
                 self.ready = True
-            self.conn.send(task)
-            return self.conn.recv()
-        except (EOFError, OSError):
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.conn.close()
-            return ("dead", self.process.returncode)
+            self.writer.write(_frame_header(len(data)))
+            self.writer.write(data)
+            await self.writer.drain()
+            return await self._read()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.stop()
+            return ("dead", await asyncio.to_thread(_wait, self.process))
+
+    async def _read(self) -> Any:
+        (size,) = struct.unpack("!i", await self.reader.readexactly(4))
+        if size == -1:
+            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return pickle.loads(await self.reader.readexactly(size))
 
     def kill(self) -> None:
+        """Kill the process now (it is reaped in the background)."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.writer.close()
+        asyncio.get_running_loop().run_in_executor(None, _wait, self.process)
+
+    def stop(self) -> None:
+        """Close the pipe (an idle worker then exits on its own) and kill it to be sure."""
+        self.writer.close()
         with contextlib.suppress(OSError):
             self.process.kill()
 
-    def stop(self) -> None:
-        """Close the pipe (the worker then exits on its own) and kill it to be sure."""
-        with contextlib.suppress(OSError):
-            self.conn.close()
-        self.kill()
+
+def _popen(fd: int, memory_mb: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", WORKER_MODULE, str(fd), str(memory_mb)],
+        pass_fds=(fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        close_fds=True,
+    )
+
+
+def _frame_header(size: int) -> bytes:
+    if size > 0x7FFFFFFF:
+        return struct.pack("!i", -1) + struct.pack("!Q", size)
+    return struct.pack("!i", size)
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int | None:
+    try:
+        return process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 class NodeSandbox:
@@ -98,13 +135,11 @@ class NodeSandbox:
         self.limits = limits
         self._idle: list[_Worker] = []
         self._slots = asyncio.Semaphore(limits.processes)
-        self._io = ThreadPoolExecutor(limits.processes * 2 + 2, "nodetool-sandbox")
         self.threads = ThreadPoolExecutor(limits.threads, "nodetool-node")
         self._closed = False
 
     async def _spawn(self) -> _Worker:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io, _Worker, self.limits.node_memory_mb)
+        return await _Worker.start(self.limits.node_memory_mb)
 
     async def warm(self) -> None:
         """Start the worker processes now, so the first nodes do not wait for them."""
@@ -131,14 +166,12 @@ class NodeSandbox:
         """`compute()` of `node_type` in a worker: `(value, cpu_used, output_bytes)`."""
         if self._closed:
             raise WorkflowError("the server is shutting down", status=503)
-        loop = asyncio.get_running_loop()
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._spawn()
             where = (node_type.__module__, node_type.__qualname__)
             task = (where, values, self.limits, cpu_seconds)
-            reply_future = loop.run_in_executor(self._io, worker.roundtrip, task)
             try:
-                reply = await asyncio.wait_for(reply_future, self.limits.node_timeout)
+                reply = await asyncio.wait_for(worker.call(task), self.limits.node_timeout)
             except TimeoutError:
                 worker.kill()
                 raise LimitExceeded(
@@ -146,7 +179,7 @@ class NodeSandbox:
                     "node_timeout",
                     f"{self.limits.node_timeout:g} s",
                 ) from None
-            except BaseException:  # cancelled: stop the runaway computation now
+            except BaseException:  # cancelled (or unpicklable): stop the computation now
                 worker.kill()
                 raise
             if reply[0] == "dead":
@@ -179,14 +212,12 @@ class NodeSandbox:
             worker.stop()
         if idle:  # reap them (no zombies left behind)
             await asyncio.to_thread(_reap, idle)
-        self._io.shutdown(wait=False, cancel_futures=True)
         self.threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _reap(workers: list[_Worker]) -> None:
     for worker in workers:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.process.wait(5)
+        _wait(worker.process)
 
 
 def _compute_checked(node: BaseNode, values: dict[str, Any], limits: WorkflowLimits) -> Any:
