@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         False, validation_alias=_env("NODETOOL_HTTP_GET_ALLOW_PRIVATE")
     )
     history_limit: int = Field(200, ge=1, validation_alias=_env("NODETOOL_HISTORY_LIMIT"))
+    # MCP servers whose tools can be enabled (`{"mcpServers": {...}}`, docs/mcp.md)
+    mcp_config: Path | None = Field(None, validation_alias=_env("NODETOOL_MCP_CONFIG"))
+    mcp_timeout: float = Field(60.0, gt=0, validation_alias=_env("NODETOOL_MCP_TIMEOUT"))
+    mcp_start_timeout: float = Field(
+        30.0, gt=0, validation_alias=_env("NODETOOL_MCP_START_TIMEOUT")
+    )
 
     # Workflow limits (docs/workflow-limits.md; built into `workflows.limits.WorkflowLimits`)
     workflow_node_cpu_seconds: float = Field(

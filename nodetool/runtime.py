@@ -33,6 +33,8 @@ class Runtime:
         """Close parts in reverse order of creation."""
         if self.jobs is not None:
             await self.jobs.aclose()
+        if self.tools is not None:
+            await self.tools.aclose()
         if self.providers is not None:
             await self.providers.aclose()
         if self.store is not None:

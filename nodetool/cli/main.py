@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nodetool import __version__
-from nodetool.cli import chat, doctor, models, run_workflow, servers, token, tools
+from nodetool.cli import chat, doctor, mcp, models, run_workflow, servers, token, tools
 
 app = typer.Typer(
     name="nodetool",
@@ -40,6 +40,7 @@ app.command("tools")(tools.tools)
 app.command("token")(token.token)
 app.command("run")(run_workflow.run)
 app.command("doctor")(doctor.doctor)
+app.command("mcp")(mcp.mcp)
 
 
 def run() -> None:

@@ -21,6 +21,24 @@ def check_startup(settings: Settings) -> None:
             ensure_static_token(settings)
         except AuthConfigError as exc:
             raise fail(str(exc), code=2) from None
+    check_tools(settings)
+    from nodetool.providers.registry import describe_missing_default
+
+    problem = describe_missing_default(settings)
+    if problem:
+        raise fail(problem, code=2)
+
+
+def check_tools(settings: Settings) -> None:
+    """The MCP config, `--tools` (MCP servers they name are started once to check them) and
+    `--workflow` files; each problem is one line, exit 2."""
+    if settings.mcp_config is not None:
+        from nodetool.tools.mcp_config import McpConfigError, load_mcp_config
+
+        try:
+            load_mcp_config(settings.mcp_config)
+        except McpConfigError as exc:
+            raise fail(f"--mcp-config: {exc.message}", code=2) from None
     if settings.tools:
         from nodetool.errors import InvalidRequestError
         from nodetool.tools.registry import build_tool_registry
@@ -29,6 +47,9 @@ def check_startup(settings: Settings) -> None:
             build_tool_registry(settings, None)
         except InvalidRequestError as exc:
             raise fail(f"--tools: {exc.message}", code=2) from None
+        problem = _check_mcp_tools(settings)
+        if problem:
+            raise fail(f"--tools: {problem}", code=2)
     for path in settings.workflow_files:
         from nodetool.errors import WorkflowError
         from nodetool.workflows.jobs import read_workflow_file
@@ -37,11 +58,35 @@ def check_startup(settings: Settings) -> None:
             read_workflow_file(path)
         except WorkflowError as exc:
             raise fail(f"--workflow {path}: {exc.message}", code=2) from None
-    from nodetool.providers.registry import describe_missing_default
 
-    problem = describe_missing_default(settings)
-    if problem:
-        raise fail(problem, code=2)
+
+def _check_mcp_tools(settings: Settings) -> str | None:
+    """Start the MCP servers `--tools` names and check their tools exist; the first problem."""
+    names = [name for name in settings.tools if name.startswith("mcp__")]
+    if not names:
+        return None
+    import asyncio
+
+    from nodetool.errors import InvalidRequestError
+    from nodetool.tools.mcp_tools import UnavailableMcpTool
+    from nodetool.tools.registry import build_tool_registry
+
+    async def check() -> str | None:
+        registry = build_tool_registry(settings, None)
+        assert registry.mcp is not None
+        try:
+            for name in names:
+                try:
+                    tool = await registry.mcp.tool(name)
+                except InvalidRequestError as exc:
+                    return exc.message
+                if isinstance(tool, UnavailableMcpTool):
+                    return tool.error
+            return None
+        finally:
+            await registry.aclose()
+
+    return asyncio.run(check())
 
 
 def check_services(settings: Settings) -> None:

@@ -37,6 +37,11 @@ ToolsOpt = typer.Option(None, "--tools", help="Server tools to enable, comma sep
 WorkflowOpt = typer.Option(
     None, "--workflow", help="Workflow JSON file to register at startup (repeatable)."
 )
+McpConfigOpt = typer.Option(
+    None,
+    "--mcp-config",
+    help='MCP servers whose tools can be enabled: {"mcpServers": {...}} (env NODETOOL_MCP_CONFIG).',
+)
 ReloadOpt = typer.Option(False, "--reload", help="Reload on code changes (development).")
 WorkersOpt = typer.Option(1, "--workers", min=1, help="Worker processes.")
 LogOpt = typer.Option(None, "--log-level", help="critical | error | warning | info | debug.")
@@ -126,6 +131,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
         default_model: str | None = ModelOpt,
         tools: str | None = ToolsOpt,
         workflow: list[Path] | None = WorkflowOpt,
+        mcp_config: Path | None = McpConfigOpt,
         reload: bool = ReloadOpt,
         workers: int = WorkersOpt,
         log_level: str | None = LogOpt,
@@ -143,6 +149,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
             default_model=default_model,
             tools=tools,
             workflow_files=workflow or None,
+            mcp_config=mcp_config,
             log_level=log_level,
             cors_origins=cors_origins,
             public_metrics=public_metrics or None,

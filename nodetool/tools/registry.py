@@ -16,15 +16,18 @@ from nodetool.types.messages import ToolCall
 if TYPE_CHECKING:
     from nodetool.config import Settings
     from nodetool.storage.base import Store
+    from nodetool.tools.mcp_tools import McpHub
 
 log = logging.getLogger("nodetool.tools")
 
 
 class ToolRegistry:
-    """Static tools by name, plus dynamic `workflow_<tool_name>` tools from stored workflows."""
+    """Static tools by name, plus dynamic `workflow_<tool_name>` tools from stored workflows
+    and `mcp__<server>__<tool>` tools of the configured MCP servers (`mcp`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, mcp: McpHub | None = None) -> None:
         self._tools: dict[str, Tool] = {}
+        self.mcp = mcp
 
     def register(self, tool: Tool) -> None:
         self._tools[tool.name] = tool
@@ -38,7 +41,7 @@ class ToolRegistry:
     def validate_names(self, names: Iterable[str]) -> list[str]:
         """Names that are static tools or workflow tools; otherwise a 400 naming the unknown."""
         names = list(names)
-        unknown = [n for n in names if n not in self._tools and not n.startswith("workflow_")]
+        unknown = [n for n in names if not self._known(n)]
         if unknown:
             raise InvalidRequestError(
                 f"unknown tool(s): {', '.join(unknown)}; available: {', '.join(self.names())}",
@@ -47,11 +50,18 @@ class ToolRegistry:
             )
         return names
 
+    def _known(self, name: str) -> bool:
+        if name in self._tools or name.startswith("workflow_"):
+            return True
+        return self.mcp is not None and self.mcp.knows(name)
+
     async def resolve(self, names: Iterable[str], context: ToolContext) -> list[Tool]:
         """The Tool objects for `names`; workflow tools are looked up for the context's user."""
         tools: list[Tool] = []
         for name in self.validate_names(names):
             tool = self._tools.get(name)
+            if tool is None and self.mcp is not None and self.mcp.knows(name):
+                tool = await self.mcp.tool(name)
             if tool is None:
                 tool = await self._workflow_tool(name, context)
             tools.append(tool)
@@ -104,12 +114,19 @@ class ToolRegistry:
 
         return ToolOutcome(ok=True, result=json_safe(result, context))
 
+    async def aclose(self) -> None:
+        """Stop the MCP servers this registry started."""
+        if self.mcp is not None:
+            await self.mcp.aclose()
+
 
 def build_tool_registry(settings: Settings, store: Store | None) -> ToolRegistry:
-    """A registry with every built-in tool; servers enable a subset with `--tools`."""
+    """A registry with every built-in tool and the configured MCP servers' tools (started
+    lazily); servers enable a subset with `--tools`."""
     from nodetool.tools.builtins import builtin_tools
+    from nodetool.tools.mcp_tools import McpHub
 
-    registry = ToolRegistry()
+    registry = ToolRegistry(McpHub.from_settings(settings))
     for tool in builtin_tools():
         registry.register(tool)
     registry.validate_names(settings.tools)

@@ -100,8 +100,8 @@ class WorkflowTool(Tool):
 
     timeout = 300.0
 
-    def __init__(self, workflow: dict[str, Any]) -> None:
-        name = tool_name_of(workflow)
+    def __init__(self, workflow: dict[str, Any], name: str | None = None) -> None:
+        name = name or tool_name_of(workflow)
         if name is None:
             raise ValueError("workflow has no tool_name")
         self.workflow_id = str(workflow.get("id") or "")
@@ -132,6 +132,28 @@ async def list_workflow_tools(context: ToolContext) -> list[Tool]:
         name = tool_name_of(workflow)
         if name is not None and name not in tools:
             tools[name] = WorkflowTool(workflow)
+    return list(tools.values())
+
+
+def any_tool_name(workflow: dict[str, Any]) -> str:
+    """`workflow_<tool_name>`, else `workflow_<name>` (else the id) for any workflow."""
+    named = tool_name_of(workflow)
+    if named is not None:
+        return named
+    raw = str(workflow.get("name") or workflow.get("id") or "workflow").strip()
+    return (PREFIX + _INVALID.sub("_", raw))[:_MAX_NAME]
+
+
+async def all_workflow_tools(context: ToolContext) -> list[Tool]:
+    """A tool for every workflow the user can see (first one per name): what `nodetool mcp`
+    offers, whether or not the workflow has a tool_name."""
+    if context.store is None or context.jobs is None:
+        return []
+    tools: dict[str, Tool] = {}
+    for workflow in await context.store.workflows.list(context.user_id):
+        name = any_tool_name(workflow)
+        if name not in tools:
+            tools[name] = WorkflowTool(workflow, name)
     return list(tools.values())
 
 
