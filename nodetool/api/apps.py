@@ -2,8 +2,8 @@
 
 | factory                  | surface (docs/protocol.md §1)                                    |
 |--------------------------|------------------------------------------------------------------|
-| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs       |
-| create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream]                    |
+| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs, /mcp |
+| create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream], /mcp              |
 | create_chat_server_app   | /v1                                                              |
 
 All three add /health, /ping and /metrics.
@@ -34,14 +34,24 @@ def _routers(names: list[str]) -> list[APIRouter]:
 
 
 def _build(
-    settings: Settings, *, title: str, routers: list[str], store: bool, jobs: bool
+    settings: Settings,
+    *,
+    title: str,
+    routers: list[str],
+    store: bool,
+    jobs: bool,
+    mcp: bool = False,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await open_runtime(settings, store=store, jobs=jobs)
         app.state.runtime = runtime
         try:
-            yield
+            if endpoint is None:
+                yield
+            else:
+                async with endpoint.run(runtime):
+                    yield
         finally:
             await runtime.aclose()
 
@@ -50,6 +60,11 @@ def _build(
     install_error_handlers(app)
     for router in _routers(["health", "metrics", "openai_api", *routers]):
         app.include_router(router)
+    endpoint = None
+    if mcp:
+        from nodetool.api.mcp_http import mount_mcp
+
+        endpoint = mount_mcp(app)
     install_openapi(app)
     _install_middleware(app, settings)
     return app
@@ -79,6 +94,7 @@ def create_editor_app(settings: Settings) -> FastAPI:
         routers=["chat_ws", "predict_ws", "threads", "workflows"],
         store=True,
         jobs=True,
+        mcp=True,
     )
 
 
@@ -90,6 +106,7 @@ def create_worker_app(settings: Settings) -> FastAPI:
         routers=["worker_workflows"],
         store=True,
         jobs=True,
+        mcp=True,
     )
 
 
