@@ -130,6 +130,7 @@ class McpConnection:
         self._live: tuple[Client, list[Tool]] | None = None
         self._stop = asyncio.Event()
         self._ended = asyncio.Event()
+        self._tail: _StderrTail | None = None
 
     @property
     def running(self) -> bool:
@@ -153,10 +154,14 @@ class McpConnection:
                 tool, arguments, read_timeout_seconds=self.call_timeout + 1
             )
         except MCPError as exc:
-            if exc.code == CONNECTION_CLOSED or not self.running:
+            if exc.code == CONNECTION_CLOSED:  # the owner task notices the end of the stream
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), 1.0)
+            if self._ended.is_set():
+                last = self._tail.last() if self._tail is not None else ""
                 raise ToolError(
                     f"MCP server {self.name!r} exited during the call (it is restarted on the "
-                    "next call)"
+                    "next call)" + (f"; stderr: {last}" if last else "")
                 ) from None
             raise ToolError(f"MCP server {self.name!r}: {exc.error.message}") from None
 
@@ -186,7 +191,7 @@ class McpConnection:
     async def _own(self, ready: asyncio.Future[tuple[Client, list[Tool]]]) -> None:
         """The owner task: opens the client, publishes it, holds it until stop or death."""
         ended = self._ended
-        tail = _StderrTail(self.name) if self.spec.command else None
+        tail = self._tail = _StderrTail(self.name) if self.spec.command else None
         try:
             async with self._client(ended, tail) as client:
                 tools = await _list_all(client)
