@@ -131,6 +131,7 @@ class McpConnection:
         self._stop = asyncio.Event()
         self._ended = asyncio.Event()
         self._tail: _StderrTail | None = None
+        self._http_error = ""  # the last HTTP error response of a URL server
 
     @property
     def running(self) -> bool:
@@ -232,6 +233,8 @@ class McpConnection:
         reason = one_line(exc)
         if isinstance(leaf(exc), MCPError) and leaf(exc).code == CONNECTION_CLOSED:  # type: ignore[attr-defined]
             reason = "the server closed the connection"
+        if self._http_error:
+            reason = f"{reason} ({self._http_error})"
         if tail is not None:
             await asyncio.sleep(0.05)  # let the last stderr lines arrive
             if tail.last():
@@ -263,8 +266,16 @@ class McpConnection:
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
+        async def remember_errors(response: Any) -> None:
+            if response.status_code >= 400:
+                await response.aread()
+                self._http_error = f"HTTP {response.status_code}: {_brief(response.text)}"
+
+        self._http_error = ""
         http = httpx2.AsyncClient(
-            headers=spec.headers, timeout=httpx2.Timeout(30.0, read=self.call_timeout + 5)
+            headers=spec.headers,
+            timeout=httpx2.Timeout(30.0, read=self.call_timeout + 5),
+            event_hooks={"response": [remember_errors]},
         )
         return _owning(http, streamable_http_client(str(spec.url), http_client=http))
 
@@ -285,6 +296,22 @@ class McpConnection:
 async def _owning(http: Any, transport: Any) -> AsyncIterator[Any]:
     async with http, transport as streams:
         yield streams
+
+
+def _brief(body: str) -> str:
+    """An HTTP error body in one short line (the message of a JSON error envelope)."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if isinstance(message, str):
+            body = message
+    return " ".join(body.split())[:200]
 
 
 async def _list_all(client: Client) -> list[Tool]:

@@ -1,0 +1,93 @@
+"""`/mcp` (Streamable HTTP) on `serve` and `worker`, with auth off and on; and the client side
+over HTTP: a nodetool whose MCP config points at another nodetool's `/mcp` with a token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client
+
+from nodetool.config import Settings
+from nodetool.tools.base import ToolContext
+from nodetool.tools.registry import build_tool_registry
+from nodetool.types.messages import FunctionCall, ToolCall
+from tests.support.mcp import write_config
+from tests.support.v1 import running
+from tests.support.workflows import EXAMPLES
+
+TOKEN = "mcp-http-test-token-0123456789"
+ENGINE = EXAMPLES / "Conditional Logic Engine.json"
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "curl", "version": "1"},
+    },
+}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("kind", ["serve", "worker"])
+async def test_mcp_endpoint_without_auth(kind: str, openai_stub, tmp_path: Path) -> None:
+    overrides = {"tools": ["calculator"], "workflow_files": [ENGINE]}
+    with running(kind, openai_stub, tmp_path, **overrides) as server:
+        async with Client(server.url + "/mcp") as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            assert names == ["calculator", "workflow_Conditional_Logic_Engine"]
+            result = await client.call_tool("calculator", {"expression": "2**10"})
+            assert not result.is_error and result.content[0].text == "1024"
+            run = await client.call_tool("workflow_Conditional_Logic_Engine", {"value": 20})
+            assert "LOW" in run.structured_content["decision_result"]
+            failed = await client.call_tool("calculator", {"expression": "nope("})
+            assert failed.is_error
+
+
+def test_chat_server_has_no_mcp_endpoint(openai_stub, tmp_path: Path) -> None:
+    with running("chat-server", openai_stub, tmp_path) as server:
+        response = httpx.post(server.url + "/mcp", json=INIT, headers=HEADERS)
+        assert response.status_code == 404
+        assert "error" in response.json()
+
+
+@pytest.mark.parametrize("kind", ["serve", "worker"])
+async def test_mcp_endpoint_behind_the_static_token(
+    kind: str, openai_stub, tmp_path: Path
+) -> None:
+    overrides = {"tools": ["calculator"], "auth_provider": "static", "worker_auth_token": TOKEN}
+    with running(kind, openai_stub, tmp_path / "server", **overrides) as server:
+        url = server.url + "/mcp"
+        refused = httpx.post(url, json=INIT, headers=HEADERS)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "invalid_request_error"
+        wrong = httpx.post(url, json=INIT, headers={**HEADERS, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        accepted = httpx.post(url, json=INIT, headers={**HEADERS, "Authorization": f"Bearer {TOKEN}"})
+        assert accepted.status_code == 200
+        assert accepted.json()["result"]["serverInfo"]["name"] == "nodetool"
+
+        # the client side: another nodetool reaches these tools through its MCP config
+        config = write_config(
+            tmp_path / "mcp.json",
+            remote={"url": url, "headers": {"Authorization": f"Bearer {TOKEN}"}},
+            locked={"url": url},
+        )
+        settings = Settings(data_dir=tmp_path / "client", mcp_config=config)
+        registry = build_tool_registry(settings, None)
+        context = ToolContext(user_id="1", settings=settings)
+        try:
+            (tool,) = await registry.resolve(["mcp__remote__calculator"], context)
+            call = ToolCall(id="c", function=FunctionCall(name=tool.name, arguments="{}"))
+            outcome = await registry.execute(call, {"expression": "7*6"}, context, {tool.name: tool})
+            assert outcome.ok and outcome.result == "42"
+            (locked,) = await registry.resolve(["mcp__locked__calculator"], context)
+            blocked = await registry.execute(call, {"expression": "1"}, context, {call.name: locked})
+            assert not blocked.ok
+            assert "MCP server 'locked' could not start" in (blocked.error or "")
+            assert "HTTP 401" in (blocked.error or "")
+        finally:
+            await registry.aclose()
