@@ -194,9 +194,13 @@ class JobView:
 
 
 def tool_call_panel(name: str, args: Any) -> Panel:
+    from nodetool.tools.mcp_config import server_of
+
     body = Text(str(name), style="bold cyan")
     body.append(" " + short(args if args is not None else {}), style="cyan")
-    return Panel(body, title="tool call", title_align="left", border_style="cyan", expand=False)
+    server = server_of(str(name))
+    title = f"tool call · MCP server {server}" if server else "tool call"
+    return Panel(body, title=title, title_align="left", border_style="cyan", expand=False)
 
 
 def tool_result_panel(name: str, ok: bool, value: Any) -> Panel:
