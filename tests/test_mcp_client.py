@@ -199,3 +199,32 @@ def test_tool_names_are_valid_function_names() -> None:
     assert len(long) == 64 and long != tool_name("server", "x" * 99)
     assert split_name("mcp__time__get_current_time") == ("time", "get_current_time")
     assert split_name("mcp__time") is None and split_name("calculator") is None
+
+
+def test_tools_command_lists_mcp_tools_with_their_server(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nodetool.cli.main import app
+
+    config = write_config(
+        tmp_path / "mcp.json",
+        time=TIME_SERVER,
+        broken={"command": PYTHON, "args": ["-m", "no_such_module_for_mcp"]},
+    )
+    result = CliRunner().invoke(app, ["tools", "--json", "--mcp-config", str(config)])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["calculator"]["server"] is None
+    for name in ("mcp__time__get_current_time", "mcp__time__convert_time"):
+        assert rows[name]["server"] == "time"
+        assert rows[name]["parameters"]["type"] == "object"
+    assert "could not start" in rows["mcp__broken__*"]["error"]
+    table = CliRunner().invoke(app, ["tools", "--mcp-config", str(config)], env={"COLUMNS": "250"})
+    assert table.exit_code == 0
+    assert "mcp__time__get_current_time" in table.stdout and "MCP time" in table.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    refused = CliRunner().invoke(app, ["tools", "--mcp-config", str(bad)])
+    assert refused.exit_code == 2 and "not valid JSON" in refused.stderr

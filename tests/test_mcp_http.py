@@ -55,9 +55,7 @@ def test_chat_server_has_no_mcp_endpoint(openai_stub, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["serve", "worker"])
-async def test_mcp_endpoint_behind_the_static_token(
-    kind: str, openai_stub, tmp_path: Path
-) -> None:
+async def test_mcp_endpoint_behind_the_static_token(kind: str, openai_stub, tmp_path: Path) -> None:
     overrides = {"tools": ["calculator"], "auth_provider": "static", "worker_auth_token": TOKEN}
     with running(kind, openai_stub, tmp_path / "server", **overrides) as server:
         url = server.url + "/mcp"
@@ -66,7 +64,9 @@ async def test_mcp_endpoint_behind_the_static_token(
         assert refused.json()["error"]["type"] == "invalid_request_error"
         wrong = httpx.post(url, json=INIT, headers={**HEADERS, "Authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        accepted = httpx.post(url, json=INIT, headers={**HEADERS, "Authorization": f"Bearer {TOKEN}"})
+        accepted = httpx.post(
+            url, json=INIT, headers={**HEADERS, "Authorization": f"Bearer {TOKEN}"}
+        )
         assert accepted.status_code == 200
         assert accepted.json()["result"]["serverInfo"]["name"] == "nodetool"
 
@@ -82,10 +82,14 @@ async def test_mcp_endpoint_behind_the_static_token(
         try:
             (tool,) = await registry.resolve(["mcp__remote__calculator"], context)
             call = ToolCall(id="c", function=FunctionCall(name=tool.name, arguments="{}"))
-            outcome = await registry.execute(call, {"expression": "7*6"}, context, {tool.name: tool})
+            outcome = await registry.execute(
+                call, {"expression": "7*6"}, context, {tool.name: tool}
+            )
             assert outcome.ok and outcome.result == "42"
             (locked,) = await registry.resolve(["mcp__locked__calculator"], context)
-            blocked = await registry.execute(call, {"expression": "1"}, context, {call.name: locked})
+            blocked = await registry.execute(
+                call, {"expression": "1"}, context, {call.name: locked}
+            )
             assert not blocked.ok
             assert "MCP server 'locked' could not start" in (blocked.error or "")
             assert "HTTP 401" in (blocked.error or "")

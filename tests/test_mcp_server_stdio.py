@@ -21,7 +21,10 @@ def _server(data_dir: Path, *args: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=PYTHON,
         args=["-m", "nodetool", "mcp", *args],
-        env={"PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)), "NODETOOL_DATA_DIR": str(data_dir)},
+        env={
+            "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
+            "NODETOOL_DATA_DIR": str(data_dir),
+        },
         cwd=str(REPO),
     )
 

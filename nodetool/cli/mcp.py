@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -56,10 +57,10 @@ def mcp(
         settings = settings.model_copy(update={"tools": names})
     check_tools(settings)
     level = logging.DEBUG if settings.log_level == "trace" else settings.log_level.upper()
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s"
+    )
     from nodetool.api.mcp_server import serve_stdio
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_stdio(settings, list(settings.tools)))
-    except KeyboardInterrupt:
-        pass

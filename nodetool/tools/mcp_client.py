@@ -199,8 +199,9 @@ class McpConnection:
                 if not ready.done():
                     ready.set_result((client, tools))
                 log.info("MCP server %s started (%d tools)", self.name, len(tools))
-                stop, end = asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(
-                    ended.wait()
+                stop, end = (
+                    asyncio.ensure_future(self._stop.wait()),
+                    asyncio.ensure_future(ended.wait()),
                 )
                 try:
                     await asyncio.wait({stop, end}, return_when=asyncio.FIRST_COMPLETED)
@@ -242,7 +243,9 @@ class McpConnection:
         return reason
 
     @contextlib.asynccontextmanager
-    async def _client(self, ended: asyncio.Event, tail: _StderrTail | None) -> AsyncIterator[Client]:
+    async def _client(
+        self, ended: asyncio.Event, tail: _StderrTail | None
+    ) -> AsyncIterator[Client]:
         from mcp import Client
 
         @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -91,10 +92,9 @@ def result_value(result: CallToolResult) -> Any:
 def _block(block: Any) -> Any:
     data = block.model_dump(mode="json", by_alias=True, exclude_none=True)
     if block.type in ("image", "audio"):
-        try:  # bytes: small ones inline, big ones to the workspace (tools/results.py)
+        # bytes: small ones inline, big ones to the workspace (tools/results.py)
+        with contextlib.suppress(binascii.Error, ValueError):
             data["data"] = base64.b64decode(block.data, validate=True)
-        except (binascii.Error, ValueError):
-            pass
     return data
 
 
