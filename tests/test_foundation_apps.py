@@ -38,11 +38,13 @@ EDITOR = COMMON | {
     ("POST", "/api/workflows/{workflow_id}/run"),
     ("GET", "/api/jobs/{job_id}"),
     ("POST", "/api/jobs/{job_id}/cancel"),
+    ("POST", "/mcp"),
 }
 WORKER = COMMON | {
     ("GET", "/workflows"),
     ("POST", "/workflows/{workflow_id}/run"),
     ("POST", "/workflows/{workflow_id}/run/stream"),
+    ("POST", "/mcp"),
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

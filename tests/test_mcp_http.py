@@ -32,11 +32,13 @@ INIT = {
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-@pytest.mark.parametrize("kind", ["serve", "worker"])
-async def test_mcp_endpoint_without_auth(kind: str, openai_stub, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "mode"), [("serve", "auto"), ("worker", "legacy")])
+async def test_mcp_endpoint_without_auth(kind: str, mode: str, openai_stub, tmp_path: Path) -> None:
     overrides = {"tools": ["calculator"], "workflow_files": [ENGINE]}
     with running(kind, openai_stub, tmp_path, **overrides) as server:
-        async with Client(server.url + "/mcp") as client:
+        stream = httpx.get(server.url + "/mcp", headers={"Accept": "text/event-stream"})
+        assert stream.status_code == 405 and "error" in stream.json()  # stateless: POST only
+        async with Client(server.url + "/mcp", mode=mode) as client:
             names = [tool.name for tool in (await client.list_tools()).tools]
             assert names == ["calculator", "workflow_Conditional_Logic_Engine"]
             result = await client.call_tool("calculator", {"expression": "2**10"})

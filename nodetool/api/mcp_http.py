@@ -65,6 +65,6 @@ def mount_mcp(app: FastAPI) -> McpEndpoint:
     """Add the `/mcp` route to `app`; the caller runs the endpoint in its lifespan."""
     endpoint = McpEndpoint()
     app.router.routes.append(
-        Route(PATH, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        Route(PATH, endpoint, methods=["POST"], include_in_schema=False)
     )
     return endpoint
