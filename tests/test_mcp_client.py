@@ -134,6 +134,11 @@ async def test_tool_errors_and_restart_after_a_crash(tmp_path: Path) -> None:
 
         os.kill(second.result["result"], signal.SIGKILL)  # dies between calls
         assert await _wait_dead(second.result["result"])
+        for _ in range(200):  # the connection notices the death by itself (end of its stream)
+            if not connection.running:
+                break
+            await asyncio.sleep(0.05)
+        assert not connection.running
         echoed = await _call(registry, context, "mcp__stub__echo", {"text": "back"})
         assert echoed.ok and echoed.result == {"result": "echo: back"}
         assert connection.starts == 3
@@ -228,3 +233,32 @@ def test_tools_command_lists_mcp_tools_with_their_server(tmp_path: Path) -> None
     bad.write_text("{")
     refused = CliRunner().invoke(app, ["tools", "--mcp-config", str(bad)])
     assert refused.exit_code == 2 and "not valid JSON" in refused.stderr
+
+
+def test_results_become_what_the_model_sees() -> None:
+    import base64
+
+    from mcp.types import CallToolResult, ImageContent, TextContent
+
+    from nodetool.errors import ToolError
+    from nodetool.tools.mcp_tools import result_value
+    from nodetool.tools.results import json_safe
+
+    text = CallToolResult(content=[TextContent(text="a"), TextContent(text="b")])
+    assert result_value(text) == "a\nb"
+    structured = CallToolResult(content=[TextContent(text="{}")], structured_content={"k": 1})
+    assert result_value(structured) == {"k": 1}
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 10
+    image = CallToolResult(
+        content=[
+            TextContent(text="chart:"),
+            ImageContent(data=base64.b64encode(png).decode(), mime_type="image/png"),
+        ]
+    )
+    blocks = json_safe(result_value(image))
+    assert blocks[0] == {"type": "text", "text": "chart:"}
+    assert blocks[1]["data"]["content_type"] == "image/png"
+    assert base64.b64decode(blocks[1]["data"]["base64"]) == png
+    failed = CallToolResult(content=[TextContent(text="no such city")], is_error=True)
+    with pytest.raises(ToolError, match="no such city"):
+        result_value(failed)

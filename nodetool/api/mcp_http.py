@@ -64,7 +64,5 @@ class McpEndpoint:
 def mount_mcp(app: FastAPI) -> McpEndpoint:
     """Add the `/mcp` route to `app`; the caller runs the endpoint in its lifespan."""
     endpoint = McpEndpoint()
-    app.router.routes.append(
-        Route(PATH, endpoint, methods=["POST"], include_in_schema=False)
-    )
+    app.router.routes.append(Route(PATH, endpoint, methods=["POST"], include_in_schema=False))
     return endpoint
