@@ -10,7 +10,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from nodetool.tools.builtins import builtin_tools
-from tests.support.mcp import PYTHON
+from tests.support.mcp import PYTHON, TIME_SERVER, write_config
 from tests.support.servers import REPO
 from tests.support.workflows import EXAMPLES
 
@@ -67,11 +67,17 @@ async def test_tools_calculator_workflow_and_errors(tmp_path: Path, mode: str) -
 
 
 async def test_tools_flag_selects_the_offered_tools(tmp_path: Path) -> None:
-    async with Client(_server(tmp_path, "--tools", "current_time")) as client:
+    config = write_config(tmp_path / "mcp.json", time=TIME_SERVER)
+    tools = "current_time,mcp__time__convert_time"
+    async with Client(_server(tmp_path, "--tools", tools, "--mcp-config", str(config))) as client:
         names = [tool.name for tool in (await client.list_tools()).tools]
-        assert names == ["current_time"]
+        assert names == ["current_time", "mcp__time__convert_time"]
         result = await client.call_tool("current_time", {"timezone": "Asia/Tokyo"})
         assert result.structured_content["utc_offset"] == "+09:00"
+        args = {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
+        proxied = await client.call_tool("mcp__time__convert_time", args)  # an MCP server's tool
+        assert not proxied.is_error, proxied.content
+        assert proxied.structured_content["target"]["datetime"][11:16] == "21:00"
         refused = await client.call_tool("calculator", {"expression": "1+1"})
         assert refused.is_error and "unknown tool: calculator" in refused.content[0].text
 
