@@ -3,6 +3,7 @@ over HTTP: a nodetool whose MCP config points at another nodetool's `/mcp` with 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -97,3 +98,29 @@ async def test_mcp_endpoint_behind_the_static_token(kind: str, openai_stub, tmp_
             assert "HTTP 401" in (blocked.error or "")
         finally:
             await registry.aclose()
+
+
+def test_bad_mcp_requests_get_clear_errors(openai_stub, tmp_path: Path) -> None:
+    rpc = {"jsonrpc": "2.0", "id": 1}
+    cases = [  # (body, content type, status, expected JSON-RPC error code or None)
+        (b"{nope", "application/json", 400, -32700),
+        (b"[]", "application/json", 400, -32602),
+        (b'{"a": 1}', "application/json", 400, -32602),
+        (b"x", "text/plain", 400, None),
+        (
+            json.dumps({**rpc, "method": "tools/call", "params": {"name": 5}}).encode(),
+            None,
+            200,
+            -32602,
+        ),
+        (json.dumps({**rpc, "method": "no/such"}).encode(), None, 200, -32601),
+    ]
+    with running("serve", openai_stub, tmp_path, tools=["calculator"]) as server:
+        for body, content_type, status, code in cases:
+            headers = {**HEADERS, "Content-Type": content_type or "application/json"}
+            response = httpx.post(server.url + "/mcp", content=body, headers=headers)
+            assert response.status_code == status, (body, response.text)
+            if code is not None:
+                assert response.json()["error"]["code"] == code
+        too_big = httpx.post(server.url + "/mcp", content=b"1" * (5 * 1024 * 1024), headers=HEADERS)
+        assert too_big.status_code == 413 and "error" in too_big.json()
