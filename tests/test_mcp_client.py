@@ -63,7 +63,12 @@ async def test_time_server_tool_is_lazy_named_and_called(tmp_path: Path) -> None
     assert connection.starts == 0 and not connection.running  # nothing starts up front
     try:
         registry.validate_names(["mcp__time__get_current_time", "calculator"])
-        (tool,) = await registry.resolve(["mcp__time__get_current_time"], context)
+        # two turns needing the server at once still start it once
+        (tool,), (twin,) = await asyncio.gather(
+            registry.resolve(["mcp__time__get_current_time"], context),
+            registry.resolve(["mcp__time__get_current_time"], context),
+        )
+        assert connection.starts == 1 and twin.spec() == tool.spec()
         spec = tool.spec()
         assert spec.name == "mcp__time__get_current_time"
         assert spec.parameters["type"] == "object"
