@@ -50,6 +50,7 @@ bench-deps: install ## llama-cpp-python (same portable flags) for the local-mode
 bench: bench-deps ## Benchmarks (each prints ratios measured side by side)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/gateway.py
+	$(BIN)/python benchmarks/mcp_calls.py
 	$(BIN)/python benchmarks/local_model.py
 
 clean: ## Remove the virtualenv and every llama.cpp build (the next install rebuilds)
