@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
     from mcp.types import CallToolRequestParams, CallToolResult, ListToolsResult
 
+    from nodetool.config import Settings
     from nodetool.runtime import Runtime
 
 log = logging.getLogger("nodetool.mcp")
@@ -142,7 +143,7 @@ def build_mcp_server(runtime: Runtime, names: list[str], user_of: UserOf) -> Ser
     )
 
 
-async def serve_stdio(settings: Any, names: list[str]) -> None:
+async def serve_stdio(settings: Settings, names: list[str]) -> None:
     """Run the MCP server over stdin/stdout until the client closes stdin."""
     from mcp.server.stdio import stdio_server
 
