@@ -19,7 +19,7 @@ from tests.support.v1 import running
 from tests.support.workflows import EXAMPLES
 
 TOKEN = "mcp-http-test-token-0123456789"
-ENGINE = EXAMPLES / "Conditional Logic Engine.json"
+QUOTE = EXAMPLES / "Shipping Quote.json"
 INIT = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -35,17 +35,17 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 @pytest.mark.parametrize(("kind", "mode"), [("serve", "auto"), ("worker", "legacy")])
 async def test_mcp_endpoint_without_auth(kind: str, mode: str, openai_stub, tmp_path: Path) -> None:
-    overrides = {"tools": ["calculator"], "workflow_files": [ENGINE]}
+    overrides = {"tools": ["calculator"], "workflow_files": [QUOTE]}
     with running(kind, openai_stub, tmp_path, **overrides) as server:
         stream = httpx.get(server.url + "/mcp", headers={"Accept": "text/event-stream"})
         assert stream.status_code == 405 and "error" in stream.json()  # stateless: POST only
         async with Client(server.url + "/mcp", mode=mode) as client:
             names = [tool.name for tool in (await client.list_tools()).tools]
-            assert names == ["calculator", "workflow_Conditional_Logic_Engine"]
+            assert names == ["calculator", "workflow_Shipping_Quote"]
             result = await client.call_tool("calculator", {"expression": "2**10"})
             assert not result.is_error and result.content[0].text == "1024"
-            run = await client.call_tool("workflow_Conditional_Logic_Engine", {"value": 20})
-            assert "LOW" in run.structured_content["decision_result"]
+            run = await client.call_tool("workflow_Shipping_Quote", {"weight": 1})
+            assert "Under 2 kg? True" in run.structured_content["quote"]
             failed = await client.call_tool("calculator", {"expression": "nope("})
             assert failed.is_error
 

@@ -14,7 +14,7 @@ from tests.support.mcp import PYTHON, TIME_SERVER, write_config
 from tests.support.servers import REPO
 from tests.support.workflows import EXAMPLES
 
-ENGINE = EXAMPLES / "Conditional Logic Engine.json"
+QUOTE = EXAMPLES / "Shipping Quote.json"
 
 
 def _server(data_dir: Path, *args: str) -> StdioServerParameters:
@@ -31,7 +31,7 @@ def _server(data_dir: Path, *args: str) -> StdioServerParameters:
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026 per-request era and the handshake
 async def test_tools_calculator_workflow_and_errors(tmp_path: Path, mode: str) -> None:
-    params = _server(tmp_path, "--workflow", str(ENGINE))
+    params = _server(tmp_path, "--workflow", str(QUOTE))
     async with Client(params, mode=mode) as client:
         listed = {tool.name: tool for tool in (await client.list_tools()).tools}
         builtins = {tool.name: tool.spec() for tool in builtin_tools()}
@@ -40,24 +40,24 @@ async def test_tools_calculator_workflow_and_errors(tmp_path: Path, mode: str) -
         for name in expected:  # same names and JSON schemas as the chat tools
             assert listed[name].input_schema == builtins[name].parameters
             assert listed[name].description == builtins[name].description
-        workflow = listed["workflow_Conditional_Logic_Engine"]
-        assert workflow.input_schema["properties"]["value"]["type"] == "integer"
-        assert workflow.input_schema["properties"]["value"]["maximum"] == 100
+        workflow = listed["workflow_Shipping_Quote"]
+        assert workflow.input_schema["properties"]["weight"]["type"] == "integer"
+        assert workflow.input_schema["properties"]["weight"]["maximum"] == 1000
 
         result = await client.call_tool("calculator", {"expression": "(2 + 3) * 4 ** 2"})
         assert not result.is_error
         assert result.content[0].text == "80"
 
-        run = await client.call_tool("workflow_Conditional_Logic_Engine", {"value": 90})
+        run = await client.call_tool("workflow_Shipping_Quote", {"weight": 20})
         assert not run.is_error, run.content
-        decision = run.structured_content["decision_result"]
-        assert "**Input Value:** 90" in decision and "MEDIUM VALUE" in decision
+        quote = run.structured_content["quote"]
+        assert "Weight: 20 kg" in quote and "standard box" in quote
         assert json.loads(run.content[0].text) == run.structured_content
 
         failed = await client.call_tool("calculator", {"expression": "1/0"})
         assert failed.is_error and failed.content[0].text == "division by zero"
-        bad_args = await client.call_tool("workflow_Conditional_Logic_Engine", {"value": 500})
-        assert bad_args.is_error and "value" in bad_args.content[0].text
+        bad_args = await client.call_tool("workflow_Shipping_Quote", {"weight": 5000})
+        assert bad_args.is_error and "weight" in bad_args.content[0].text
         unknown = await client.call_tool("no_such_tool", {})
         assert unknown.is_error and "unknown tool: no_such_tool" in unknown.content[0].text
 
