@@ -39,7 +39,8 @@ class ToolRegistry:
         return self._tools.get(name)
 
     def validate_names(self, names: Iterable[str]) -> list[str]:
-        """Names that are static tools or workflow tools; otherwise a 400 naming the unknown."""
+        """Names that are static, workflow or configured MCP tools; otherwise a 400 naming the
+        unknown."""
         names = list(names)
         unknown = [n for n in names if not self._known(n)]
         if unknown:
