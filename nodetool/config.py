@@ -105,6 +105,7 @@ class Settings(BaseSettings):
         False, validation_alias=_env("NODETOOL_HTTP_GET_ALLOW_PRIVATE")
     )
     history_limit: int = Field(200, ge=1, validation_alias=_env("NODETOOL_HISTORY_LIMIT"))
+    web_ui: bool = Field(True, validation_alias=_env("NODETOOL_UI"))  # the web chat on serve
 
     # Workflow limits (docs/workflow-limits.md; built into `workflows.limits.WorkflowLimits`)
     workflow_node_cpu_seconds: float = Field(

@@ -2,7 +2,8 @@
 
 | factory                  | surface (docs/protocol.md §1)                                    |
 |--------------------------|------------------------------------------------------------------|
-| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs       |
+| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs|tools |
+|                          | and the web chat at / (unless `settings.web_ui` is off)          |
 | create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream]                    |
 | create_chat_server_app   | /v1                                                              |
 
@@ -34,7 +35,13 @@ def _routers(names: list[str]) -> list[APIRouter]:
 
 
 def _build(
-    settings: Settings, *, title: str, routers: list[str], store: bool, jobs: bool
+    settings: Settings,
+    *,
+    title: str,
+    routers: list[str],
+    store: bool,
+    jobs: bool,
+    web_ui: bool = False,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,12 +57,18 @@ def _build(
     install_error_handlers(app)
     for router in _routers(["health", "metrics", "openai_api", *routers]):
         app.include_router(router)
+    public: frozenset[str] = frozenset()
+    if web_ui:
+        from nodetool.api.webchat.site import install_webchat, public_paths
+
+        install_webchat(app)
+        public = public_paths()
     install_openapi(app)
-    _install_middleware(app, settings)
+    _install_middleware(app, settings, public)
     return app
 
 
-def _install_middleware(app: FastAPI, settings: Settings) -> None:
+def _install_middleware(app: FastAPI, settings: Settings, public: frozenset[str]) -> None:
     """Body limit, metrics, auth and CORS, as pure ASGI middleware (outermost added last)."""
     from nodetool.api.auth.middleware import install_auth
     from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
@@ -67,7 +80,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         max_inflight=settings.max_concurrent_completions,
         paths=("/v1/chat/completions",),
     )
-    install_auth(app, settings)
+    install_auth(app, settings, public_paths=public)
     install_metrics(app)
 
 
@@ -76,9 +89,10 @@ def create_editor_app(settings: Settings) -> FastAPI:
     return _build(
         settings,
         title="nodetool editor",
-        routers=["chat_ws", "predict_ws", "threads", "workflows"],
+        routers=["chat_ws", "predict_ws", "threads", "workflows", "tools"],
         store=True,
         jobs=True,
+        web_ui=settings.web_ui,
     )
 
 
