@@ -71,7 +71,10 @@ def browser(server: CliServer) -> Iterator[Any]:
     with chromium() as driver:
         driver.execute_cdp_cmd(
             "Browser.grantPermissions",
-            {"origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+            {
+                "origin": server.url,
+                "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+            },
         )
         driver.get(server.url + "/")
         wait_for(lambda: _status(driver) == "open", what="the socket to connect")
@@ -129,7 +132,9 @@ def _thread_id(driver: Any) -> str:
 
 
 def _messages(server: CliServer, thread_id: str) -> list[dict[str, Any]]:
-    return httpx.get(server.url + "/api/messages", params={"thread_id": thread_id}).json()["messages"]
+    return httpx.get(server.url + "/api/messages", params={"thread_id": thread_id}).json()[
+        "messages"
+    ]
 
 
 # ---- tests ----------------------------------------------------------------------------------
@@ -149,7 +154,7 @@ def test_page_loads_with_title_favicon_and_pickers(browser: Any) -> None:
 
 def test_streamed_markdown_reply_never_runs_model_html(browser: Any, server: CliServer) -> None:
     text = (
-        "[[slow:0.12]] Hi <img src=x onerror=\"window.__pwned=1\"> "
+        '[[slow:0.12]] Hi <img src=x onerror="window.__pwned=1"> '
         "<script>window.__pwned=2</script> **bold** word\n```python\ndef f(x):\n    return x\n```"
     )
     reply = _send(browser, text)
@@ -226,7 +231,9 @@ def test_history_after_reload(browser: Any) -> None:
     card = _q(browser, "tool-call")[0]
     card.find_element(By.TAG_NAME, "summary").click()
     assert card.find_element(By.CSS_SELECTOR, '[data-testid="tool-result"]').text == "42"
-    assert _q(browser, "assistant-message")[0].find_element(By.CSS_SELECTOR, "strong").text == "bold"
+    assert (
+        _q(browser, "assistant-message")[0].find_element(By.CSS_SELECTOR, "strong").text == "bold"
+    )
     current = browser.find_element(By.CSS_SELECTOR, '[data-testid="thread-item"][aria-current]')
     assert current.get_attribute("data-thread-id") == thread_id
     wait_for(lambda: _status(browser) == "open", what="the socket to reconnect")
@@ -250,10 +257,14 @@ def test_threads_new_rename_and_delete(browser: Any, server: CliServer) -> None:
     thread = httpx.get(f"{server.url}/api/threads/{thread_id}").json()
     assert thread["title"] == "Renamed chat"
     assert browser.find_element(By.ID, "thread-title").text == "Renamed chat"
-    _q(browser, "thread-item")[0].find_element(By.CSS_SELECTOR, '[data-testid="thread-delete"]').click()
+    _q(browser, "thread-item")[0].find_element(
+        By.CSS_SELECTOR, '[data-testid="thread-delete"]'
+    ).click()
     _q(browser, "thread-delete-confirm")[0].click()
     wait_for(
-        lambda: all(i.get_attribute("data-thread-id") != thread_id for i in _q(browser, "thread-item")),
+        lambda: all(
+            i.get_attribute("data-thread-id") != thread_id for i in _q(browser, "thread-item")
+        ),
         what="the thread to leave the list",
     )
     assert httpx.get(f"{server.url}/api/threads/{thread_id}").status_code == 404
@@ -295,8 +306,9 @@ def test_workflow_run_shows_node_progress_and_output(browser: Any) -> None:
               }
             }
           }
-        }).observe(document.getElementById('messages'),
-                   {subtree: true, childList: true, attributes: true, attributeFilter: ['data-state']});
+        }).observe(document.getElementById('messages'), {
+          subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'],
+        });
         """
     )
     Select(_q(browser, "workflow-select")[0]).select_by_value("greeter")
@@ -307,12 +319,19 @@ def test_workflow_run_shows_node_progress_and_output(browser: Any) -> None:
     reply = _send(browser, "Ada")
     _idle(browser)
     run = reply.find_element(By.CSS_SELECTOR, '[data-testid="workflow-run"]')
-    assert run.find_element(By.CSS_SELECTOR, ".card-state").get_attribute("data-state") == "completed"
+    assert (
+        run.find_element(By.CSS_SELECTOR, ".card-state").get_attribute("data-state") == "completed"
+    )
     states = {
         n.get_attribute("data-node-id"): n.get_attribute("data-state")
         for n in run.find_elements(By.CSS_SELECTOR, '[data-testid="workflow-node"]')
     }
-    assert states == {"in": "completed", "times": "completed", "fmt": "completed", "out": "completed"}
+    assert states == {
+        "in": "completed",
+        "times": "completed",
+        "fmt": "completed",
+        "out": "completed",
+    }
     log = browser.execute_script("return window.__nodeLog")
     fmt = [state for node, state in log if node == "fmt"]
     assert fmt == ["waiting", "running", "completed"]  # live, node by node

@@ -24,6 +24,7 @@ from tests.support.servers import ServerThread
 from tests.support.settings import stub_settings
 
 TOKEN = "webchat-site-token"
+_IMPORT = re.compile(r"""(?:from|import)\s*["'](\.{1,2}/[^"']+)["']""")
 VENDOR = STATIC / "vendor"
 
 
@@ -82,7 +83,8 @@ def test_page_is_served_with_a_strict_csp(serve: ServerThread) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert "<title>nodetool chat</title>" in response.text
     csp = dict(
-        part.strip().split(" ", 1) for part in response.headers["content-security-policy"].split(";")
+        part.strip().split(" ", 1)
+        for part in response.headers["content-security-policy"].split(";")
     )
     assert csp["script-src"] == "'self'"
     assert csp["connect-src"] == "'self'"
@@ -120,9 +122,8 @@ def test_every_file_the_page_loads_is_served(serve: ServerThread) -> None:
         if url.endswith((".js", ".mjs")):
             assert response.headers["content-type"].startswith("text/javascript"), url
             base = url.rsplit("/", 1)[0]
-            for target in re.findall(r"""(?:from|import)\s*["'](\.{1,2}/[^"']+)["']""", response.text):
-                pending.append(str(Path(base, target)).replace("\\", "/"))
-                pending[-1] = _normalise(pending[-1])
+            for target in _IMPORT.findall(response.text):
+                pending.append(_normalise(f"{base}/{target}"))
         elif url.endswith(".css"):
             assert response.headers["content-type"].startswith("text/css"), url
         elif url.endswith(".svg"):

@@ -80,9 +80,7 @@ def console_errors(driver: Any, allow: Callable[[str], bool] = lambda _: False) 
     """The console's SEVERE entries since the last call (uncaught errors, CSP violations,
     failed loads), minus the ones `allow` accepts."""
     entries = driver.get_log("browser")
-    return [
-        e["message"] for e in entries if e.get("level") == "SEVERE" and not allow(e["message"])
-    ]
+    return [e["message"] for e in entries if e.get("level") == "SEVERE" and not allow(e["message"])]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -98,4 +96,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condi
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {last_error!r}" if last_error else ""))
+    raise AssertionError(
+        f"timed out waiting for {what}" + (f": {last_error!r}" if last_error else "")
+    )
