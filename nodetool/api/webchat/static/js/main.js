@@ -269,8 +269,8 @@ async function load(what, task) {
 async function boot() {
   bind();
   socket.connect();
+  await load("the chat list", threads.load()); // asks for a token first when one is needed
   await Promise.all([
-    load("the chat list", threads.load()),
     load("the models", models.load(api)),
     load("the tools", tools.load(api)),
     load("the workflows", workflows.load(api)),

@@ -56,6 +56,19 @@ export class ToolPicker {
       remember(KEYS.tools, null);
       this.render();
     });
+    const popover = list.closest("[popover]");
+    popover.addEventListener("beforetoggle", (event) => {
+      if (event.newState === "open") this.place(popover);
+    });
+  }
+
+  /** Open the popover above the composer, lined up with the button, inside the window. */
+  place(popover) {
+    const rect = this.button.getBoundingClientRect();
+    const above = (this.button.closest(".composer-box") || this.button).getBoundingClientRect();
+    const width = Math.min(360, window.innerWidth - 24);
+    popover.style.left = `${Math.max(12, Math.min(rect.left, window.innerWidth - width - 12))}px`;
+    popover.style.bottom = `${window.innerHeight - above.top + 8}px`;
   }
 
   async load(api) {
