@@ -111,23 +111,24 @@ def test_every_file_the_page_loads_is_served(serve: ServerThread) -> None:
     urls = [a.get("href") or a.get("src") for _, a in _page_tags().tags]
     pending = [u for u in urls if u and u.startswith("/ui/")]
     seen: set[str] = set()
-    while pending:
-        url = pending.pop()
-        if url in seen:
-            continue
-        seen.add(url)
-        response = httpx.get(serve.url + url)
-        assert response.status_code == 200, url
-        assert response.headers["content-security-policy"]
-        if url.endswith((".js", ".mjs")):
-            assert response.headers["content-type"].startswith("text/javascript"), url
-            base = url.rsplit("/", 1)[0]
-            for target in _IMPORT.findall(response.text):
-                pending.append(_normalise(f"{base}/{target}"))
-        elif url.endswith(".css"):
-            assert response.headers["content-type"].startswith("text/css"), url
-        elif url.endswith(".svg"):
-            assert response.headers["content-type"] == "image/svg+xml"
+    with httpx.Client(base_url=serve.url) as client:
+        while pending:
+            url = pending.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert response.headers["content-security-policy"]
+            if url.endswith((".js", ".mjs")):
+                assert response.headers["content-type"].startswith("text/javascript"), url
+                base = url.rsplit("/", 1)[0]
+                for target in _IMPORT.findall(response.text):
+                    pending.append(_normalise(f"{base}/{target}"))
+            elif url.endswith(".css"):
+                assert response.headers["content-type"].startswith("text/css"), url
+            elif url.endswith(".svg"):
+                assert response.headers["content-type"] == "image/svg+xml"
     assert "/ui/js/main.js" in seen
     assert "/ui/vendor/msgpack/index.mjs" in seen
     assert "/ui/vendor/dompurify/purify.es.mjs" in seen
@@ -144,9 +145,11 @@ def _normalise(path: str) -> str:
     return "/" + "/".join(parts)
 
 
-def test_missing_static_file_is_a_404_envelope(serve: ServerThread) -> None:
+def test_missing_file_or_wrong_method_is_an_envelope(serve: ServerThread) -> None:
     response = httpx.get(serve.url + "/ui/js/nope.js")
     assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert httpx.post(serve.url + "/").json()["error"]["code"] == "method_not_allowed"
     assert httpx.get(serve.url + "/ui/../config.py").status_code == 404
 
 
@@ -247,8 +250,8 @@ def test_tools_list_includes_the_users_workflow_tools(serve: ServerThread) -> No
 async def _chat_origin(url: str, origin: str) -> tuple[str, object]:
     ws_url = url.replace("http://", "ws://") + "/chat"
     async with websockets.connect(ws_url, additional_headers={"Origin": origin}) as ws:
-        await ws.send(msgpack.packb({"type": "ping"}))
         try:
+            await ws.send(msgpack.packb({"type": "ping"}))
             frame = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
         except websockets.ConnectionClosed as exc:
             return "closed", exc.rcvd.code if exc.rcvd else None

@@ -10,6 +10,8 @@ needs the token.
 
 from __future__ import annotations
 
+import os
+from os import PathLike
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -58,7 +60,13 @@ def _secure(response: Response) -> Response:
 class StaticUI(StaticFiles):
     """The page's files with the security headers and a fixed JavaScript media type."""
 
-    def file_response(self, full_path, stat_result, scope: Scope, status_code: int = 200):  # noqa: ANN001, ANN201
+    def file_response(
+        self,
+        full_path: PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         media = _MEDIA_TYPES.get(Path(str(full_path)).suffix)
         if media is not None:

@@ -124,6 +124,7 @@ export class Reply {
 
   /** A `message` frame or a stored message record of this reply. */
   addRecord(record, { live = false } = {}) {
+    if (record.role !== "assistant" && record.role !== "tool") return;
     if (live) this.touch();
     if (record.role === "tool") {
       const card = this.card(record.tool_call_id, record.name);
