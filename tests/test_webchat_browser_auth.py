@@ -1,6 +1,8 @@
 """The web chat in headless Chromium when the server enforces auth (the token prompt, a refused
 token, the token kept in localStorage and never put in a URL but the socket's), and its
-reconnect with backoff when the server goes away and comes back. One browser for the module."""
+reconnect with backoff when the server goes away and comes back. The servers are the editor
+app `nodetool serve` runs, built in this process (so one can be stopped and restarted on the
+same port); one browser for the module."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from selenium.webdriver.common.keys import Keys
 
 from nodetool.api.apps import create_editor_app
 from tests.support.browser import chromium, console_errors, wait_for
-from tests.support.servers import CliServer, ServerThread, free_port
+from tests.support.servers import ServerThread, free_port
 from tests.support.settings import stub_settings
 
 pytestmark = pytest.mark.browser
@@ -28,19 +30,12 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def auth_server(openai_stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
+def auth_server(openai_stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """The app `nodetool serve` runs, with AUTH_PROVIDER=static, in this process."""
     home = tmp_path_factory.mktemp("webchat-auth")
-    env = {
-        "OPENAI_BASE_URL": openai_stub.url,
-        "OPENAI_API_KEY": "sk-test",
-        "NODETOOL_DATA_DIR": str(home / "data"),
-        "NODETOOL_CONFIG_DIR": str(home / "config"),
-        "AUTH_PROVIDER": "static",
-        "WORKER_AUTH_TOKEN": TOKEN,
-    }
-    args = ("--provider", "openai", "--default-model", "stub-model")
-    with CliServer("serve", *args, env=env) as srv:
-        yield srv
+    settings = stub_settings(openai_stub.url, home, auth_provider="static", worker_auth_token=TOKEN)
+    with ServerThread(create_editor_app(settings)) as server:
+        yield server
 
 
 def _q(driver: Any, testid: str) -> list[Any]:
@@ -69,7 +64,7 @@ def _unauthorized(message: str) -> bool:
     return "401" in message and "Failed to load resource" in message
 
 
-def test_token_prompt_refused_token_and_connect(browser: Any, auth_server: CliServer) -> None:
+def test_token_prompt_refused_token_and_connect(browser: Any, auth_server: ServerThread) -> None:
     browser.get(auth_server.url + "/")
     wait_for(lambda: _dialog_open(browser), what="the token prompt")
     assert _q(browser, "token-dialog")[0].is_displayed()
@@ -98,7 +93,7 @@ def test_token_prompt_refused_token_and_connect(browser: Any, auth_server: CliSe
     assert console_errors(browser, allow=_unauthorized) == []
 
 
-def test_stored_token_is_used_after_reload(browser: Any, auth_server: CliServer) -> None:
+def test_stored_token_is_used_after_reload(browser: Any, auth_server: ServerThread) -> None:
     browser.refresh()
     wait_for(lambda: _status(browser) == "open", what="the socket to connect")
     wait_for(lambda: _q(browser, "thread-item"), what="the thread list")
