@@ -49,6 +49,27 @@ GREETER = {
 }
 
 
+# Injected by the test (DevTools, outside the page's CSP): records each /chat frame's kind.
+FRAME_SPY = """
+window.__frames = {sent: [], received: []};
+const kind = (data) => (typeof data === "string" ? "text" : "binary");
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  window.__frames.sent.push(kind(data));
+  return send.call(this, data);
+};
+const listen = WebSocket.prototype.addEventListener;
+WebSocket.prototype.addEventListener = function (type, fn, options) {
+  if (type !== "message") return listen.call(this, type, fn, options);
+  const spy = (e) => {
+    window.__frames.received.push(kind(e.data));
+    fn(e);
+  };
+  return listen.call(this, type, spy, options);
+};
+"""
+
+
 @pytest.fixture(scope="module")
 def server(openai_stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
     home = tmp_path_factory.mktemp("webchat")
@@ -76,6 +97,7 @@ def browser(server: CliServer) -> Iterator[Any]:
                 "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
             },
         )
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FRAME_SPY})
         driver.get(server.url + "/")
         wait_for(lambda: _status(driver) == "open", what="the socket to connect")
         yield driver
@@ -368,3 +390,9 @@ def test_narrow_screen_layout(browser: Any) -> None:
         wait_for(lambda: sidebar.rect["x"] + sidebar.rect["width"] <= 0, what="the sidebar to hide")
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_chat_frames_are_messagepack_binary(browser: Any) -> None:
+    frames = browser.execute_script("return window.__frames")
+    assert frames["sent"] and set(frames["sent"]) == {"binary"}
+    assert len(frames["received"]) > 10 and set(frames["received"]) == {"binary"}
