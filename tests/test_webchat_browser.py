@@ -374,6 +374,19 @@ def test_upstream_failure_is_shown_in_words(browser: Any) -> None:
     assert error.is_displayed()
 
 
+def test_unknown_thread_is_an_alert_in_words(browser: Any) -> None:
+    browser.execute_script("location.hash = '#/thread/no-such-thread'")
+    alert = wait_for(
+        lambda: [e for e in _q(browser, "error") if "does not exist" in e.text], what="the alert"
+    )[0]
+    assert alert.is_displayed()
+    wait_for(lambda: browser.find_element(By.ID, "thread-title").text == "New chat")
+    alert.find_element(By.TAG_NAME, "button").click()  # dismiss
+    assert not [e for e in _q(browser, "error") if "does not exist" in e.text]
+    expected = console_errors(browser, allow=lambda m: "no-such-thread" in m and "404" in m)
+    assert expected == []
+
+
 def test_narrow_screen_layout(browser: Any) -> None:
     browser.set_window_size(375, 812)
     try:
