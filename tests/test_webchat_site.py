@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from nodetool.api.apps import create_chat_server_app, create_editor_app, create_worker_app
 from nodetool.api.webchat.site import STATIC
 from nodetool.cli.main import app as cli_app
-from tests.support.servers import ServerThread
+from tests.support.servers import CliServer, ServerThread
 from tests.support.settings import stub_settings
 
 TOKEN = "webchat-site-token"
@@ -196,6 +196,17 @@ def test_no_ui_and_the_other_servers_have_no_page(openai_stub, tmp_path: Path) -
             assert response.status_code == 404
             assert "error" in response.json()
             assert httpx.get(server.url + "/ui/app.css").status_code == 404
+
+
+def test_serve_no_ui_flag(openai_stub, tmp_path: Path) -> None:
+    env = {
+        "OPENAI_BASE_URL": openai_stub.url,
+        "OPENAI_API_KEY": "sk-test",
+        "NODETOOL_DATA_DIR": str(tmp_path),
+    }
+    with CliServer("serve", "--provider", "openai", "--no-ui", env=env) as server:
+        assert httpx.get(server.url + "/").status_code == 404
+        assert httpx.get(server.url + "/api/tools").status_code == 200
 
 
 def test_ui_flag_on_worker_or_chat_server_is_refused() -> None:
