@@ -58,7 +58,7 @@ const threads = new ThreadList(api, $("thread-list"), $("more-threads"), {
     if (id === state.threadId) go(null);
   },
   onRenamed: (thread) => {
-    if (thread.id === state.threadId) ui.title.textContent = threadTitle(thread);
+    if (thread.id === state.threadId) setTitle(thread);
   },
   onError: (message) => showError(message),
 });
@@ -93,15 +93,19 @@ async function route() {
   state.threadId = threadId;
   threads.setCurrent(threadId);
   messages.clear();
-  ui.title.textContent = threadId ? threadTitle(threads.get(threadId)) : "New chat";
-  document.title = threadId ? `${threadTitle(threads.get(threadId))} · nodetool` : "nodetool chat";
+  setTitle(threadId ? threads.get(threadId) || { title: "…" } : null);
   if (!threadId) {
     ui.input.focus();
     return;
   }
   try {
-    const records = await api.all(`/api/messages?thread_id=${encodeURIComponent(threadId)}`, "messages", 1000);
+    const id = encodeURIComponent(threadId);
+    const [thread, records] = await Promise.all([
+      api.get(`/api/threads/${id}`),
+      api.all(`/api/messages?thread_id=${id}`, "messages", 1000),
+    ]);
     if (seq !== state.openSeq) return;
+    setTitle(thread);
     messages.showHistory(records);
     for (const reply of conversation.live(threadId)) messages.root.append(reply.el);
     clearError("thread");
@@ -113,11 +117,17 @@ async function route() {
   }
 }
 
+/** The top bar's and the window's title: the open thread's, or "New chat". */
+function setTitle(thread) {
+  ui.title.textContent = thread ? threadTitle(thread) : "New chat";
+  document.title = thread ? `${threadTitle(thread)} · nodetool` : "nodetool chat";
+}
+
 async function refreshThread(threadId) {
   try {
     const thread = await api.get(`/api/threads/${encodeURIComponent(threadId)}`);
     threads.upsert(thread);
-    if (thread.id === state.threadId) ui.title.textContent = threadTitle(thread);
+    if (thread.id === state.threadId) setTitle(thread);
   } catch {
     /* deleted meanwhile: the list catches up on the next load */
   }
@@ -184,8 +194,7 @@ function newThread(text) {
         state.openSeq += 1; // nothing to load: the thread is new
         history.pushState(null, "", `#/thread/${encodeURIComponent(thread.id)}`);
         threads.setCurrent(thread.id);
-        ui.title.textContent = threadTitle(thread);
-        document.title = `${threadTitle(thread)} · nodetool`;
+        setTitle(thread);
         return thread.id;
       })
       .catch((error) => {
