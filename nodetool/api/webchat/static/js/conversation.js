@@ -1,5 +1,5 @@
 // The turns of the open thread: sends chat messages over the socket and routes the server's
-// frames to the replies they belong to (PROTOCOL.md §2: one `chunk` with `done: true` ends
+// frames to the replies they belong to (docs/protocol.md §4: one `chunk` with `done: true` ends
 // each turn; a new message stops the running turn first, so turns end in the order sent).
 
 const JOB_FRAMES = new Set(["job_update", "node_update", "node_progress", "output_update"]);

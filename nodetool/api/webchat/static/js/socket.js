@@ -1,4 +1,4 @@
-// The /chat WebSocket in MessagePack binary frames (PROTOCOL.md §2), with reconnect and backoff.
+// The /chat WebSocket in MessagePack binary frames (docs/protocol.md §4), with reconnect and backoff.
 //
 // Events: "frame" (detail: a decoded server frame), "state" (detail: {state, text, delay?}),
 // "refused" (detail: {reason, auth}) when the server closes with 1008.
