@@ -23,6 +23,7 @@ run: install ## Start `nodetool serve` on the embedded default (local model, SQL
 
 test: install ## The whole default test suite (starts PostgreSQL/Redis if they are down)
 	bash scripts/ensure_services.sh
+	bash scripts/ensure_browser.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 conformance: install ## The engine over every workflow in NODETOOL_EXAMPLES_DIR (not part of `make test`)

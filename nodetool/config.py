@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     mcp_start_timeout: float = Field(
         30.0, gt=0, validation_alias=_env("NODETOOL_MCP_START_TIMEOUT")
     )
+    web_ui: bool = Field(True, validation_alias=_env("NODETOOL_UI"))  # the web chat on serve
 
     # Workflow limits (docs/workflow-limits.md; built into `workflows.limits.WorkflowLimits`)
     workflow_node_cpu_seconds: float = Field(

@@ -21,6 +21,7 @@ from fastapi import routing as fastapi_routing
 from starlette.routing import Mount, WebSocketRoute
 
 from nodetool.api.auth.tokens import read_file_token
+from nodetool.api.webchat.site import public_paths
 from nodetool.config import Settings
 from tests.stubs.supabase_stub import SupabaseStub
 from tests.support.auth_app import auth_settings, demo_app, ws_probe
@@ -29,7 +30,7 @@ from tests.support.servers import ServerThread
 KINDS = ("serve", "worker", "chat-server")
 MODES = ("none", "local", "static", "supabase")
 CREDS = ("no-token", "wrong-token", "right-token")
-PUBLIC = {"/health", "/ping"}
+PUBLIC = {"/health", "/ping"} | public_paths()  # and the web chat's page and files (serve)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 

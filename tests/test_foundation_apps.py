@@ -39,6 +39,9 @@ EDITOR = COMMON | {
     ("GET", "/api/jobs/{job_id}"),
     ("POST", "/api/jobs/{job_id}/cancel"),
     ("POST", "/mcp"),
+    ("GET", "/api/tools"),
+    ("GET", "/"),  # the web chat (docs/webchat.md) and its files
+    ("MOUNT", "/ui"),
 }
 WORKER = COMMON | {
     ("GET", "/workflows"),
@@ -64,7 +67,7 @@ def surface(app) -> set[tuple[str, str]]:
         elif isinstance(route, Route) and path not in DOCS:
             routes |= {(m, path) for m in (methods or ()) if m != "HEAD"}
         elif isinstance(route, Mount):
-            raise AssertionError(f"unexpected mount {path}")
+            routes.add(("MOUNT", path))
     return routes
 
 

@@ -2,7 +2,8 @@
 
 | factory                  | surface (docs/protocol.md §1)                                    |
 |--------------------------|------------------------------------------------------------------|
-| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs, /mcp |
+| create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs|tools |
+|                          | /mcp, and the web chat at / (unless `settings.web_ui` is off)    |
 | create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream], /mcp              |
 | create_chat_server_app   | /v1                                                              |
 
@@ -41,6 +42,7 @@ def _build(
     store: bool,
     jobs: bool,
     mcp: bool = False,
+    web_ui: bool = False,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,12 +67,18 @@ def _build(
         from nodetool.api.mcp_http import mount_mcp
 
         endpoint = mount_mcp(app)
+    public: frozenset[str] = frozenset()
+    if web_ui:
+        from nodetool.api.webchat.site import install_webchat, public_paths
+
+        install_webchat(app)
+        public = public_paths()
     install_openapi(app)
-    _install_middleware(app, settings)
+    _install_middleware(app, settings, public)
     return app
 
 
-def _install_middleware(app: FastAPI, settings: Settings) -> None:
+def _install_middleware(app: FastAPI, settings: Settings, public: frozenset[str]) -> None:
     """Body limit, metrics, auth and CORS, as pure ASGI middleware (outermost added last)."""
     from nodetool.api.auth.middleware import install_auth
     from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
@@ -82,7 +90,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         max_inflight=settings.max_concurrent_completions,
         paths=("/v1/chat/completions",),
     )
-    install_auth(app, settings)
+    install_auth(app, settings, public_paths=public)
     install_metrics(app)
 
 
@@ -91,10 +99,11 @@ def create_editor_app(settings: Settings) -> FastAPI:
     return _build(
         settings,
         title="nodetool editor",
-        routers=["chat_ws", "predict_ws", "threads", "workflows"],
+        routers=["chat_ws", "predict_ws", "threads", "workflows", "tools"],
         store=True,
         jobs=True,
         mcp=True,
+        web_ui=settings.web_ui,
     )
 
 

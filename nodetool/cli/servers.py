@@ -49,6 +49,11 @@ CorsOpt = typer.Option(None, "--cors-origins", help="Allowed CORS origins, comma
 MetricsOpt = typer.Option(
     False, "--public-metrics", help="Serve /metrics without a token when auth is enforced."
 )
+UiOpt = typer.Option(
+    None,
+    "--ui/--no-ui",
+    help="The web chat at / (serve only; on by default there, env NODETOOL_UI).",
+)
 
 
 def _port_free(host: str, port: int) -> str | None:
@@ -66,6 +71,11 @@ def _port_free(host: str, port: int) -> str | None:
 
 
 def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags: Any) -> None:
+    if kind != "serve" and flags.get("web_ui"):
+        raise fail(
+            "--ui: the web chat needs the /chat WebSocket and /api/threads; use `nodetool serve`",
+            code=2,
+        )
     settings = build_settings(**flags)
     if kind == "chat-server" and settings.workflow_files:
         raise fail(
@@ -98,6 +108,8 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
         f"(auth: {settings.auth_provider}, storage: {storage})",
         soft_wrap=True,
     )
+    if kind == "serve" and settings.web_ui:
+        err_console().print(f"web chat: http://{host}:{port}/", soft_wrap=True)
     if reload or workers > 1:
         import os
 
@@ -137,6 +149,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
         log_level: str | None = LogOpt,
         cors_origins: str | None = CorsOpt,
         public_metrics: bool = MetricsOpt,
+        ui: bool | None = UiOpt,
     ) -> None:
         _launch(
             kind,
@@ -153,6 +166,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
             log_level=log_level,
             cors_origins=cors_origins,
             public_metrics=public_metrics or None,
+            web_ui=ui,
         )
 
     command.__doc__ = doc

@@ -226,15 +226,21 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
     raise AuthConfigError(f"unknown AUTH_PROVIDER {mode!r} (none | local | static | supabase)")
 
 
-def install_auth(app, settings: Settings, kind: str | None = None) -> None:  # app: FastAPI
+def install_auth(
+    app,  # FastAPI
+    settings: Settings,
+    kind: str | None = None,
+    public_paths: frozenset[str] = frozenset(),
+) -> None:
     """Add auth, the WebSocket origin guard and CORS to `app`; redact tokens in uvicorn logs.
 
     `kind` ("serve" | "worker" | "chat-server") picks the default CORS origins; when omitted
-    it is derived from the app's title.
+    it is derived from the app's title. `public_paths` are further exact paths served without
+    a token (the web chat's page and static files).
     """
     kind = kind or APP_KINDS.get(getattr(app, "title", ""), "worker")
     install_log_redaction()
-    public = PUBLIC_PATHS | ({"/metrics"} if settings.public_metrics else set())
+    public = PUBLIC_PATHS | public_paths | ({"/metrics"} if settings.public_metrics else set())
     app.add_middleware(
         AuthMiddleware, authenticator=build_authenticator(settings), public_paths=public
     )
