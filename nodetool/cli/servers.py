@@ -41,6 +41,12 @@ ReloadOpt = typer.Option(False, "--reload", help="Reload on code changes (develo
 WorkersOpt = typer.Option(1, "--workers", min=1, help="Worker processes.")
 LogOpt = typer.Option(None, "--log-level", help="critical | error | warning | info | debug.")
 CorsOpt = typer.Option(None, "--cors-origins", help="Allowed CORS origins, comma separated.")
+AliasOpt = typer.Option(
+    None,
+    "--model-alias",
+    help="NAME=TARGET: requests for model NAME route like TARGET, e.g. "
+    "gpt-4=local/gemma-3-270m (repeatable; adds to env NODETOOL_MODEL_ALIASES).",
+)
 MetricsOpt = typer.Option(
     False, "--public-metrics", help="Serve /metrics without a token when auth is enforced."
 )
@@ -60,8 +66,29 @@ def _port_free(host: str, port: int) -> str | None:
     return None
 
 
-def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags: Any) -> None:
-    settings = build_settings(**flags)
+def _with_aliases(settings: Any, pairs: list[str] | None) -> Any:
+    """`--model-alias` pairs added to (and winning over) NODETOOL_MODEL_ALIASES."""
+    if not pairs:
+        return settings
+    from nodetool.config import parse_aliases
+
+    try:
+        added = parse_aliases(pairs)
+    except ValueError as exc:
+        raise fail(f"invalid value for --model-alias: {exc}", code=2) from None
+    return settings.model_copy(update={"model_aliases": {**settings.model_aliases, **added}})
+
+
+def _launch(
+    kind: str,
+    host: str,
+    port: int,
+    reload: bool,
+    workers: int,
+    model_alias: list[str] | None = None,
+    **flags: Any,
+) -> None:
+    settings = _with_aliases(build_settings(**flags), model_alias)
     if kind == "chat-server" and settings.workflow_files:
         raise fail(
             "chat-server serves no workflows: use --workflow with `nodetool serve` or "
@@ -131,6 +158,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
         log_level: str | None = LogOpt,
         cors_origins: str | None = CorsOpt,
         public_metrics: bool = MetricsOpt,
+        model_alias: list[str] | None = AliasOpt,
     ) -> None:
         _launch(
             kind,
@@ -138,6 +166,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
             port,
             reload,
             workers,
+            model_alias,
             auth_provider=auth_provider,
             default_provider=provider,
             default_model=default_model,

@@ -90,6 +90,9 @@ class ChatOptions(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    # return per-token log probabilities (and the `top_logprobs` most likely alternatives)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     # a hint: False when the caller wants the whole answer at once (providers may ignore it)
     stream: bool = True
 
@@ -102,3 +105,5 @@ class ModelInfo(BaseModel):
     created: int = 0
     owned_by: str = ""
     status: str | None = None  # why the model cannot serve right now (None: it can)
+    # what the model serves: "chat" (chat + legacy completions) and/or "embeddings"
+    capabilities: list[str] = Field(default_factory=lambda: ["chat"])
