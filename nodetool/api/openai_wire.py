@@ -468,12 +468,24 @@ class ChunkEncoder:
 
 
 def model_entry(
-    model_id: str, created: int, owned_by: str, unavailable: str | None = None
+    model_id: str,
+    created: int,
+    owned_by: str,
+    unavailable: str | None = None,
+    capabilities: list[str] | None = None,
 ) -> dict[str, Any]:
-    """An OpenAI model object; `unavailable` (our extension) says why it cannot serve now."""
-    entry = {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+    """An OpenAI model object; our extensions: `unavailable` says why it cannot serve now,
+    `capabilities` what it serves ("chat", "embeddings")."""
+    entry: dict[str, Any] = {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": owned_by,
+    }
     if unavailable:
         entry["unavailable"] = unavailable
+    if capabilities is not None:
+        entry["capabilities"] = capabilities
     return entry
 
 

@@ -60,20 +60,23 @@ def honours(provider: object) -> frozenset[str]:
     return getattr(provider, "honours", DEFAULT_HONOURS)
 
 
-def check_fields(provider: object, fields: dict[str, object], *, where: str = "") -> None:
-    """400 (`param` = the field) for the first gated field set to a meaningful value that
-    `provider` does not honour. `fields` maps request field names to their values; None,
-    False and 0 mean "not asked for" (`logprobs: false` is harmless)."""
+def check_fields(
+    provider: object, fields: dict[str, object], *, params: dict[str, str] | None = None
+) -> None:
+    """400 for the first gated field set to a meaningful value that `provider` does not
+    honour; `param` is the field (or `params[field]`, the name the request used for it).
+    None, False and 0 mean "not asked for" (`logprobs: false` is harmless)."""
     allowed = honours(provider)
     for name_, value in fields.items():
         if value is None or value is False or (value == 0 and name_ != "dimensions"):
             continue
         if name_ in GATED_FIELDS and name_ not in allowed:
             name = getattr(provider, "name", "this")
+            param = (params or {}).get(name_, name_)
             raise InvalidRequestError(
-                f"The {name} provider cannot honour '{name_}'{where}; leave it out or route "
-                "the request to a provider that supports it (see docs/openai-fields.md).",
-                param=name_,
+                f"The {name} provider cannot honour '{param}'; leave it out or route the "
+                "request to a provider that supports it (see docs/openai-fields.md).",
+                param=param,
                 code="unsupported_parameter",
             )
 

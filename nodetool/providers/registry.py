@@ -312,8 +312,10 @@ class ProviderRegistry:
                     created=model.created,
                     owned_by=target,
                     capabilities=model.capabilities,
+                    alias_of=target,
                 )
-        return ModelInfo(id=name, provider=prefix or self.default_provider, owned_by=target)
+        provider = prefix or self.default_provider
+        return ModelInfo(id=name, provider=provider, owned_by=target, alias_of=target)
 
     def invalidate(self) -> None:
         """Forget the cached model lists (the next routing or listing asks the providers)."""

@@ -107,3 +107,4 @@ class ModelInfo(BaseModel):
     status: str | None = None  # why the model cannot serve right now (None: it can)
     # what the model serves: "chat" (chat + legacy completions) and/or "embeddings"
     capabilities: list[str] = Field(default_factory=lambda: ["chat"])
+    alias_of: str | None = None  # set for a model alias: the target it routes like

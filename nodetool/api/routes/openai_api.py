@@ -242,6 +242,7 @@ def _entries(models: list[ModelInfo]) -> list[dict]:
             m.created,
             m.owned_by or m.provider,
             m.status,
+            m.capabilities,
         )
         for m in models
     ]
@@ -258,7 +259,9 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     models = await request.app.state.runtime.providers.list_models()
     for m in models:
         if model_id in (m.id, f"{m.provider}/{m.id}"):
-            entry = model_entry(model_id, m.created, m.owned_by or m.provider, m.status)
+            entry = model_entry(
+                model_id, m.created, m.owned_by or m.provider, m.status, m.capabilities
+            )
             return Response(dumps(entry), media_type=_JSON)
     raise ModelNotFoundError(
         f"The model '{model_id}' does not exist or you do not have access to it.",
