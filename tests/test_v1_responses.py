@@ -86,9 +86,9 @@ def test_plain_create_and_retrieve(client, openai_stub) -> None:
 
 
 def test_sdk_object_matches(client) -> None:
-    response = client.responses.create(model=MODEL, input=[
-        {"role": "user", "content": [{"type": "input_text", "text": "parts"}]}
-    ])
+    response = client.responses.create(
+        model=MODEL, input=[{"role": "user", "content": [{"type": "input_text", "text": "parts"}]}]
+    )
     assert response.output_text == "Echo: parts"
     assert response.output[0].type == "message"
 
@@ -267,15 +267,18 @@ def test_input_items_paging(server) -> None:
 
 
 def test_stored_responses_are_per_user(openai_stub, tmp_path) -> None:
-    with SupabaseStub() as supa, running(
-        "serve",
-        openai_stub,
-        tmp_path,
-        default_model=MODEL,
-        auth_provider="supabase",
-        supabase_url=supa.url,
-        supabase_key=supa.key,
-    ) as srv:
+    with (
+        SupabaseStub() as supa,
+        running(
+            "serve",
+            openai_stub,
+            tmp_path,
+            default_model=MODEL,
+            auth_provider="supabase",
+            supabase_url=supa.url,
+            supabase_key=supa.key,
+        ) as srv,
+    ):
         alice = openai.OpenAI(base_url=srv.url + "/v1", api_key=supa.issue("alice"))
         bob = openai.OpenAI(base_url=srv.url + "/v1", api_key=supa.issue("bob"))
         mine = alice.responses.create(model=MODEL, input="secret")

@@ -43,6 +43,15 @@ def _check_content(value: Any) -> Any:
     return value
 
 
+def text_or_texts(value: Any) -> str | list[str]:
+    """A string or an array of strings (token-id arrays are not supported)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ValueError("expected a string or an array of strings (token arrays are not supported)")
+
+
 class WireToolCall(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 

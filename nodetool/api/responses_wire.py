@@ -76,12 +76,14 @@ class ResponsesRequest(BaseModel):
             "expected 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}"
         )
 
-    @field_validator("input")
+    @field_validator("input", mode="plain")
     @classmethod
     def _input(cls, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            raise ValueError("expected a string or a non-empty array of input items")
-        return value
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(i, dict) for i in value):
+            return value
+        raise ValueError("expected a string or a non-empty array of input items (objects)")
 
 
 def parse_request(body: bytes) -> ResponsesRequest:

@@ -170,12 +170,8 @@ class OllamaProvider:
         if isinstance(exc, httpx.TimeoutException):
             return ProviderTimeoutError("ollama timed out", provider=self.name)
         if isinstance(exc, httpx.ConnectError):
-            return ProviderError(
-                f"cannot connect to ollama: {scrub(str(exc), self.base_url)}", provider=self.name
-            )
-        return ProviderError(
-            f"ollama failed: {scrub(repr(exc), self.base_url)}", provider=self.name
-        )
+            return ProviderError("cannot connect to ollama", provider=self.name)
+        return ProviderError(f"ollama failed: {type(exc).__name__}", provider=self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         try:

@@ -17,7 +17,14 @@ from typing import Any, Protocol
 from nodetool.config import Settings
 from nodetool.errors import ProviderError, ProviderTimeoutError
 from nodetool.providers.base import GATED_FIELDS, capabilities_for, scrub
-from nodetool.providers.http_client import HttpClient, HttpError, HttpTimeout, Response
+from nodetool.providers.http_client import (
+    ConnectError,
+    ConnectTimeout,
+    HttpClient,
+    HttpError,
+    HttpTimeout,
+    Response,
+)
 from nodetool.providers.openai_extras import OpenAIExtras
 from nodetool.types.events import (
     Finish,
@@ -301,13 +308,17 @@ class OpenAIProvider(OpenAIExtras):
 
     def _transport_error(self, exc: HttpError) -> ProviderError:
         log.warning("%s upstream at %s failed: %s", self.name, self.base_url, exc)
+        if isinstance(exc, ConnectTimeout):  # its text names the address: the log keeps it
+            what = "connecting took too long"
+        elif isinstance(exc, ConnectError):
+            what = "could not connect"
+        else:
+            what = self._scrub(str(exc))
         if isinstance(exc, HttpTimeout):
             return ProviderTimeoutError(
-                f"{self.name} upstream timed out: {self._scrub(str(exc))}", provider=self.name
+                f"{self.name} upstream timed out: {what}", provider=self.name
             )
-        return ProviderError(
-            f"{self.name} upstream failed: {self._scrub(str(exc))}", provider=self.name
-        )
+        return ProviderError(f"{self.name} upstream failed: {what}", provider=self.name)
 
     def _invalid(self, exc: Exception) -> ProviderError:
         log.warning("%s upstream at %s sent invalid data: %r", self.name, self.base_url, exc)

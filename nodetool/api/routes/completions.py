@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY
-from nodetool.api.openai_wire import StreamOptions, dumps, request_error
+from nodetool.api.openai_wire import StreamOptions, dumps, request_error, text_or_texts
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.errors import InvalidRequestError
 from nodetool.providers.base import CompletionProvider, check_fields
@@ -35,6 +35,12 @@ class CompletionRequest(BaseModel):
 
     model: str | None = None
     prompt: str | list[str] = Field(...)
+
+    @field_validator("prompt", mode="plain")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return text_or_texts(value)
+
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)

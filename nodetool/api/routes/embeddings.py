@@ -12,11 +12,11 @@ import struct
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY
-from nodetool.api.openai_wire import dumps, request_error
+from nodetool.api.openai_wire import dumps, request_error, text_or_texts
 from nodetool.errors import InvalidRequestError
 from nodetool.providers.base import EmbeddingProvider, check_fields
 
@@ -29,6 +29,12 @@ class EmbeddingRequest(BaseModel):
 
     model: str | None = None
     input: str | list[str] = Field(...)
+
+    @field_validator("input", mode="plain")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return text_or_texts(value)
+
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
