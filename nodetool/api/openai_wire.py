@@ -124,6 +124,8 @@ class ChatCompletionRequest(BaseModel):
     provider: str | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
     # bookkeeping, accepted and not forwarded: nothing is stored for chat completions
     metadata: dict[str, str] | None = None
     store: bool | None = None
@@ -333,6 +335,8 @@ def to_options(request: ChatCompletionRequest) -> ChatOptions:
         stream=bool(request.stream),
         logprobs=request.logprobs,
         top_logprobs=request.top_logprobs,
+        reasoning_effort=request.reasoning_effort,
+        verbosity=request.verbosity,
     )
 
 

@@ -3,15 +3,18 @@
 The client's `X-Request-Id` is echoed when it is a sane token (printable ASCII without spaces,
 at most 128 characters); otherwise a new id (`req_` + 32 hex digits) is made. The id is kept
 in a context variable for the request's task, so the uvicorn access log line (written while
-the response starts) ends with `request_id=<id>`, and `scope["state"]["request_id"]` has it.
+the response starts) ends with `request_id=<id>` when uvicorn runs with `uvicorn_log_config()`
+(the server commands do), and `scope["state"]["request_id"]` has it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import secrets
 from contextvars import ContextVar
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,24 +62,25 @@ class RequestIdMiddleware:
 
 
 class RequestIdLogFilter(logging.Filter):
-    """Appends ` request_id=<id>` to access log lines written inside a request."""
+    """Sets `record.request_id` (`-` outside a request) for the access log format."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request_id = current_request_id.get()
-        record.request_id = request_id
-        if request_id is None or not isinstance(record.msg, str):
-            return True
-        if isinstance(record.args, tuple) and record.args:
-            record.msg += " request_id=%s"
-            record.args = (*record.args, request_id)
-        elif not record.args:  # no %-formatting happens without args
-            record.msg += " request_id=" + request_id
+        record.request_id = current_request_id.get() or "-"
         return True
 
 
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's default logging config with ` request_id=<id>` ending each access line."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    access = config["formatters"]["access"]
+    access["fmt"] = access["fmt"].rstrip() + " request_id=%(request_id)s"
+    config["filters"] = {"request_id": {"()": RequestIdLogFilter}}
+    config["handlers"]["access"]["filters"] = ["request_id"]
+    return config
+
+
 def install_request_id(app: ASGIApp) -> None:
-    """Add the middleware (call it last: the outermost layer) and the access-log filter."""
+    """Add the middleware (call it last: the outermost layer)."""
     app.add_middleware(RequestIdMiddleware)  # type: ignore[attr-defined]
-    logger = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RequestIdLogFilter) for f in logger.filters):
-        logger.addFilter(RequestIdLogFilter())

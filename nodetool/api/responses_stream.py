@@ -64,6 +64,11 @@ def _tool_entry(tool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _verbosity(request: ResponsesRequest) -> dict[str, Any]:
+    verbosity = (request.text or {}).get("verbosity")
+    return {"verbosity": verbosity} if verbosity is not None else {}
+
+
 class ResponseBuilder:
     """One response's state; `emit=False` skips building stream events (non-stream path)."""
 
@@ -117,11 +122,11 @@ class ResponseBuilder:
             "output": list(self.output),
             "parallel_tool_calls": True if r.parallel_tool_calls is None else r.parallel_tool_calls,
             "previous_response_id": r.previous_response_id,
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": {"effort": (r.reasoning or {}).get("effort"), "summary": None},
             "service_tier": "default",
             "store": self.store,
             "temperature": 1.0 if r.temperature is None else r.temperature,
-            "text": {"format": fmt or {"type": "text"}},
+            "text": {"format": fmt or {"type": "text"}, **_verbosity(r)},
             "tool_choice": choice,
             "tools": [_tool_entry(t) for t in r.tools or ()],
             "top_logprobs": r.top_logprobs or 0,

@@ -4,7 +4,8 @@ the chat engine's messages, tools and options.
 Shapes follow the openai SDK's `openai.types.responses` types. Every problem is a 400 naming
 the field in `param` (the same phrasing as chat completions); fields that would change the
 request's meaning but cannot be honoured here (`background`, `conversation`, `prompt`,
-`reasoning`, non-function tools, file inputs) are refused by name, never dropped.
+reasoning summaries, non-function tools, file inputs) are refused by name, never dropped.
+`reasoning.effort` and `text.verbosity` are hints passed to providers that take them.
 """
 
 from __future__ import annotations
@@ -98,11 +99,17 @@ def parse_request(body: bytes) -> ResponsesRequest:
                 param=name,
                 code="unsupported_parameter",
             )
-    if request.reasoning and any(v is not None for v in request.reasoning.values()):
+    reasoning = request.reasoning or {}
+    if reasoning.get("summary") not in (None, "auto") or reasoning.get("generate_summary"):
         raise InvalidRequestError(
-            "'reasoning' is not supported by this server.",
-            param="reasoning",
+            "Reasoning summaries are not supported by this server.",
+            param="reasoning.summary",
             code="unsupported_parameter",
+        )
+    effort = reasoning.get("effort")
+    if effort is not None and not isinstance(effort, str):
+        raise InvalidRequestError(
+            "Invalid 'reasoning.effort': expected a string.", param="reasoning.effort"
         )
     return request
 
@@ -327,6 +334,8 @@ def to_options(request: ResponsesRequest) -> ChatOptions:
         stream=bool(request.stream),
         logprobs=logprobs or None,
         top_logprobs=request.top_logprobs if logprobs else None,
+        reasoning_effort=(request.reasoning or {}).get("effort"),
+        verbosity=(request.text or {}).get("verbosity"),
     )
 
 

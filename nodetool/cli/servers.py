@@ -107,6 +107,7 @@ def _launch(
     import uvicorn
 
     from nodetool.api.apps import FACTORIES, SETTINGS_ENV
+    from nodetool.api.request_id import uvicorn_log_config
 
     log_level = settings.log_level
     if kind == "chat-server":
@@ -133,12 +134,18 @@ def _launch(
             reload_dirs=[str(Path(__file__).resolve().parents[1])] if reload else None,
             workers=None if reload else workers,
             log_level=log_level,
+            log_config=uvicorn_log_config(),
             ws_max_size=settings.max_frame_bytes + 1024,
         )
         return
     app = FACTORIES[kind](settings)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, ws_max_size=settings.max_frame_bytes + 1024
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(),
+        ws_max_size=settings.max_frame_bytes + 1024,
     )
 
 

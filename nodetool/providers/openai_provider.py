@@ -60,6 +60,8 @@ _OPTION_FIELDS = (
     "user",
     "logprobs",
     "top_logprobs",
+    "reasoning_effort",
+    "verbosity",
 )
 
 

@@ -93,6 +93,10 @@ class ChatOptions(BaseModel):
     # return per-token log probabilities (and the `top_logprobs` most likely alternatives)
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    # hints for reasoning models ("low", "medium", ...); providers whose models do not reason
+    # ignore them (documented in docs/openai-fields.md)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
     # a hint: False when the caller wants the whole answer at once (providers may ignore it)
     stream: bool = True
 
