@@ -9,14 +9,14 @@ _nodetool() {
     done
     case "$cmd" in
         chat) COMPREPLY=( $(compgen -W "--ws --url --token --model -m --provider --thread --tools --workflow --message --json --help" -- "$cur") ) ;;
-        chat-server) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --help" -- "$cur") ) ;;
+        chat-server) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --model-alias --help" -- "$cur") ) ;;
         doctor) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;
         models) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;
         run) COMPREPLY=( $(compgen -W "--param --json --provider --default-model --help" -- "$cur") ) ;;
-        serve) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --help" -- "$cur") ) ;;
+        serve) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --model-alias --help" -- "$cur") ) ;;
         token) COMPREPLY=( $(compgen -W "--rotate --help" -- "$cur") ) ;;
         tools) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;
-        worker) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --help" -- "$cur") ) ;;
+        worker) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --reload --workers --log-level --cors-origins --public-metrics --model-alias --help" -- "$cur") ) ;;
         *) COMPREPLY=( $(compgen -W "chat chat-server doctor models run serve token tools worker --version --help" -- "$cur") ) ;;
     esac
 }

@@ -119,12 +119,12 @@ class MemoryResponseStore:
     ) -> None:
         key = (user_id, response["id"])
         old = self._items.pop(key, None)
-        self._items[key] = {
+        self._items[key] = {  # the caller hands over finished values: kept as they are
             "id": response["id"],
             "previous_response_id": response.get("previous_response_id"),
-            "response": loads(dumps(response)),
-            "input_items": loads(dumps(input_items)),
-            "history": loads(dumps(history)),
+            "response": response,
+            "input_items": input_items,
+            "history": history,
             "created_at": old["created_at"] if old else iso(now()),
         }
         while len(self._items) > self.capacity:
