@@ -238,3 +238,53 @@ def test_errors_hide_the_upstream_address(tmp_path, openai_stub) -> None:
         )
         error = [d for d in sse_data(raw.text) if '"error"' in d]
         assert error and "127.0.0.1" not in error[0] and "http://" not in error[0], raw.text
+
+
+# ---- other providers and capabilities ------------------------------------------------------
+
+
+def test_responses_on_ollama(client, ollama) -> None:
+    from openai.types.responses import Response
+
+    raw = client.responses.with_raw_response.create(model="ollama/llama-stub", input="hi")
+    assert Response.model_validate(raw_json(raw)).output_text == "Echo: hi"
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    first = client.responses.create(
+        model="ollama/llama-stub", input='q [[tool:lookup {"q": 1}]]', tools=[tool]
+    )
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    second = client.responses.create(
+        model="ollama/llama-stub",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "42"}],
+    )
+    assert second.output_text == "Tool results: 42"
+    assert ollama.requests[-1]["messages"][-1] == {
+        "role": "tool",
+        "content": "42",
+        "tool_name": "lookup",
+    }
+
+
+def test_models_say_which_embed(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.stubs.openai_stub import OpenAIStub
+
+    with OpenAIStub(models=["chatty", "text-embed-small"]) as stub:
+        with running("chat-server", stub, tmp_path, default_model="chatty") as srv:
+            data = httpx.get(srv.url + "/v1/models").json()["data"]
+        caps = {m["id"]: m["capabilities"] for m in data}
+        assert caps == {"chatty": ["chat"], "text-embed-small": ["embeddings"]}
+        env = {**os.environ, "OPENAI_BASE_URL": stub.url, "OPENAI_API_KEY": "sk-test"}
+        listing = subprocess.run(
+            [sys.executable, "-m", "nodetool", "models", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "PYTHONPATH": os.getcwd()},
+        )
+    models = {m["id"]: m["capabilities"] for m in json.loads(listing.stdout)["models"]}
+    assert models["text-embed-small"] == ["embeddings"], listing.stderr
