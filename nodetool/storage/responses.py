@@ -6,13 +6,12 @@ items (with ids), `history` the whole conversation after the response (chat mess
 instructions excluded) so `previous_response_id` can continue it. Every call is scoped by
 `user_id`: another user's id reads as missing.
 
-`MemoryResponseStore` serves `nodetool chat-server`, which has no database: it keeps the
-newest `capacity` responses of the process.
+`nodetool.storage.memory_responses.MemoryResponseStore` serves `nodetool chat-server`, which
+has no database.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select, update
@@ -101,37 +100,3 @@ class SqlResponseStore:
             return result.rowcount == 1
 
         return await self._db.run_write(run)
-
-
-class MemoryResponseStore:
-    """The newest `capacity` responses of this process (for servers without a database)."""
-
-    def __init__(self, capacity: int = 1000) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[tuple[str, str], Record] = OrderedDict()
-
-    async def save(
-        self,
-        user_id: str,
-        response: dict[str, Any],
-        input_items: list[dict[str, Any]],
-        history: list[dict[str, Any]],
-    ) -> None:
-        key = (user_id, response["id"])
-        old = self._items.pop(key, None)
-        self._items[key] = {  # the caller hands over finished values: kept as they are
-            "id": response["id"],
-            "previous_response_id": response.get("previous_response_id"),
-            "response": response,
-            "input_items": input_items,
-            "history": history,
-            "created_at": old["created_at"] if old else iso(now()),
-        }
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-    async def get(self, user_id: str, id: str) -> Record | None:
-        return self._items.get((user_id, id))
-
-    async def delete(self, user_id: str, id: str) -> bool:
-        return self._items.pop((user_id, id), None) is not None

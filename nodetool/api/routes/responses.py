@@ -64,7 +64,7 @@ def response_store(request: Request) -> ResponseStore:
         return runtime.store.responses
     store = runtime.extras.get("responses")
     if store is None:
-        from nodetool.storage.responses import MemoryResponseStore
+        from nodetool.storage.memory_responses import MemoryResponseStore
 
         store = runtime.extras["responses"] = MemoryResponseStore()
     return store
