@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY, Metrics, metrics_of
@@ -252,17 +252,11 @@ async def delete_response(response_id: str, request: Request) -> Response:
 async def list_input_items(
     response_id: str,
     request: Request,
-    limit: str = "20",
-    order: str = "desc",
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ) -> Response:
     """The request's input items, newest first by default (`order=asc` for oldest first)."""
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
-        raise InvalidRequestError(
-            "Invalid 'limit': expected an integer from 1 to 100.", param="limit"
-        )
-    if order not in ("asc", "desc"):
-        raise InvalidRequestError("Invalid 'order': expected 'asc' or 'desc'.", param="order")
     items = list((await _stored(request, response_id))["input_items"])
     if order == "desc":
         items.reverse()
@@ -271,7 +265,7 @@ async def list_input_items(
         if after not in ids:
             raise InvalidRequestError(f"Invalid 'after': no item '{after}'.", param="after")
         items = items[ids.index(after) + 1 :]
-    page = items[: int(limit)]
+    page = items[:limit]
     body = {
         "object": "list",
         "data": page,
