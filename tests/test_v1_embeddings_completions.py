@@ -288,3 +288,41 @@ def test_models_say_which_embed(tmp_path) -> None:
         )
     models = {m["id"]: m["capabilities"] for m in json.loads(listing.stdout)["models"]}
     assert models["text-embed-small"] == ["embeddings"], listing.stderr
+
+
+def test_a_provider_without_a_capability_is_a_400_on_model(openai_stub, tmp_path) -> None:
+    """A provider that implements neither `embed` nor `stream_completion` nor `honours`
+    (like the scripted fake) gets 400s naming the field, not a 500 or a silent drop."""
+    from nodetool.api.apps import FACTORIES
+    from nodetool.providers.registry import registry_of
+    from tests.fakes import FakeProvider
+    from tests.support.servers import ServerThread
+    from tests.support.v1 import stub_settings
+
+    app = FACTORIES["chat-server"](stub_settings(openai_stub, tmp_path))
+    with ServerThread(app) as srv:
+        runtime = app.state.runtime
+        runtime.providers = runtime.engine.providers = registry_of([FakeProvider("fake")])
+        for path, body, param in (
+            ("/v1/embeddings", {"model": "fake-model", "input": "x"}, "model"),
+            ("/v1/completions", {"model": "fake-model", "prompt": "x"}, "model"),
+            (
+                "/v1/chat/completions",
+                {"model": "fake-model", "messages": user("x"), "logprobs": True},
+                "logprobs",
+            ),
+            (
+                "/v1/responses",
+                {"model": "fake-model", "input": "x", "top_logprobs": 1},
+                "top_logprobs",
+            ),
+            (
+                "/v1/responses",
+                {"model": "fake-model", "input": "x", "include": ["message.output_text.logprobs"]},
+                "include",
+            ),
+        ):
+            raw = httpx.post(srv.url + path, json=body, timeout=10)
+            assert raw.status_code == 400, raw.text
+            error = raw.json()["error"]
+            assert error["param"] == param and "fake" in error["message"], error
