@@ -96,46 +96,64 @@ class ResponseBuilder:
         self._logprobs: list[dict[str, Any]] = []
         self._delta_head = ""
         self._calls: dict[int, dict[str, Any]] = {}  # open function_call items by index
+        self._fixed: dict[str, Any] | None = None
+        self._fixed_json = ""
 
     # ---- the response object ---------------------------------------------------------
-    def response(
-        self,
-        usage: Usage | None = None,
-        error: dict[str, Any] | None = None,
-        incomplete: str | None = None,
+    def _settings(self) -> dict[str, Any]:
+        """The parts of the object that never change during the response (made once)."""
+        if self._fixed is None:
+            r = self.request
+            fmt = (r.text or {}).get("format") if response_format(r) else None
+            self._fixed = {
+                "id": self.id,
+                "object": "response",
+                "created_at": self.created_at,
+                "background": False,
+                "instructions": r.instructions,
+                "max_output_tokens": r.max_output_tokens,
+                "max_tool_calls": None,
+                "model": self.model,
+                "parallel_tool_calls": r.parallel_tool_calls is not False,
+                "previous_response_id": r.previous_response_id,
+                "reasoning": {"effort": (r.reasoning or {}).get("effort"), "summary": None},
+                "service_tier": "default",
+                "store": self.store,
+                "temperature": 1.0 if r.temperature is None else r.temperature,
+                "text": {"format": fmt or {"type": "text"}, **_verbosity(r)},
+                "tool_choice": r.tool_choice or "auto",
+                "tools": [_tool_entry(t) for t in r.tools or ()],
+                "top_logprobs": r.top_logprobs or 0,
+                "top_p": 1.0 if r.top_p is None else r.top_p,
+                "truncation": r.truncation or "disabled",
+                "user": r.user,
+                "metadata": r.metadata or {},
+            }
+            self._fixed_json = _dumps(self._fixed)[1:-1]
+        return self._fixed
+
+    def _state(
+        self, usage: Usage | None, error: dict[str, Any] | None, incomplete: str | None
     ) -> dict[str, Any]:
-        r = self.request
-        fmt = (r.text or {}).get("format") if response_format(r) else None
-        choice = r.tool_choice or "auto"
+        """The parts that change: status, output, usage, error details."""
         return {
-            "id": self.id,
-            "object": "response",
-            "created_at": self.created_at,
             "status": self.status,
-            "background": False,
             "error": error,
             "incomplete_details": {"reason": incomplete} if incomplete else None,
-            "instructions": r.instructions,
-            "max_output_tokens": r.max_output_tokens,
-            "max_tool_calls": None,
-            "model": self.model,
             "output": list(self.output),
-            "parallel_tool_calls": True if r.parallel_tool_calls is None else r.parallel_tool_calls,
-            "previous_response_id": r.previous_response_id,
-            "reasoning": {"effort": (r.reasoning or {}).get("effort"), "summary": None},
-            "service_tier": "default",
-            "store": self.store,
-            "temperature": 1.0 if r.temperature is None else r.temperature,
-            "text": {"format": fmt or {"type": "text"}, **_verbosity(r)},
-            "tool_choice": choice,
-            "tools": [_tool_entry(t) for t in r.tools or ()],
-            "top_logprobs": r.top_logprobs or 0,
-            "top_p": 1.0 if r.top_p is None else r.top_p,
-            "truncation": r.truncation or "disabled",
             "usage": usage_object(usage) if usage is not None else None,
-            "user": r.user,
-            "metadata": r.metadata or {},
         }
+
+    def _response_event(self, kind: str, state: dict[str, Any]) -> str:
+        """An event carrying the response: its fixed part is serialised once per response."""
+        self._settings()
+        seq = self.seq
+        self.seq += 1
+        body = _dumps(state)[:-1] + "," + self._fixed_json
+        return (
+            f'event: {kind}\ndata: {{"type":"{kind}","response":{body}}},'
+            f'"sequence_number":{seq}}}\n\n'
+        )
 
     # ---- events ------------------------------------------------------------------------
     def _event(self, kind: str, body: dict[str, Any]) -> str:
@@ -146,8 +164,9 @@ class ResponseBuilder:
     def start(self) -> str:
         if not self.emit:
             return ""
-        created = self._event("response.created", {"response": self.response()})
-        return created + self._event("response.in_progress", {"response": self.response()})
+        state = self._state(None, None, None)
+        created = self._response_event("response.created", state)
+        return created + self._response_event("response.in_progress", state)
 
     def text(self, delta: str) -> str:
         out = ""
@@ -268,11 +287,12 @@ class ResponseBuilder:
         incomplete = _INCOMPLETE.get(finish_reason or "")
         self.status = "incomplete" if incomplete else "completed"
         out = self._close_all("incomplete" if incomplete else "completed")
-        self.final = self.response(usage, incomplete=incomplete)
+        state = self._state(usage, None, incomplete)
+        self.final = {**self._settings(), **state}
         if not self.emit:
             return out
         kind = "response.incomplete" if incomplete else "response.completed"
-        return out + self._event(kind, {"response": self.final})
+        return out + self._response_event(kind, state)
 
     def fail(self, exc: BaseException) -> str:
         status = exc.status if isinstance(exc, NodetoolError) else 500
@@ -280,7 +300,8 @@ class ResponseBuilder:
         code = "rate_limit_exceeded" if status == 429 else "server_error"
         self.status = "failed"
         out = self._close_all("incomplete")
-        self.final = self.response(error={"code": code, "message": message})
+        state = self._state(None, {"code": code, "message": message}, None)
+        self.final = {**self._settings(), **state}
         if not self.emit:
             return out
-        return out + self._event("response.failed", {"response": self.final})
+        return out + self._response_event("response.failed", state)
