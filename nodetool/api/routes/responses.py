@@ -97,34 +97,61 @@ class _Run:
         self.done: Done | None = None
 
     async def events(self) -> AsyncIterator[str]:
-        """Builder output for each engine event (empty strings on the non-stream path)."""
+        """Builder output for each engine event, in one generator (the stream's hot path).
+
+        Streaming (`builder.emit`), a failure becomes a `response.failed` event (stored too);
+        otherwise it propagates, to become the HTTP error."""
         b = self.builder
-        yield b.start()
-        stream = self.engine.stream_turn(self.turn, route=self.route, server_tools=self.tools)
-        async with aclosing(stream) as events:
-            async for event in events:
-                kind = type(event)
-                if kind is TextDelta:
-                    if not event.text:
+        emit = b.emit
+        if emit:
+            self.metrics.inflight.inc()
+        try:
+            if emit:
+                yield b.start()
+            stream = self.engine.stream_turn(self.turn, route=self.route, server_tools=self.tools)
+            async with aclosing(stream) as events:
+                async for event in events:
+                    kind = type(event)
+                    if kind is TextDelta:
+                        if not event.text:
+                            continue
+                        if self.first is None:
+                            self.first = time.perf_counter()
+                        out = b.text(event.text)
+                    elif kind is TokenLogprobs:
+                        b.logprobs(event.content)
                         continue
-                    if self.first is None:
-                        self.first = time.perf_counter()
-                    yield b.text(event.text)
-                elif kind is TokenLogprobs:
-                    b.logprobs(event.content)
-                elif kind is ToolCallDelta:
-                    yield b.tool_call(event)
-                elif kind is MessageEvent:
-                    self.produced.append(event.message)
-                    if event.message.tool_calls:
-                        yield b.boundary()
-                elif kind is Done:
-                    self.done = event
-                    out = b.finish(event.finish_reason, event.usage)
-                    await self.save()  # before `response.completed` reaches the client
-                    yield out
-                elif kind is ErrorEvent:
-                    raise NodetoolError(event.message, code=event.code, status=event.status)
+                    elif kind is ToolCallDelta:
+                        out = b.tool_call(event)
+                    elif kind is MessageEvent:
+                        self.produced.append(event.message)
+                        if not event.message.tool_calls:
+                            continue
+                        out = b.boundary()
+                    elif kind is Done:
+                        self.done = event
+                        out = b.finish(event.finish_reason, event.usage)
+                        await self.save()  # before `response.completed` reaches the client
+                    elif kind is ErrorEvent:
+                        raise NodetoolError(event.message, code=event.code, status=event.status)
+                    else:
+                        continue
+                    if out:
+                        yield out
+        except Exception as exc:
+            self.failed(exc)
+            if not emit:
+                raise
+            out = b.fail(exc)
+            try:
+                await self.save()
+            except Exception:  # the failure event matters more than storing it
+                log.exception("storing failed response %s", b.id)
+            yield out
+        finally:
+            if emit:
+                self.metrics.inflight.dec()
+            self.record(emit)
 
     async def save(self) -> None:
         if not self.builder.store:
@@ -150,37 +177,11 @@ class _Run:
         if isinstance(exc, ProviderError):
             self.metrics.upstream_error(exc.provider or self.route[0].name, exc.code)
 
-    async def stream(self) -> AsyncIterator[str]:
-        """SSE: a failure after `response.created` is a `response.failed` event (stored too)."""
-        self.metrics.inflight.inc()
-        try:
-            async with aclosing(self.events()) as events:
-                async for out in events:
-                    if out:
-                        yield out
-        except Exception as exc:
-            self.failed(exc)
-            out = self.builder.fail(exc)
-            try:
-                await self.save()
-            except Exception:  # the failure event matters more than storing it
-                log.exception("storing failed response %s", self.builder.id)
-            yield out
-        finally:
-            self.metrics.inflight.dec()
-            self.record(True)
-
     async def complete(self) -> bytes:
         """The whole `response` object; a failure is an HTTP error (nothing is stored)."""
-        try:
-            async with aclosing(self.events()) as events:
-                async for _ in events:
-                    pass
-        except Exception as exc:
-            self.failed(exc)
-            raise
-        finally:
-            self.record(False)
+        async with aclosing(self.events()) as events:
+            async for _ in events:
+                pass
         return dumps(self.builder.final)
 
 
@@ -220,7 +221,7 @@ async def create_response(request: Request) -> Response:
     run = _Run(engine, turn, route, tools, builder, wire, store, metrics_of(request.app), started)
     if wire.stream:
         keepalive = runtime.settings.keepalive_interval
-        return EventStreamResponse(run.stream(), keepalive=keepalive, done="")
+        return EventStreamResponse(run.events(), keepalive=keepalive, done="")
     return TaskResponse(run.complete())
 
 
