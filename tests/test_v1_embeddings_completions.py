@@ -202,6 +202,12 @@ def test_chat_logprobs_refused_where_unsupported(client) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(model=MODEL, messages=user("x"), top_logprobs=2)
     assert_400(exc, "top_logprobs")
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as exc:  # Ollama cannot force a tool call
+        client.chat.completions.create(
+            model="ollama/llama-stub", messages=user("x"), tools=[tool], tool_choice="required"
+        )
+    assert_400(exc, "tool_choice")
 
 
 def test_bookkeeping_fields_are_accepted(client) -> None:
@@ -321,8 +327,31 @@ def test_a_provider_without_a_capability_is_a_400_on_model(openai_stub, tmp_path
                 {"model": "fake-model", "input": "x", "include": ["message.output_text.logprobs"]},
                 "include",
             ),
+            (
+                "/v1/chat/completions",
+                {"model": "fake-model", "messages": user("x"), "tool_choice": "required"},
+                "tool_choice",
+            ),
+            (
+                "/v1/chat/completions",
+                {
+                    "model": "fake-model",
+                    "messages": user("x"),
+                    "response_format": {"type": "json_object"},
+                },
+                "response_format",
+            ),
+            (
+                "/v1/responses",
+                {"model": "fake-model", "input": "x", "text": {"format": {"type": "json_object"}}},
+                "text.format",
+            ),
         ):
             raw = httpx.post(srv.url + path, json=body, timeout=10)
             assert raw.status_code == 400, raw.text
             error = raw.json()["error"]
             assert error["param"] == param and "fake" in error["message"], error
+        for harmless in ({"tool_choice": "auto"}, {"response_format": {"type": "text"}}):
+            body = {"model": "fake-model", "messages": user("x"), **harmless}
+            raw = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=10)
+            assert raw.status_code == 200, raw.text

@@ -50,9 +50,13 @@ GATED_FIELDS = (
     "echo",  # legacy completions: the prompt is repeated before the completion
     "dimensions",  # embeddings: vectors shortened by the model
 )
-# What a provider without an `honours` attribute is assumed to honour (the chat fields every
-# provider honoured before the attribute existed).
-DEFAULT_HONOURS = frozenset({"response_format", "tool_choice", "seed", "stop"})
+# What a provider without an `honours` attribute is assumed to honour.
+DEFAULT_HONOURS = frozenset({"seed", "stop"})
+# Values that ask for nothing beyond the default behaviour (so every provider honours them).
+_HARMLESS: dict[str, tuple[object, ...]] = {
+    "tool_choice": ("auto", "none"),
+    "response_format": ({"type": "text"},),
+}
 
 
 def honours(provider: object) -> frozenset[str]:
@@ -65,10 +69,13 @@ def check_fields(
 ) -> None:
     """400 for the first gated field set to a meaningful value that `provider` does not
     honour; `param` is the field (or `params[field]`, the name the request used for it).
-    None, False and 0 mean "not asked for" (`logprobs: false` is harmless)."""
+    None, False, 0 and default-behaviour values (`tool_choice: "auto"`, a `text`
+    response format) mean "not asked for"."""
     allowed = honours(provider)
     for name_, value in fields.items():
         if value is None or value is False or (value == 0 and name_ != "dimensions"):
+            continue
+        if value in _HARMLESS.get(name_, ()):
             continue
         if name_ in GATED_FIELDS and name_ not in allowed:
             name = getattr(provider, "name", "this")

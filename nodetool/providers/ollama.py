@@ -1,7 +1,8 @@
 """`ollama` provider: Ollama's native `/api/chat` (NDJSON streaming, tools), `/api/tags`,
 `/api/embed` (embeddings) and `/api/generate` with `raw` (legacy completions).
 
-Not honoured (a 400 naming the field): logprobs, top_logprobs, echo, dimensions.
+Not honoured (a 400 naming the field): logprobs, top_logprobs, echo, dimensions, and a forced
+`tool_choice` (`required` or a named function: Ollama cannot force a call).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class OllamaProvider:
 
     name = "ollama"
     default_model: str | None = None
-    honours = DEFAULT_HONOURS
+    honours = DEFAULT_HONOURS | {"response_format"}  # `format`; no forced tool choice
 
     def __init__(self, host: str, settings: Settings | None = None) -> None:
         timeout = settings.upstream_timeout if settings is not None else 120.0
