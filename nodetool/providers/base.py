@@ -72,14 +72,14 @@ def check_fields(
     None, False, 0 and default-behaviour values (`tool_choice: "auto"`, a `text`
     response format) mean "not asked for"."""
     allowed = honours(provider)
-    for name_, value in fields.items():
-        if value is None or value is False or (value == 0 and name_ != "dimensions"):
+    for wanted, value in fields.items():
+        if value is None or value is False or (value == 0 and wanted != "dimensions"):
             continue
-        if value in _HARMLESS.get(name_, ()):
+        if value in _HARMLESS.get(wanted, ()):
             continue
-        if name_ in GATED_FIELDS and name_ not in allowed:
+        if wanted in GATED_FIELDS and wanted not in allowed:
             name = getattr(provider, "name", "this")
-            param = (params or {}).get(name_, name_)
+            param = (params or {}).get(wanted, wanted)
             raise InvalidRequestError(
                 f"The {name} provider cannot honour '{param}'; leave it out or route the "
                 "request to a provider that supports it (see docs/openai-fields.md).",
