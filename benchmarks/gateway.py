@@ -6,11 +6,13 @@ Starts a lean OpenAI-compatible upstream stub (uvicorn + httptools in its own pr
 measures side by side, in one run, with an asyncio HTTP/1.1 load generator on keep-alive
 connections: requests/s and p50/p99 latency (to the last byte) at concurrency 1 and 32, for a
 streamed answer of 32 content chunks and for a non-stream answer, against
-  (a) the stub directly, (b) `nodetool chat-server` (the real CLI, as a subprocess),
+  (a) the stub directly, (b) `nodetool chat-server` (the real CLI, as a subprocess), on
+  `/v1/chat/completions` and, as `responses`, the same answer through `/v1/responses`,
   (c) LiteLLM's proxy (`litellm[proxy]` in its own virtualenv, benchmarks/.litellm-venv,
       created on first use; if it cannot be installed the output says so).
 Prints the table and the ratios against the targets: throughput >= 10x LiteLLM's, and latency
-added over the direct call at concurrency 1 <= 1 ms (non-stream) and <= 3 ms (stream).
+added over the direct call at concurrency 1 <= 1 ms (non-stream) and <= 3 ms (stream), and
+`/v1/responses`' added p50 at concurrency 1 within 0.2 ms of chat completions'.
 Everything listens on 127.0.0.1; every load loop is bounded by a duration and a request cap.
 """
 
@@ -241,13 +243,17 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def build_request(port: int, stream: bool) -> bytes:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}]}
+def build_request(port: int, stream: bool, api: str = "chat") -> bytes:
+    if api == "responses":
+        body: dict = {"model": MODEL, "input": "Say something."}
+    else:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}]}
     if stream:
         body["stream"] = True
     payload = json.dumps(body).encode()
+    path = "/v1/responses" if api == "responses" else "/v1/chat/completions"
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nAuthorization: Bearer {API_KEY}\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     )
@@ -274,14 +280,21 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(int(headers[b"content-length"]))
 
 
-def valid(body: bytes, stream: bool) -> bool:
+def valid(body: bytes, stream: bool, api: str = "chat") -> bool:
+    if api == "responses":
+        if stream:
+            done = body.rstrip().rsplit(b"\n", 1)[-1].startswith(b'data: {"type":"response.comp')
+            return done and body.count(b'"delta":"tok') == CHUNKS
+        return b'"status":"completed"' in body and b"tok0 tok1 " in body
     if stream:
         return body.endswith(b"data: [DONE]\n\n") and body.count(b'"content":"tok') == CHUNKS
     return b"tok0 tok1 " in body and body.count(b"tok") == CHUNKS + 3
 
 
-async def load(port: int, stream: bool, concurrency: int, duration: float) -> Result:
-    request = build_request(port, stream)
+async def load(
+    port: int, stream: bool, concurrency: int, duration: float, api: str = "chat"
+) -> Result:
+    request = build_request(port, stream, api)
     latencies: list[float] = []
     errors = 0
     count = 0
@@ -303,7 +316,7 @@ async def load(port: int, stream: bool, concurrency: int, duration: float) -> Re
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
                     continue
                 took = time.perf_counter() - began
-                if status == 200 and valid(body, stream):
+                if status == 200 and valid(body, stream, api):
                     latencies.append(took)
                 else:
                     errors += 1
@@ -320,16 +333,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(port: int, pid: int, stream: bool, concurrency: int, duration: float) -> Result:
+def measure(
+    port: int, pid: int, stream: bool, concurrency: int, duration: float, api: str = "chat"
+) -> Result:
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(load(port, stream, min(concurrency, 4), min(1.0, duration / 2)))  # warm up
+    runner(load(port, stream, min(concurrency, 4), min(1.0, duration / 2), api))  # warm up
     before = cpu_seconds(pid)
-    result = runner(load(port, stream, concurrency, duration))
+    result = runner(load(port, stream, concurrency, duration, api))
     result.cpu = cpu_seconds(pid) - before
     return result
 
@@ -393,6 +408,7 @@ def main() -> None:
         cmd += ["--log-level", "warning"]
         procs.append(start(cmd, env, f"http://127.0.0.1:{port}/health", work / "nodetool.log"))
         targets["nodetool"] = (port, procs[-1].pid)
+        targets["responses"] = (port, procs[-1].pid)  # same server, /v1/responses
 
         if not args.no_litellm:
             exe, why = litellm_binary(install=not args.no_install)
@@ -423,7 +439,8 @@ def main() -> None:
         for stream in (False, True):
             for concurrency in (1, 32):
                 for name, (target_port, pid) in targets.items():
-                    result = measure(target_port, pid, stream, concurrency, args.duration)
+                    api = "responses" if name == "responses" else "chat"
+                    result = measure(target_port, pid, stream, concurrency, args.duration, api)
                     results[(name, stream, concurrency)] = result
                     print(
                         f"  measured {name:9s} {'stream' if stream else 'json':6s} "
@@ -458,6 +475,7 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
         kind = "stream" if stream else "non-stream"
         direct = results[("direct", stream, 1)].pct(0.5)
         added = {name: results[(name, stream, 1)].pct(0.5) - direct for name in names[1:]}
+        over = added["responses"] - added["nodetool"]
         print(
             f"added p50 latency at c=1, {kind}: "
             + ", ".join(f"{name} {value:.2f} ms" for name, value in added.items())
@@ -467,6 +485,13 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                 f"added p50 latency at c=1, {kind}: {added['nodetool']:.2f} ms "
                 f"(target <= {limit:g} ms)",
                 added["nodetool"] <= limit,
+            )
+        )
+        checks.append(
+            (
+                f"/v1/responses vs chat completions, added p50 at c=1, {kind}: "
+                f"{over:+.2f} ms (target <= 0.2 ms)",
+                over <= 0.2,
             )
         )
     for stream in (False, True):

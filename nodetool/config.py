@@ -33,6 +33,22 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def parse_aliases(value: str | list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`"a=b,c=d"` (or `["a=b", "c=d"]`) as `{"a": "b", "c": "d"}`; a bad pair is a ValueError."""
+    pairs = value.split(",") if isinstance(value, str) else list(value)
+    aliases: dict[str, str] = {}
+    for pair in pairs:
+        if not pair.strip():
+            continue
+        name, sep, target = (part.strip() for part in pair.partition("="))
+        if not sep or not name or not target or " " in name or " " in target:
+            raise ValueError(f"expected NAME=TARGET, got {pair.strip()!r}")
+        if name == target:
+            raise ValueError(f"alias {name!r} points to itself")
+        aliases[name] = target
+    return aliases
+
+
 class Settings(BaseSettings):
     """Every setting nodetool reads. Table: docs/protocol.md §11."""
 
@@ -67,6 +83,10 @@ class Settings(BaseSettings):
     local_threads: int | None = Field(None, ge=1, validation_alias=_env("NODETOOL_LOCAL_THREADS"))
     local_parallel: int = Field(4, ge=1, le=64, validation_alias=_env("NODETOOL_LOCAL_PARALLEL"))
     llama_server_path: Path | None = Field(None, validation_alias=_env("NODETOOL_LLAMA_SERVER"))
+    # NAME=TARGET pairs: a request for NAME routes like TARGET (`local/gemma-3-270m`, `gpt-4o`)
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("NODETOOL_MODEL_ALIASES")
+    )
 
     # Storage
     data_dir: Path = Field(
@@ -159,6 +179,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _aliases(cls, value: Any) -> Any:
+        return parse_aliases(value) if isinstance(value, str | list | tuple) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -19,6 +19,12 @@ COMMON = {
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id:path}"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"),
+    ("GET", "/v1/responses/{response_id}/input_items"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/completions"),
 }
 EDITOR = COMMON | {
     ("WS", "/chat"),

@@ -60,7 +60,8 @@ def _build(
     app = FastAPI(title=title, version=__version__, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for router in _routers(["health", "metrics", "openai_api", *routers]):
+    openai = ["openai_api", "responses", "embeddings", "completions"]
+    for router in _routers(["health", "metrics", *openai, *routers]):
         app.include_router(router)
     endpoint = None
     if mcp:
@@ -83,15 +84,17 @@ def _install_middleware(app: FastAPI, settings: Settings, public: frozenset[str]
     from nodetool.api.auth.middleware import install_auth
     from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
     from nodetool.api.metrics import install_metrics
+    from nodetool.api.request_id import install_request_id
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         ConcurrencyLimitMiddleware,
         max_inflight=settings.max_concurrent_completions,
-        paths=("/v1/chat/completions",),
+        paths=("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings"),
     )
     install_auth(app, settings, public_paths=public)
     install_metrics(app)
+    install_request_id(app)
 
 
 def create_editor_app(settings: Settings) -> FastAPI:

@@ -43,6 +43,15 @@ def _check_content(value: Any) -> Any:
     return value
 
 
+def text_or_texts(value: Any) -> str | list[str]:
+    """A string or an array of strings (token-id arrays are not supported)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ValueError("expected a string or an array of strings (token arrays are not supported)")
+
+
 class WireToolCall(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
@@ -113,6 +122,13 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     n: int | None = None
     provider: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    # bookkeeping, accepted and not forwarded: nothing is stored for chat completions
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
 
     @field_validator("stop")
     @classmethod
@@ -235,6 +251,12 @@ def parse_request(body: bytes) -> ChatCompletionRequest:
         request = ChatCompletionRequest.model_validate_json(body or b"{}")
     except ValidationError as exc:
         raise request_error(exc) from None
+    if request.top_logprobs and not request.logprobs:
+        raise InvalidRequestError(
+            "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+            param="top_logprobs",
+            code="invalid_value",
+        )
     if request.n is not None and request.n != 1:
         raise InvalidRequestError(
             f"Invalid 'n': only n=1 is supported, got {request.n}.", param="n", code="invalid_value"
@@ -311,7 +333,23 @@ def to_options(request: ChatCompletionRequest) -> ChatOptions:
         parallel_tool_calls=request.parallel_tool_calls,
         user=request.user,
         stream=bool(request.stream),
+        logprobs=request.logprobs,
+        top_logprobs=request.top_logprobs,
+        reasoning_effort=request.reasoning_effort,
+        verbosity=request.verbosity,
     )
+
+
+def gated_fields(request: ChatCompletionRequest) -> dict[str, Any]:
+    """The request's fields that not every provider honours (see providers.base.check_fields)."""
+    return {
+        "logprobs": request.logprobs,
+        "top_logprobs": request.top_logprobs,
+        "response_format": request.response_format,
+        "tool_choice": request.tool_choice,
+        "seed": request.seed,
+        "stop": request.stop,
+    }
 
 
 # ---- responses --------------------------------------------------------------------------
@@ -336,6 +374,7 @@ def completion_body(
     tool_calls: list[ToolCall] | None,
     finish_reason: str,
     usage: Usage | None,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """A `chat.completion` object, serialized."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
@@ -347,7 +386,12 @@ def completion_body(
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
+                "finish_reason": finish_reason,
+            }
         ],
         "usage": (usage or Usage()).as_dict(),
         "system_fingerprint": None,
@@ -393,6 +437,12 @@ class ChunkEncoder:
     def content(self, text: str) -> str:
         return self._head + '{"content":' + _quote(text) + "}" + self._tail
 
+    def content_logprobs(self, text: str, logprobs: list[dict[str, Any]]) -> str:
+        """A content chunk carrying its tokens' log probabilities."""
+        choice = _dumps({"content": logprobs, "refusal": None})
+        tail = self._tail.replace('"logprobs":null', '"logprobs":' + choice, 1)
+        return self._head + '{"content":' + _quote(text) + "}" + tail
+
     def tool_call(self, delta: ToolCallDelta) -> str:
         index = delta.index
         arguments = _quote(delta.arguments)
@@ -431,12 +481,24 @@ class ChunkEncoder:
 
 
 def model_entry(
-    model_id: str, created: int, owned_by: str, unavailable: str | None = None
+    model_id: str,
+    created: int,
+    owned_by: str,
+    unavailable: str | None = None,
+    capabilities: list[str] | None = None,
 ) -> dict[str, Any]:
-    """An OpenAI model object; `unavailable` (our extension) says why it cannot serve now."""
-    entry = {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+    """An OpenAI model object; our extensions: `unavailable` says why it cannot serve now,
+    `capabilities` what it serves ("chat", "embeddings")."""
+    entry: dict[str, Any] = {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": owned_by,
+    }
     if unavailable:
         entry["unavailable"] = unavailable
+    if capabilities is not None:
+        entry["capabilities"] = capabilities
     return entry
 
 

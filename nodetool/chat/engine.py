@@ -23,6 +23,7 @@ from nodetool.types.events import (
     FinishReason,
     MessageEvent,
     TextDelta,
+    TokenLogprobs,
     ToolCallDelta,
     ToolCallStarted,
     ToolResultEvent,
@@ -155,6 +156,8 @@ class ChatEngine:
                                 name if first else None,
                                 event.arguments,
                             )
+                    elif isinstance(event, TokenLogprobs):
+                        yield event
                     elif isinstance(event, Usage):
                         total.prompt_tokens += event.prompt_tokens
                         total.completion_tokens += event.completion_tokens

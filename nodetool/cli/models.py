@@ -43,8 +43,11 @@ def models(
     table.add_column("provider")
     table.add_column("routable as", overflow="fold")
     table.add_column("owned by", overflow="fold")
+    table.add_column("serves")
     for row in rows:
-        cells = (row["id"], row["provider"], f"{row['provider']}/{row['id']}", row["owned_by"])
+        routable = row["id"] if row.get("alias_of") else f"{row['provider']}/{row['id']}"
+        serves = ", ".join(row.get("capabilities") or ["chat"])
+        cells = (row["id"], row["provider"], routable, row["owned_by"], serves)
         table.add_row(*(escape(cell) for cell in cells))
         if row.get("status"):
             table.add_row("", "", f"[red]unavailable: {escape(row['status'])}[/]", "")

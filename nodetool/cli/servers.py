@@ -46,6 +46,12 @@ ReloadOpt = typer.Option(False, "--reload", help="Reload on code changes (develo
 WorkersOpt = typer.Option(1, "--workers", min=1, help="Worker processes.")
 LogOpt = typer.Option(None, "--log-level", help="critical | error | warning | info | debug.")
 CorsOpt = typer.Option(None, "--cors-origins", help="Allowed CORS origins, comma separated.")
+AliasOpt = typer.Option(
+    None,
+    "--model-alias",
+    help="NAME=TARGET: requests for model NAME route like TARGET, e.g. "
+    "gpt-4=local/gemma-3-270m (repeatable; adds to env NODETOOL_MODEL_ALIASES).",
+)
 MetricsOpt = typer.Option(
     False, "--public-metrics", help="Serve /metrics without a token when auth is enforced."
 )
@@ -70,13 +76,34 @@ def _port_free(host: str, port: int) -> str | None:
     return None
 
 
-def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags: Any) -> None:
+def _with_aliases(settings: Any, pairs: list[str] | None) -> Any:
+    """`--model-alias` pairs added to (and winning over) NODETOOL_MODEL_ALIASES."""
+    if not pairs:
+        return settings
+    from nodetool.config import parse_aliases
+
+    try:
+        added = parse_aliases(pairs)
+    except ValueError as exc:
+        raise fail(f"invalid value for --model-alias: {exc}", code=2) from None
+    return settings.model_copy(update={"model_aliases": {**settings.model_aliases, **added}})
+
+
+def _launch(
+    kind: str,
+    host: str,
+    port: int,
+    reload: bool,
+    workers: int,
+    model_alias: list[str] | None = None,
+    **flags: Any,
+) -> None:
     if kind != "serve" and flags.get("web_ui"):
         raise fail(
             "--ui: the web chat needs the /chat WebSocket and /api/threads; use `nodetool serve`",
             code=2,
         )
-    settings = build_settings(**flags)
+    settings = _with_aliases(build_settings(**flags), model_alias)
     if kind == "chat-server" and settings.workflow_files:
         raise fail(
             "chat-server serves no workflows: use --workflow with `nodetool serve` or "
@@ -95,6 +122,7 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
     import uvicorn
 
     from nodetool.api.apps import FACTORIES, SETTINGS_ENV
+    from nodetool.api.request_id import uvicorn_log_config
 
     log_level = settings.log_level
     if kind == "chat-server":
@@ -123,12 +151,18 @@ def _launch(kind: str, host: str, port: int, reload: bool, workers: int, **flags
             reload_dirs=[str(Path(__file__).resolve().parents[1])] if reload else None,
             workers=None if reload else workers,
             log_level=log_level,
+            log_config=uvicorn_log_config(),
             ws_max_size=settings.max_frame_bytes + 1024,
         )
         return
     app = FACTORIES[kind](settings)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, ws_max_size=settings.max_frame_bytes + 1024
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(),
+        ws_max_size=settings.max_frame_bytes + 1024,
     )
 
 
@@ -150,6 +184,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
         cors_origins: str | None = CorsOpt,
         public_metrics: bool = MetricsOpt,
         ui: bool | None = UiOpt,
+        model_alias: list[str] | None = AliasOpt,
     ) -> None:
         _launch(
             kind,
@@ -157,6 +192,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
             port,
             reload,
             workers,
+            model_alias,
             auth_provider=auth_provider,
             default_provider=provider,
             default_model=default_model,

@@ -1,8 +1,14 @@
-"""`ollama` provider: Ollama's native `/api/chat` (NDJSON streaming, tools) and `/api/tags`."""
+"""`ollama` provider: Ollama's native `/api/chat` (NDJSON streaming, tools), `/api/tags`,
+`/api/embed` (embeddings) and `/api/generate` with `raw` (legacy completions).
+
+Not honoured (a 400 naming the field): logprobs, top_logprobs, echo, dimensions, and a forced
+`tool_choice` (`required` or a named function: Ollama cannot force a call).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -12,6 +18,7 @@ import httpx
 
 from nodetool.config import Settings
 from nodetool.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
+from nodetool.providers.base import DEFAULT_HONOURS, Embeddings, capabilities_for, scrub
 from nodetool.providers.openai_provider import upstream_message
 from nodetool.types.events import (
     Finish,
@@ -23,6 +30,7 @@ from nodetool.types.events import (
 )
 from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 
+log = logging.getLogger(__name__)
 DEFAULT_PORT = 11434
 _decode = json.JSONDecoder().decode
 
@@ -95,14 +103,7 @@ def build_request(
     opts = options or ChatOptions()
     if tools and opts.tool_choice != "none":
         body["tools"] = [tool.openai() for tool in tools]
-    mapped = {
-        "temperature": opts.temperature,
-        "top_p": opts.top_p,
-        "num_predict": opts.max_tokens,
-        "stop": opts.stop,
-        "seed": opts.seed,
-    }
-    sampling = {key: value for key, value in mapped.items() if value is not None}
+    sampling = sampling_options(opts)
     if sampling:
         body["options"] = sampling
     fmt = opts.response_format or {}
@@ -112,6 +113,18 @@ def build_request(
         schema = (fmt.get("json_schema") or {}).get("schema")
         body["format"] = schema if isinstance(schema, dict) else "json"
     return body
+
+
+def sampling_options(opts: ChatOptions) -> dict[str, Any]:
+    """ChatOptions as Ollama's `options` (only the values that are set)."""
+    mapped = {
+        "temperature": opts.temperature,
+        "top_p": opts.top_p,
+        "num_predict": opts.max_tokens,
+        "stop": opts.stop,
+        "seed": opts.seed,
+    }
+    return {key: value for key, value in mapped.items() if value is not None}
 
 
 def _created(stamp: Any) -> int:
@@ -132,6 +145,7 @@ class OllamaProvider:
 
     name = "ollama"
     default_model: str | None = None
+    honours = DEFAULT_HONOURS | {"response_format"}  # `format`; no forced tool choice
 
     def __init__(self, host: str, settings: Settings | None = None) -> None:
         timeout = settings.upstream_timeout if settings is not None else 120.0
@@ -144,20 +158,21 @@ class OllamaProvider:
 
     def _error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
+        detail = upstream_message(response)
+        log.warning("ollama at %s returned %s: %s", self.base_url, status, detail)
         return ProviderError(
-            f"ollama returned {status}: {upstream_message(response)}",
+            f"ollama returned {status}: {scrub(detail, self.base_url)}",
             provider=self.name,
             upstream_status=status,
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        log.warning("ollama at %s failed: %r", self.base_url, exc)
         if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeoutError(f"ollama at {self.base_url} timed out", provider=self.name)
+            return ProviderTimeoutError("ollama timed out", provider=self.name)
         if isinstance(exc, httpx.ConnectError):
-            return ProviderError(
-                f"cannot connect to ollama at {self.base_url}: {exc}", provider=self.name
-            )
-        return ProviderError(f"ollama at {self.base_url} failed: {exc!r}", provider=self.name)
+            return ProviderError("cannot connect to ollama", provider=self.name)
+        return ProviderError(f"ollama failed: {type(exc).__name__}", provider=self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         try:
@@ -176,6 +191,7 @@ class OllamaProvider:
                 provider=self.name,
                 created=_created(entry.get("modified_at")),
                 owned_by="ollama",
+                capabilities=capabilities_for(str(entry.get("name") or entry.get("model"))),
             )
             for entry in entries
             if isinstance(entry, dict) and (entry.get("name") or entry.get("model"))
@@ -222,7 +238,10 @@ class OllamaProvider:
                     continue
                 data = _decode(line.decode())
                 if data.get("error"):
-                    raise ProviderError(f"ollama failed: {data['error']}", provider=self.name)
+                    raise ProviderError(
+                        f"ollama failed: {scrub(str(data['error']), self.base_url)}",
+                        provider=self.name,
+                    )
                 message = data.get("message") or {}
                 content = message.get("content")
                 if content:
@@ -244,6 +263,69 @@ class OllamaProvider:
         yield Usage(int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0))
         reason: FinishReason = "length" if final.get("done_reason") == "length" else "stop"
         yield Finish("tool_calls" if next_index else reason)
+
+    async def embed(
+        self, inputs: Sequence[str], model: str, dimensions: int | None = None
+    ) -> Embeddings:
+        """`/api/embed` (Ollama L2-normalises the vectors)."""
+        try:
+            response = await self._client.post(
+                "/api/embed", json={"model": model, "input": list(inputs)}
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            data = response.json()
+            vectors = [[float(x) for x in vector] for vector in data["embeddings"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                f"ollama sent invalid embeddings: {exc!r}", provider=self.name
+            ) from None
+        if len(vectors) != len(inputs):
+            raise ProviderError(
+                f"ollama sent {len(vectors)} vectors for {len(inputs)} inputs", provider=self.name
+            )
+        return Embeddings(vectors, int(data.get("prompt_eval_count") or 0))
+
+    async def stream_completion(
+        self, prompt: str, model: str, options: ChatOptions | None = None, echo: bool = False
+    ) -> AsyncIterator[ProviderEvent]:
+        """`/api/generate` with `raw: true`: the prompt exactly as given, no template."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "raw": True, "stream": True}
+        sampling = sampling_options(options or ChatOptions())
+        if sampling:
+            body["options"] = sampling
+        final: dict[str, Any] | None = None
+        try:
+            async with self._client.stream("POST", "/api/generate", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(response)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    data = _decode(line)
+                    if data.get("error"):
+                        raise ProviderError(
+                            f"ollama failed: {scrub(str(data['error']), self.base_url)}",
+                            provider=self.name,
+                        )
+                    if data.get("response"):
+                        yield TextDelta(data["response"])
+                    if data.get("done"):
+                        final = data
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        except (ValueError, AttributeError) as exc:
+            raise ProviderError(
+                f"ollama sent invalid stream data: {exc}", provider=self.name
+            ) from None
+        if final is None:
+            raise ProviderError("ollama closed the stream before it finished", provider=self.name)
+        yield Usage(int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0))
+        yield Finish("length" if final.get("done_reason") == "length" else "stop")
 
     async def aclose(self) -> None:
         await self._client.aclose()

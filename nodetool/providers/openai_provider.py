@@ -10,22 +10,34 @@ Proxies are not supported (`HTTP(S)_PROXY` are ignored).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from nodetool.config import Settings
 from nodetool.errors import ProviderError, ProviderTimeoutError
-from nodetool.providers.http_client import HttpClient, HttpError, HttpTimeout, Response
+from nodetool.providers.base import GATED_FIELDS, capabilities_for, scrub
+from nodetool.providers.http_client import (
+    ConnectError,
+    ConnectTimeout,
+    HttpClient,
+    HttpError,
+    HttpTimeout,
+    Response,
+)
+from nodetool.providers.openai_extras import OpenAIExtras
 from nodetool.types.events import (
     Finish,
     FinishReason,
     ProviderEvent,
     TextDelta,
+    TokenLogprobs,
     ToolCallDelta,
     Usage,
 )
 from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 
+log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -38,7 +50,19 @@ _decode = json.JSONDecoder().decode  # str input: about 2x faster than json.load
 # the C scanner itself: no whitespace regex around it (an SSE payload is already stripped);
 # it raises StopIteration on invalid JSON, which must never escape into a generator
 _scan = json.JSONDecoder().scan_once
-_OPTION_FIELDS = ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format", "user")
+_OPTION_FIELDS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "response_format",
+    "user",
+    "logprobs",
+    "top_logprobs",
+    "reasoning_effort",
+    "verbosity",
+)
 
 
 def message_to_wire(message: Message) -> dict[str, Any]:
@@ -127,6 +151,9 @@ def completion_events(data: Any) -> list[ProviderEvent]:
     content = message.get("content")
     if content:
         events.append(TextDelta(content if isinstance(content, str) else json.dumps(content)))
+    logprobs = (choice.get("logprobs") or {}).get("content")
+    if logprobs:
+        events.append(TokenLogprobs(logprobs))
     calls = message.get("tool_calls") or ()
     for index, call in enumerate(calls):
         function = call.get("function") or {}
@@ -190,6 +217,9 @@ class _SSEParser:
                 content = delta.get("content")
                 if content:
                     events.append(TextDelta(content))
+                logprobs = choice.get("logprobs")
+                if logprobs and logprobs.get("content"):
+                    events.append(TokenLogprobs(logprobs["content"]))
                 calls = delta.get("tool_calls")
                 if calls:
                     self.saw_tools = True
@@ -227,10 +257,14 @@ class _SSEParser:
         return events
 
 
-class OpenAIProvider:
-    """Chat completions from an OpenAI-compatible HTTP API."""
+class OpenAIProvider(OpenAIExtras):
+    """Chat completions (and embeddings, legacy completions) from an OpenAI-compatible API.
+
+    Every gated field is passed through: the upstream decides (and its 400 is relayed).
+    """
 
     default_model: str | None = None
+    honours = frozenset(GATED_FIELDS)
 
     def __init__(
         self,
@@ -242,6 +276,7 @@ class OpenAIProvider:
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
         headers = {"accept": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -260,26 +295,38 @@ class OpenAIProvider:
             settings.upstream_timeout,
         )
 
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.base_url, self._api_key)
+
     async def _error(self, response: Response) -> ProviderError:
         status = response.status
-        body = await response.read()
+        detail = error_text(await response.read(), response.reason)
+        log.warning("%s upstream %s returned %s: %s", self.name, self.base_url, status, detail)
         return ProviderError(
-            f"{self.name} upstream returned {status}: {error_text(body, response.reason)}",
+            f"{self.name} upstream returned {status}: {self._scrub(detail)}",
             provider=self.name,
             upstream_status=status,
         )
 
     def _transport_error(self, exc: HttpError) -> ProviderError:
+        log.warning("%s upstream at %s failed: %s", self.name, self.base_url, exc)
+        if isinstance(exc, ConnectTimeout):  # its text names the address: the log keeps it
+            what = "connecting took too long"
+        elif isinstance(exc, ConnectError):
+            what = "could not connect"
+        else:
+            what = self._scrub(str(exc))
         if isinstance(exc, HttpTimeout):
             return ProviderTimeoutError(
-                f"{self.name} upstream at {self.base_url} timed out: {exc}", provider=self.name
+                f"{self.name} upstream timed out: {what}", provider=self.name
             )
-        return ProviderError(
-            f"{self.name} upstream at {self.base_url} failed: {exc}", provider=self.name
-        )
+        return ProviderError(f"{self.name} upstream failed: {what}", provider=self.name)
 
     def _invalid(self, exc: Exception) -> ProviderError:
-        return ProviderError(f"{self.name} upstream sent invalid data: {exc!r}", provider=self.name)
+        log.warning("%s upstream at %s sent invalid data: %r", self.name, self.base_url, exc)
+        return ProviderError(
+            f"{self.name} upstream sent invalid data: {self._scrub(repr(exc))}", provider=self.name
+        )
 
     async def list_models(self) -> list[ModelInfo]:
         try:
@@ -299,6 +346,7 @@ class OpenAIProvider:
                 provider=self.name,
                 created=int(entry.get("created") or 0),
                 owned_by=str(entry.get("owned_by") or self.name),
+                capabilities=capabilities_for(str(entry["id"])),
             )
             for entry in entries
             if isinstance(entry, dict) and entry.get("id")
@@ -342,8 +390,9 @@ class OpenAIProvider:
     def _stream_error(self, error: Any) -> ProviderError:
         message = error.get("message") if isinstance(error, dict) else str(error)
         status = error.get("code") if isinstance(error, dict) else None
+        log.warning("%s upstream at %s failed mid-stream: %s", self.name, self.base_url, message)
         return ProviderError(
-            f"{self.name} upstream failed mid-stream: {message}",
+            f"{self.name} upstream failed mid-stream: {self._scrub(str(message))}",
             provider=self.name,
             upstream_status=status if isinstance(status, int) else None,
         )

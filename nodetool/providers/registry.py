@@ -139,10 +139,12 @@ class ProviderRegistry:
         providers: dict[str, ChatProvider],
         default_provider: str,
         default_model: str | None = None,
+        aliases: dict[str, str] | None = None,
     ) -> None:
         self._providers = providers
         self.default_provider = default_provider
         self.default_model = default_model
+        self.aliases = dict(aliases or {})
         self._cache: dict[str, tuple[float, list[ModelInfo] | None, set[str] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -154,7 +156,12 @@ class ProviderRegistry:
         providers: dict[str, ChatProvider] = {}
         for name in names:
             providers[name] = _build(name, settings)
-        return cls(providers, default_provider_name(settings), settings.default_model)
+        return cls(
+            providers,
+            default_provider_name(settings),
+            settings.default_model,
+            settings.model_aliases,
+        )
 
     def names(self) -> list[str]:
         return list(self._providers)
@@ -180,7 +187,12 @@ class ProviderRegistry:
     async def resolve(
         self, model: str | None, provider: str | None = None
     ) -> tuple[ChatProvider, str]:
-        """Route a request to (provider, model id for that provider); first rule that matches."""
+        """Route a request to (provider, model id for that provider); first rule that matches.
+
+        A model alias (NODETOOL_MODEL_ALIASES, --model-alias) is replaced by its target first.
+        """
+        if model and model in self.aliases:
+            model = self.aliases[model]
         if provider:
             chosen = self.get(provider)
             if model:
@@ -284,7 +296,26 @@ class ProviderRegistry:
         """Every configured provider's models (cached like the routing lists); a provider
         whose listing fails is skipped (and logged)."""
         listings = await asyncio.gather(*(self._listing(name) for name in self._providers))
-        return [model for models, _ in listings if models for model in models]
+        found = [model for models, _ in listings if models for model in models]
+        return found + [
+            self._alias_info(name, target, found) for name, target in self.aliases.items()
+        ]
+
+    def _alias_info(self, name: str, target: str, found: list[ModelInfo]) -> ModelInfo:
+        """An alias as a model entry: `owned_by` names its target, capabilities are the target's."""
+        prefix, rest = _split_prefix(target)
+        for model in found:
+            if model.id == rest and prefix in (None, model.provider):
+                return ModelInfo(
+                    id=name,
+                    provider=model.provider,
+                    created=model.created,
+                    owned_by=target,
+                    capabilities=model.capabilities,
+                    alias_of=target,
+                )
+        provider = prefix or self.default_provider
+        return ModelInfo(id=name, provider=provider, owned_by=target, alias_of=target)
 
     def invalidate(self) -> None:
         """Forget the cached model lists (the next routing or listing asks the providers)."""

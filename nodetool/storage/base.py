@@ -13,7 +13,10 @@ chosen id is taken, `PermissionDeniedError` when a shared workflow would be chan
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from nodetool.storage.responses import ResponseStore
 
 Record = dict[str, Any]
 Page = tuple[list[Record], str | None]
@@ -166,5 +169,6 @@ class Store(Protocol):
     messages: MessageStore
     workflows: WorkflowStore
     jobs: JobStore
+    responses: ResponseStore  # nodetool.storage.responses
 
     async def close(self) -> None: ...

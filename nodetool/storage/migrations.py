@@ -141,10 +141,30 @@ def _v3(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE jobs ADD COLUMN heartbeat_at {stamp}"))
 
 
+def _v4(conn: Connection) -> None:
+    """Stored `/v1/responses` objects per user, with their input items and conversation."""
+    id_ = String(64).with_variant(String(64, collation="C"), "postgresql")
+    md = MetaData()
+    Table(
+        "responses",
+        md,
+        Column("id", id_, primary_key=True),
+        Column("user_id", String(128), nullable=False),
+        Column("previous_response_id", String(64)),
+        Column("response", Text, nullable=False),
+        Column("input_items", Text, nullable=False),
+        Column("history", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_responses_user_id", "user_id", "id"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
     Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
     Migration(3, "jobs.owner and jobs.heartbeat_at (job ownership)", _v3),
+    Migration(4, "responses (stored /v1/responses objects)", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,4 +1,4 @@
-"""The current schema (version 3) as SQLAlchemy Core tables, used by the queries.
+"""The current schema (version 4) as SQLAlchemy Core tables, used by the queries.
 
 Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
 that the migrated database matches these tables. JSON values are stored as text.
@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def id_type(length: int = 128) -> String:
@@ -109,4 +109,17 @@ job_events = Table(
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("event", Text, nullable=False),  # JSON object
     Column("created_at", timestamp(), nullable=False),
+)
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", id_type(64), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("response", Text, nullable=False),  # JSON: the `response` object as last sent
+    Column("input_items", Text, nullable=False),  # JSON list: this request's input items
+    Column("history", Text, nullable=False),  # JSON list: the conversation, for follow-ups
+    Column("created_at", timestamp(), nullable=False),
+    Index("ix_responses_user_id", "user_id", "id"),  # v4
 )

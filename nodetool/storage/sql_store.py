@@ -7,6 +7,7 @@ from nodetool.storage.db import Database
 from nodetool.storage.jobs import SqlJobStore
 from nodetool.storage.messages import SqlMessageStore
 from nodetool.storage.migrations import migrate
+from nodetool.storage.responses import SqlResponseStore
 from nodetool.storage.threads import SqlThreadStore
 from nodetool.storage.workflows import SqlWorkflowStore
 
@@ -20,6 +21,7 @@ class SqlStore:
         self.messages = SqlMessageStore(db)
         self.workflows = SqlWorkflowStore(db)
         self.jobs = SqlJobStore(db)
+        self.responses = SqlResponseStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> SqlStore:

@@ -58,7 +58,18 @@ class Finish:
     reason: FinishReason = "stop"
 
 
-ProviderEvent = TextDelta | ToolCallDelta | Usage | Finish
+@dataclass(slots=True)
+class TokenLogprobs:
+    """Log probabilities of tokens just streamed, in OpenAI's chat shape: one dict per token,
+    `{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}, ...]}`.
+
+    Yielded only when `ChatOptions.logprobs` is set, next to the TextDelta(s) of those tokens.
+    """
+
+    content: list[dict[str, Any]]
+
+
+ProviderEvent = TextDelta | ToolCallDelta | Usage | Finish | TokenLogprobs
 
 
 # ---- chat engine events ----------------------------------------------------------------
@@ -118,6 +129,7 @@ class Done:
 
 ChatEvent = (
     TextDelta
+    | TokenLogprobs
     | ToolCallDelta
     | ToolCallStarted
     | ToolResultEvent

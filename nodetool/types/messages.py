@@ -90,6 +90,13 @@ class ChatOptions(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    # return per-token log probabilities (and the `top_logprobs` most likely alternatives)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    # hints for reasoning models ("low", "medium", ...); providers whose models do not reason
+    # ignore them (documented in docs/openai-fields.md)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
     # a hint: False when the caller wants the whole answer at once (providers may ignore it)
     stream: bool = True
 
@@ -102,3 +109,6 @@ class ModelInfo(BaseModel):
     created: int = 0
     owned_by: str = ""
     status: str | None = None  # why the model cannot serve right now (None: it can)
+    # what the model serves: "chat" (chat + legacy completions) and/or "embeddings"
+    capabilities: list[str] = Field(default_factory=lambda: ["chat"])
+    alias_of: str | None = None  # set for a model alias: the target it routes like

@@ -15,6 +15,9 @@ or one JSON object when `"stream": false`). Behaviour, from directives in the la
 After a tool result: "Tool results: <contents joined by ' | '>"; otherwise "Echo: <text>".
 An unknown model gets 404 `{"error": "model 'x' not found"}`, as Ollama does.
 
+`POST /api/embed` answers unit vectors (4 floats per input); `POST /api/generate` (NDJSON)
+completes `prompt` by the same rules as a user message, recorded in `stub.extra_requests`.
+
 Every chat body is recorded in `stub.requests`, `/api/tags` calls are counted in
 `stub.tag_requests`; client disconnects during a response in
 `stub.disconnects` (monotonic times).
@@ -72,6 +75,7 @@ class OllamaStub(StubServer):
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.tag_requests = 0
+        self.extra_requests: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         super().__init__()
         self.url = self._server.url
@@ -79,6 +83,7 @@ class OllamaStub(StubServer):
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.extra_requests.clear()
             self.disconnects.clear()
             self.tag_requests = 0
 
@@ -101,6 +106,29 @@ class OllamaStub(StubServer):
                 for m in MODELS
             ]
             await _json(send, 200, {"models": models})
+        elif path in ("/api/embed", "/api/generate") and method == "POST":
+            payload = json.loads(body or b"{}")
+            with self._lock:
+                self.extra_requests.append((path.rsplit("/", 1)[-1], payload))
+            if path == "/api/embed":
+                inputs = payload.get("input")
+                inputs = [inputs] if isinstance(inputs, str) else inputs or []
+                vectors = [[0.5, 0.5, 0.5, 0.5] for _ in inputs]
+                await _json(send, 200, {"embeddings": vectors, "prompt_eval_count": len(inputs)})
+                return
+            plan = _plan({"messages": [{"role": "user", "content": payload.get("prompt", "")}]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/x-ndjson")],
+                }
+            )
+            for word in re.findall(r"\S+\s*", plan["text"]):
+                await _line(send, {"model": payload["model"], "response": word, "done": False})
+            final = {"response": "", "done": True, "done_reason": "stop"}
+            final.update(prompt_eval_count=3, eval_count=2)
+            await _line(send, {"model": payload["model"], **final}, more=False)
         elif path == "/api/chat" and method == "POST":
             payload = json.loads(body or b"{}")
             with self._lock:

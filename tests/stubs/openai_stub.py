@@ -16,9 +16,16 @@ Behaviour, first match wins:
 3. After a tool result (last message role `tool`): "Tool results: <contents joined by ' | '>".
 4. Otherwise: "Echo: <user text with directives removed>".
 
-Every request body is recorded in `stub.requests`; client disconnects during a response are
+`POST /v1/embeddings` answers deterministic unit vectors (8 floats, or `dimensions`);
+`POST /v1/completions` (legacy, streamed or not) completes the prompt by the same rules as a
+user message (`echo` repeats the prompt; `logprobs: N` adds legacy log probabilities). With
+`logprobs: true` chat replies carry one chat-shape logprob entry per delta (`top_logprobs`
+alternatives each).
+
+Every chat request body is recorded in `stub.requests`, embeddings and completions bodies in
+`stub.extra_requests` as `(path, body)`; client disconnects during a response are
 recorded in `stub.disconnects` (monotonic times) so tests can prove cancellation reached upstream.
-`GET /v1/models` lists `stub-model` and `stub-model-2`.
+`GET /v1/models` lists `stub-model` and `stub-model-2` (or the `models` given).
 """
 
 from __future__ import annotations
@@ -125,9 +132,11 @@ def split_text(text: str, chunks: int | None) -> list[str]:
 class OpenAIStub(StubServer):
     """The stub server; use as a context manager or call start()/stop()."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: list[str] | None = None) -> None:
+        self.models = models or MODELS
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.extra_requests: list[tuple[str, dict[str, Any]]] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         super().__init__()
@@ -143,6 +152,7 @@ class OpenAIStub(StubServer):
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.extra_requests.clear()
             self.headers.clear()
             self.disconnects.clear()
 
@@ -162,18 +172,26 @@ class OpenAIStub(StubServer):
                 "object": "list",
                 "data": [
                     {"id": m, "object": "model", "created": 1700000000, "owned_by": "stub"}
-                    for m in MODELS
+                    for m in self.models
                 ],
             }
             await _json(send, 200, data)
-            return
-        if not path.endswith("/chat/completions"):
-            await _json(send, 404, _error("no such route", "not_found"))
             return
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
             await _json(send, 400, _error("invalid json", "invalid_json"))
+            return
+        if path.endswith(("/embeddings", "/v1/completions")) and scope["method"] == "POST":
+            with self._lock:
+                self.extra_requests.append((path.rsplit("/", 1)[-1], payload))
+            if path.endswith("/embeddings"):
+                await _json(send, 200, embeddings(payload))
+            else:
+                await self._legacy(payload, send)
+            return
+        if not path.endswith("/chat/completions"):
+            await _json(send, 404, _error("no such route", "not_found"))
             return
         with self._lock:
             self.requests.append(payload)
@@ -205,6 +223,35 @@ class OpenAIStub(StubServer):
             if not watcher.done():
                 watcher.cancel()
 
+    async def _legacy(self, payload: dict[str, Any], send: Any) -> None:
+        """A legacy `text_completion`, as one object or as SSE chunks."""
+        choices, usage = legacy_chunks(payload)
+        head = {"id": "cmpl-stub", "object": "text_completion", "created": 1700000000}
+        head["model"] = payload.get("model", "stub-model")
+        if not payload.get("stream"):
+            text = "".join(c["text"] for c in choices)
+            merged: dict[str, Any] = {"index": 0, "text": text, "logprobs": None}
+            merged["finish_reason"] = choices[-1]["finish_reason"]
+            if payload.get("logprobs") is not None:
+                merged["logprobs"] = {
+                    key: [v for c in choices for v in (c["logprobs"][key] or [])]
+                    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+                }
+            await _json(send, 200, {**head, "choices": [merged], "usage": usage})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for choice in choices:
+            await _sse(send, {**head, "choices": [choice]})
+        if (payload.get("stream_options") or {}).get("include_usage"):
+            await _sse(send, {**head, "choices": [], "usage": usage})
+        await _sse(send, "[DONE]", more=False)
+
     async def _watch_disconnect(self, receive: Any) -> None:
         while True:
             message = await receive()
@@ -224,12 +271,15 @@ class OpenAIStub(StubServer):
         model = payload.get("model", "stub-model")
 
         async def emit(delta: dict[str, Any], finish: str | None = None) -> None:
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+            if payload.get("logprobs") and delta.get("content"):
+                choice["logprobs"] = {"content": chat_logprobs([delta["content"]], payload)}
             chunk = {
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": 1700000000,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [choice],
             }
             await send(
                 {
@@ -291,6 +341,13 @@ class OpenAIStub(StubServer):
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
+async def _sse(send: Any, data: dict[str, Any] | str, more: bool = True) -> None:
+    text = data if isinstance(data, str) else json.dumps(data)
+    await send(
+        {"type": "http.response.body", "body": f"data: {text}\n\n".encode(), "more_body": more}
+    )
+
+
 def _usage(payload: dict[str, Any], completion: int) -> dict[str, int]:
     prompt = sum(len(_user_text(m).split()) for m in payload.get("messages") or []) + 1
     return {
@@ -317,15 +374,89 @@ def _completion(payload: dict[str, Any], reply: Reply) -> dict[str, Any]:
             ],
         }
         finish = "tool_calls"
-    pieces = len(split_text(reply.text or "", reply.chunks))
+    split = split_text(reply.text or "", reply.chunks)
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+    if payload.get("logprobs") and not reply.tool_calls:
+        choice["logprobs"] = {"content": chat_logprobs(split, payload)}
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": 1700000000,
         "model": payload.get("model", "stub-model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": _usage(payload, pieces),
+        "choices": [choice],
+        "usage": _usage(payload, len(split)),
     }
+
+
+def chat_logprobs(pieces: list[str], payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """One chat-shape entry per piece (logprob -0.25), `top_logprobs` alternatives each."""
+    top = int(payload.get("top_logprobs") or 0)
+    return [
+        {
+            "token": piece,
+            "logprob": -0.25,
+            "bytes": list(piece.encode()),
+            "top_logprobs": [
+                {"token": piece, "logprob": -0.25 - i, "bytes": list(piece.encode())}
+                for i in range(top)
+            ],
+        }
+        for piece in pieces
+    ]
+
+
+def embeddings(payload: dict[str, Any]) -> dict[str, Any]:
+    """A `list` of unit vectors derived from each input's bytes."""
+    raw = payload.get("input")
+    inputs = [raw] if isinstance(raw, str) else list(raw or [])
+    size = int(payload.get("dimensions") or 8)
+    data = []
+    for index, text in enumerate(inputs):
+        seed = [b for b in str(text).encode()] or [1]
+        vector = [float(seed[i % len(seed)] + i) for i in range(size)]
+        norm = sum(x * x for x in vector) ** 0.5
+        data.append(
+            {"object": "embedding", "index": index, "embedding": [x / norm for x in vector]}
+        )
+    tokens = sum(len(str(t).split()) for t in inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": payload.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def legacy_chunks(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The choices of a legacy completion, one per piece (echo first), and its usage."""
+    prompt = payload.get("prompt")
+    prompt = prompt[0] if isinstance(prompt, list) else str(prompt or "")
+    reply = plan_reply({"messages": [{"role": "user", "content": prompt}]})
+    pieces = split_text(reply.text or "", reply.chunks)
+    if payload.get("echo"):
+        pieces.insert(0, prompt)
+    top = payload.get("logprobs")
+    choices = []
+    offset = 0
+    for piece in pieces:
+        choice: dict[str, Any] = {"index": 0, "text": piece, "finish_reason": None}
+        if top is not None:
+            choice["logprobs"] = {
+                "tokens": [piece],
+                "token_logprobs": [-0.5],
+                "top_logprobs": [{piece: -0.5}] if top else None,
+                "text_offset": [offset],
+            }
+        offset += len(piece)
+        choices.append(choice)
+    choices[-1]["finish_reason"] = reply.finish_reason or "stop"
+    prompt_tokens = len(prompt.split()) + 1
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(pieces),
+        "total_tokens": prompt_tokens + len(pieces),
+    }
+    return choices, usage
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nodetool.config import Settings
 
 LOCALHOST_ORIGIN_REGEX = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?"
-EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate")
+EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-Id")
 _ORIGIN_CLOSE = {"type": "websocket.close", "code": 1008, "reason": "origin not allowed"}
 
 

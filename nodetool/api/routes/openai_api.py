@@ -21,6 +21,7 @@ from nodetool.api.openai_wire import (
     completion_body,
     completion_id,
     dumps,
+    gated_fields,
     model_entry,
     parse_request,
     to_messages,
@@ -30,7 +31,15 @@ from nodetool.api.openai_wire import (
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
 from nodetool.errors import ModelNotFoundError, NodetoolError, ProviderError
-from nodetool.types.events import Done, ErrorEvent, MessageEvent, TextDelta, ToolCallDelta
+from nodetool.providers.base import check_fields
+from nodetool.types.events import (
+    Done,
+    ErrorEvent,
+    MessageEvent,
+    TextDelta,
+    TokenLogprobs,
+    ToolCallDelta,
+)
 from nodetool.types.messages import ModelInfo
 
 if TYPE_CHECKING:
@@ -95,6 +104,7 @@ async def chat_completions(request: Request) -> Response:
         user_id=request.scope.get("state", {}).get("user_id", "1"),
     )
     route = await engine.resolve(turn_request)
+    check_fields(route[0], gated_fields(wire))
     tools = await engine.server_tools(turn_request)
     model = wire.model or route[1]
     turn = _Turn(engine, turn_request, route, tools, model, metrics_of(request.app), started)
@@ -117,6 +127,8 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
     head: str | None = encoder.role()
     first: float | None = None
     usage = None
+    held: str | None = None  # with logprobs: a text delta waits for its tokens' logprobs
+    with_logprobs = bool(turn.request.options.logprobs)
     try:
         async with aclosing(turn.events()) as events:
             async for event in events:
@@ -124,7 +136,16 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
                 if kind is TextDelta:
                     if not event.text:
                         continue
-                    out = encoder.content(event.text)
+                    if with_logprobs:  # held until its tokens' logprobs arrive
+                        out = encoder.content(held) if held is not None else ""
+                        held = event.text
+                        if not out:
+                            continue
+                    else:
+                        out = encoder.content(event.text)
+                elif kind is TokenLogprobs:
+                    out = encoder.content_logprobs(held or "", event.content)
+                    held = None
                 elif kind is ToolCallDelta:
                     out = encoder.tool_call(event)
                 elif kind is Done:
@@ -136,6 +157,9 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
                     raise _event_error(event)
                 else:  # server-side tool activity is invisible to OpenAI clients
                     continue
+                if held is not None and kind is not TextDelta:
+                    out = encoder.content(held) + out
+                    held = None
                 if head is not None:
                     out = head + out
                     head = None
@@ -160,6 +184,7 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
 async def _complete(turn: _Turn) -> bytes:
     """Run the whole turn and build the `chat.completion` object."""
     parts: list[str] = []
+    logprobs: list[dict] = []
     reply = None
     done: Done | None = None
     first: float | None = None
@@ -171,6 +196,8 @@ async def _complete(turn: _Turn) -> bytes:
                     if first is None:
                         first = time.perf_counter()
                     parts.append(event.text)
+                elif kind is TokenLogprobs:
+                    logprobs.extend(event.content)
                 elif kind is MessageEvent:
                     reply = event.message
                 elif kind is Done:
@@ -195,7 +222,10 @@ async def _complete(turn: _Turn) -> bytes:
     content: str | None = "".join(parts)
     if calls and not content:
         content = None
-    return completion_body(completion_id(), turn.model, content, calls, finish, usage)
+    wanted = turn.request.options.logprobs
+    return completion_body(
+        completion_id(), turn.model, content, calls, finish, usage, logprobs if wanted else None
+    )
 
 
 # ---- models -----------------------------------------------------------------------------
@@ -212,6 +242,7 @@ def _entries(models: list[ModelInfo]) -> list[dict]:
             m.created,
             m.owned_by or m.provider,
             m.status,
+            m.capabilities,
         )
         for m in models
     ]
@@ -228,7 +259,9 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     models = await request.app.state.runtime.providers.list_models()
     for m in models:
         if model_id in (m.id, f"{m.provider}/{m.id}"):
-            entry = model_entry(model_id, m.created, m.owned_by or m.provider, m.status)
+            entry = model_entry(
+                model_id, m.created, m.owned_by or m.provider, m.status, m.capabilities
+            )
             return Response(dumps(entry), media_type=_JSON)
     raise ModelNotFoundError(
         f"The model '{model_id}' does not exist or you do not have access to it.",

@@ -1,0 +1,90 @@
+"""`POST /v1/embeddings`: text in, vectors out, from any provider that embeds.
+
+`input` is a string or an array of strings; `encoding_format` is `float` (default) or `base64`
+(little-endian float32, as OpenAI sends); `dimensions` goes to providers that honour it and is
+a 400 elsewhere. A provider without embeddings is a 400 naming `model`.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.responses import Response
+
+from nodetool.api.metrics import ROUTE_KEY
+from nodetool.api.openai_wire import dumps, request_error, text_or_texts
+from nodetool.errors import InvalidRequestError
+from nodetool.providers.base import EmbeddingProvider, check_fields
+
+router = APIRouter(tags=["openai"])
+PATH = "/v1/embeddings"
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str | None = None
+    input: str | list[str] = Field(...)
+
+    @field_validator("input", mode="plain")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return text_or_texts(value)
+
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    provider: str | None = None
+
+
+def parse(body: bytes) -> EmbeddingRequest:
+    try:
+        request = EmbeddingRequest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise request_error(exc) from None
+    inputs = [request.input] if isinstance(request.input, str) else request.input
+    if not inputs or any(not text for text in inputs):
+        raise InvalidRequestError(
+            "Invalid 'input': expected a non-empty string or a non-empty array of non-empty "
+            "strings.",
+            param="input",
+            code="invalid_value",
+        )
+    return request
+
+
+def encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def create_embeddings(request: Request) -> Response:
+    request.scope[ROUTE_KEY] = PATH
+    wire = parse(await request.body())
+    providers = request.app.state.runtime.providers
+    provider, model_id = await providers.resolve(wire.model, wire.provider)
+    if not isinstance(provider, EmbeddingProvider):
+        raise InvalidRequestError(
+            f"The {provider.name} provider cannot create embeddings; use a model of a "
+            "provider that can (GET /v1/models lists them with capability 'embeddings').",
+            param="model",
+            code="unsupported_model",
+        )
+    check_fields(provider, {"dimensions": wire.dimensions})
+    inputs = [wire.input] if isinstance(wire.input, str) else wire.input
+    result = await provider.embed(inputs, model_id, wire.dimensions)
+    data: list[dict[str, Any]] = [
+        {"object": "embedding", "index": i, "embedding": encode(v, wire.encoding_format)}
+        for i, v in enumerate(result.vectors)
+    ]
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    body = {"object": "list", "data": data, "model": wire.model or model_id, "usage": usage}
+    return Response(dumps(body), media_type="application/json")
+
+
+router.add_route(PATH, create_embeddings, methods=["POST"])

@@ -1,0 +1,102 @@
+"""Stored `/v1/responses` objects, per user: SQL (the `responses` table) and in-memory.
+
+A record is `{id, previous_response_id, response, input_items, history, created_at}`:
+`response` is the object as last sent to the client, `input_items` the request's own input
+items (with ids), `history` the whole conversation after the response (chat messages as dicts,
+instructions excluded) so `previous_response_id` can continue it. Every call is scoped by
+`user_id`: another user's id reads as missing.
+
+`nodetool.storage.memory_responses.MemoryResponseStore` serves `nodetool chat-server`, which
+has no database.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from nodetool.storage.base import Record
+from nodetool.storage.codec import dumps, iso, loads, now
+from nodetool.storage.db import Database
+from nodetool.storage.schema import responses
+
+
+class ResponseStore(Protocol):
+    async def save(
+        self,
+        user_id: str,
+        response: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+    ) -> None:
+        """Insert or replace the response `response["id"]` of this user."""
+        ...
+
+    async def get(self, user_id: str, id: str) -> Record | None: ...
+
+    async def delete(self, user_id: str, id: str) -> bool:
+        """False when no such response exists for this user."""
+        ...
+
+
+def _record(row: Any) -> Record:
+    return {
+        "id": row.id,
+        "previous_response_id": row.previous_response_id,
+        "response": loads(row.response),
+        "input_items": loads(row.input_items),
+        "history": loads(row.history),
+        "created_at": iso(row.created_at),
+    }
+
+
+class SqlResponseStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def save(
+        self,
+        user_id: str,
+        response: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+    ) -> None:
+        values = {
+            "previous_response_id": response.get("previous_response_id"),
+            "response": dumps(response),
+            "input_items": dumps(input_items),
+            "history": dumps(history),
+        }
+        response_id = response["id"]
+
+        async def run(conn: AsyncConnection) -> None:
+            changed = await conn.execute(
+                update(responses)
+                .where(responses.c.id == response_id, responses.c.user_id == user_id)
+                .values(values)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(
+                    insert(responses).values(
+                        id=response_id, user_id=user_id, created_at=now(), **values
+                    )
+                )
+
+        await self._db.run_write(run)
+
+    async def get(self, user_id: str, id: str) -> Record | None:
+        row = await self._db.first(
+            select(responses).where(responses.c.id == id, responses.c.user_id == user_id)
+        )
+        return None if row is None else _record(row)
+
+    async def delete(self, user_id: str, id: str) -> bool:
+        async def run(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                delete(responses).where(responses.c.id == id, responses.c.user_id == user_id)
+            )
+            return result.rowcount == 1
+
+        return await self._db.run_write(run)
