@@ -33,9 +33,17 @@ from nodetool.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from nodetool.providers.base import Embeddings
 from nodetool.providers.local_constraints import Constraint, constraint_for, tool_call_of
-from nodetool.providers.local_prompt import build_request
-from nodetool.types.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from nodetool.providers.local_prompt import build_request, completion_request
+from nodetool.types.events import (
+    Finish,
+    ProviderEvent,
+    TextDelta,
+    TokenLogprobs,
+    ToolCallDelta,
+    Usage,
+)
 from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 
 MODEL_ID = "gemma-3-270m"
@@ -49,6 +57,9 @@ class LocalProvider:
     name = "local"
     default_model = MODEL_ID
     cache_models = False  # its status (available or not) changes at run time
+    honours = frozenset(
+        {"seed", "stop", "response_format", "tool_choice", "logprobs", "top_logprobs", "echo"}
+    )
 
     def __init__(self, settings: Settings, *, default_max_tokens: int = 256) -> None:
         self._settings = settings
@@ -60,7 +71,12 @@ class LocalProvider:
         status = self._process.unavailable if self._process is not None else None
         return [
             ModelInfo(
-                id=MODEL_ID, provider=self.name, created=CREATED, owned_by="google", status=status
+                id=MODEL_ID,
+                provider=self.name,
+                created=CREATED,
+                owned_by="google",
+                status=status,
+                capabilities=["chat", "embeddings"],
             )
         ]
 
@@ -91,36 +107,80 @@ class LocalProvider:
         tools: Sequence[ToolSpec] | None = None,
         options: ChatOptions | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        if model != MODEL_ID:
-            raise ModelNotFoundError(
-                f"model {model!r} not found; provider 'local' serves {MODEL_ID!r}", param="model"
-            )
+        _check_model(model)
         constraint = constraint_for(options, tools)
         body = build_request(
             messages, options, self._default_max, self._settings, constraint=constraint
         )
-        process = await self.process()
-        try:
-            async with asyncio.timeout(self._settings.upstream_timeout):
-                if constraint is not None and constraint.tool is not None:
-                    async for event in self._tool_call(process, body, constraint):
-                        yield event
-                else:
-                    async for event in self._generate(process, body):
-                        yield event
-        except TimeoutError:
-            raise ProviderTimeoutError(
-                f"the local model did not finish within {self._settings.upstream_timeout:g} s "
-                "(NODETOOL_UPSTREAM_TIMEOUT)",
-                provider=self.name,
-            ) from None
+        stream = self._generate(body, options, strip=True)
+        if constraint is not None and constraint.tool is not None:
+            stream = _as_tool_call(stream, constraint)
+        async for event in self._bounded(stream):
+            yield event
 
-    async def _generate(self, process: Any, body: dict[str, Any]) -> AsyncIterator[ProviderEvent]:
+    async def stream_completion(
+        self, prompt: str, model: str, options: ChatOptions | None = None, echo: bool = False
+    ) -> AsyncIterator[ProviderEvent]:
+        """The raw continuation of `prompt` (legacy /v1/completions), OpenAI's defaults."""
+        _check_model(model)
+        body = completion_request(prompt, options)
+        if echo:
+            yield TextDelta(prompt)
+        async for event in self._bounded(self._generate(body, options, strip=False)):
+            yield event
+
+    async def embed(
+        self, inputs: Sequence[str], model: str, dimensions: int | None = None
+    ) -> Embeddings:
+        """Mean-pooled, L2-normalised embeddings from the same child."""
         import httpx
 
-        socket = await process.ensure()
-        client = await self._client(socket)
-        first, final = True, None
+        _check_model(model)
+        process = await self.process()
+        client = await self._client(await process.ensure())
+        try:
+            async with asyncio.timeout(self._settings.upstream_timeout):
+                reply = await client.post("/v1/embeddings", json={"input": list(inputs)})
+        except TimeoutError:
+            raise self._timeout() from None
+        except httpx.TransportError as exc:
+            raise await self._lost(process, exc) from None
+        if reply.status_code != 200:
+            raise _http_error(reply.status_code, reply.content)
+        data = reply.json()
+        vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d["index"])]
+        return Embeddings(vectors, int(data.get("usage", {}).get("prompt_tokens") or 0))
+
+    async def _bounded(self, stream: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:
+        """`stream` within NODETOOL_UPSTREAM_TIMEOUT."""
+        try:
+            async with asyncio.timeout(self._settings.upstream_timeout):
+                async for event in stream:
+                    yield event
+        except TimeoutError:
+            raise self._timeout() from None
+
+    def _timeout(self) -> ProviderTimeoutError:
+        return ProviderTimeoutError(
+            f"the local model did not finish within {self._settings.upstream_timeout:g} s "
+            "(NODETOOL_UPSTREAM_TIMEOUT)",
+            provider=self.name,
+        )
+
+    async def _lost(self, process: Any, exc: Exception) -> ProviderError:
+        reason = await process.death()
+        detail = f"lost the connection to the local model process ({type(exc).__name__})"
+        return ProviderError(reason or detail, provider=self.name)
+
+    async def _generate(
+        self, body: dict[str, Any], options: ChatOptions | None, *, strip: bool
+    ) -> AsyncIterator[ProviderEvent]:
+        import httpx
+
+        process = await self.process()
+        client = await self._client(await process.ensure())
+        top = _want_logprobs(body, options)
+        first, final = strip, None
         try:
             async with client.stream("POST", "/completion", json=body) as response:
                 if response.status_code != 200:
@@ -137,15 +197,13 @@ class LocalProvider:
                         first = not text
                     if text:
                         yield TextDelta(text)
+                    if top is not None and chunk.get("completion_probabilities"):
+                        yield TokenLogprobs(_logprobs(chunk["completion_probabilities"], top))
                     if chunk.get("stop"):
                         final = chunk
                         break
         except (httpx.TransportError, json.JSONDecodeError) as exc:
-            reason = await process.death()
-            raise ProviderError(
-                reason or f"lost the connection to the local model process ({type(exc).__name__})",
-                provider=self.name,
-            ) from None
+            raise await self._lost(process, exc) from None
         if final is None:
             reason = await process.death()
             raise ProviderError(
@@ -155,26 +213,55 @@ class LocalProvider:
         yield Usage(prompt_tokens, int(final.get("tokens_predicted") or 0))
         yield Finish(_FINISH.get(final.get("stop_type"), "stop"))  # type: ignore[arg-type]
 
-    async def _tool_call(
-        self, process: Any, body: dict[str, Any], constraint: Constraint
-    ) -> AsyncIterator[ProviderEvent]:
-        """A forced tool call: the constrained JSON, sent as one call once complete."""
-        parts: list[str] = []
-        async for event in self._generate(process, body):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, Finish):
-                name, arguments = tool_call_of(constraint, "".join(parts))
-                yield ToolCallDelta(0, f"call_{uuid.uuid4().hex[:24]}", name, arguments)
-                yield Finish("tool_calls" if event.reason == "stop" else event.reason)
-            else:
-                yield event
-
     async def aclose(self) -> None:
         """Close this provider's connections (the shared child runs on for the process)."""
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
+
+
+def _check_model(model: str) -> None:
+    if model != MODEL_ID:
+        raise ModelNotFoundError(
+            f"model {model!r} not found; provider 'local' serves {MODEL_ID!r}", param="model"
+        )
+
+
+async def _as_tool_call(
+    stream: AsyncIterator[ProviderEvent], constraint: Constraint
+) -> AsyncIterator[ProviderEvent]:
+    """A forced tool call: the constrained JSON, sent as one call once complete."""
+    parts: list[str] = []
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, Finish):
+            name, arguments = tool_call_of(constraint, "".join(parts))
+            yield ToolCallDelta(0, f"call_{uuid.uuid4().hex[:24]}", name, arguments)
+            yield Finish("tool_calls" if event.reason == "stop" else event.reason)
+        else:
+            yield event
+
+
+def _want_logprobs(body: dict[str, Any], options: ChatOptions | None) -> int | None:
+    """How many alternatives per token to return (None: no log probabilities)."""
+    if options is None or not options.logprobs:
+        return None
+    top = options.top_logprobs or 0
+    body["n_probs"] = max(top, 1)
+    return top
+
+
+def _logprobs(entries: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """llama.cpp's `completion_probabilities` in OpenAI's chat logprobs shape."""
+
+    def one(entry: dict[str, Any]) -> dict[str, Any]:
+        return {"token": entry["token"], "logprob": entry["logprob"], "bytes": entry.get("bytes")}
+
+    return [
+        {**one(entry), "top_logprobs": [one(alt) for alt in entry.get("top_logprobs", [])[:top]]}
+        for entry in entries
+    ]
 
 
 def _message_of(raw: bytes) -> str:

@@ -117,3 +117,25 @@ def build_request(
         messages = [hint, *messages] if constraint.hint else messages
     body["prompt"] = build_prompt(messages, room * _CHARS_PER_TOKEN, fmt)
     return body
+
+
+def completion_request(prompt: str, options: ChatOptions | None) -> dict[str, Any]:
+    """A raw `/completion` request (legacy completions): the prompt as given, OpenAI's
+    defaults (temperature 1, top_p 1, 16 tokens), only the caller's stops."""
+    options = options or ChatOptions()
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "temperature": 1.0 if options.temperature is None else options.temperature,
+        "top_p": 1.0 if options.top_p is None else options.top_p,
+        "top_k": 0,
+        "min_p": 0.0,
+        "n_predict": 16 if options.max_tokens is None else options.max_tokens,
+        "stop": list(options.stop or []),
+        "stream": True,
+    }
+    if body["n_predict"] < 1:
+        raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
+    if options.seed is not None:
+        body["seed"] = options.seed
+    body["cache_prompt"] = body["temperature"] > 0 and "seed" not in body
+    return body
