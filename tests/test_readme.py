@@ -236,8 +236,12 @@ def test_local_model_snippets(tmp_path: Path) -> None:
 
     if not model_ready():
         missing("the embedded model is not ready", LOCAL_MODEL)
+    from nodetool.config import Settings
+    from nodetool.providers.local_model import llama_server_binary
+
     data_dir = os.environ["NODETOOL_DATA_DIR"]  # one model copy for the whole test session
-    env = base_env(tmp_path, NODETOOL_DATA_DIR=data_dir)
+    binary, _ = llama_server_binary(Settings())  # the build in the real cache (HOME is moved)
+    env = base_env(tmp_path, NODETOOL_DATA_DIR=data_dir, NODETOOL_LLAMA_SERVER=str(binary))
     for block in of_kind("local-model"):
         if block.lang == "bash":
             code, stdout, stderr = run_script(script_for(block, free_port()), env, timeout=600)

@@ -112,6 +112,8 @@ def build_request(
     room = max(n_ctx - body["n_predict"], n_ctx // 2)  # leave room for the answer
     if constraint is not None:  # the grammar ends the answer; turn markers are not needed
         body["json_schema"] = constraint.schema
+        # the grammar allows a key again and again; the small model loops on one without this
+        body["frequency_penalty"] = 0.5
         body["stop"] = list(options.stop or []) if options is not None else []
         hint = Message(role="system", content=constraint.hint)
         messages = [hint, *messages] if constraint.hint else messages
