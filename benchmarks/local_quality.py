@@ -82,12 +82,7 @@ _EXAMPLE_WORDS = ("jupiter", "largest planet")
 MAX_TOKENS = 96
 
 
-SHOTS = (
-    ("Hello there!", "Hello! How can I help you today?"),
-    ("What is the capital of Spain?", "The capital of Spain is Madrid."),
-    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
-    ("Who was the first person to walk on the Moon?", "Neil Armstrong, in 1969."),
-)
+SHOTS = FORMAT.examples
 
 
 def candidates() -> dict[str, PromptFormat]:
@@ -100,8 +95,7 @@ def candidates() -> dict[str, PromptFormat]:
         "4 shots": shots,
         "4 shots+penalty": replace(shots, sampling=penalty),
         "4 shots+greedy": replace(shots, sampling={**penalty, "temperature": 0.0}),
-        "4 shots+dry": replace(shots, sampling={**BEFORE.sampling, "dry_multiplier": 0.8}),
-        "chosen": FORMAT,
+        "chosen (4 shots+dry)": FORMAT,
     }
 
 

@@ -38,13 +38,21 @@ FORMAT = PromptFormat(
         "The following is a conversation between a User and a helpful Assistant. The Assistant "
         "answers each question correctly and briefly, in one or two sentences."
     ),
-    examples=(
-        (
-            "What is the largest planet in the solar system?",
-            "Jupiter is the largest planet in the solar system.",
-        ),
+    examples=(  # several kinds of turn, so no single example gets parroted
+        ("Hello there!", "Hello! How can I help you today?"),
+        ("What is the capital of Spain?", "The capital of Spain is Madrid."),
+        ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
+        ("Who was the first person to walk on the Moon?", "Neil Armstrong, in 1969."),
     ),
-    sampling={"temperature": 0.2, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0},
+    # DRY penalises repeating a run of tokens, which is how this model loops
+    sampling={
+        "temperature": 0.2,
+        "top_p": 0.95,
+        "top_k": 40,
+        "min_p": 0.05,
+        "repeat_penalty": 1.0,
+        "dry_multiplier": 0.8,
+    },
 )
 _CHARS_PER_TOKEN = 3  # conservative estimate used to trim long histories
 
