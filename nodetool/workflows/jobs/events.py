@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FINISHED = FINISHED_JOB_STATUSES
 Event = dict[str, Any]
 EVENTS_CHANNEL = "nodetool_job_events"  # Signals channel: payload is the job id
+WRITE_BATCH = 200  # events sent and stored together (bounded event-loop work per step)
 
 
 def is_terminal(event: Mapping[str, Any]) -> bool:
@@ -138,14 +139,16 @@ class EventLog:
                 batch.append(self._unsaved.get_nowait())
             closed = batch[-1] is None
             events = [e for e in batch if e is not None]
-            if not events:
-                continue
-            final = any(is_terminal(e) for e in events)
-            sent = await self.publisher.to_redis(self.job_id, events, final=final)
-            try:
-                await self.jobs.put_events(self.job_id, events)
-            except Exception:
-                log.exception("could not store %d event(s) of job %s", len(events), self.job_id)
-            self._stored = events[-1]["seq"]
-            self._progress.set()
-            await self.publisher.stored(self.job_id, sent=sent)
+            for start in range(0, len(events), WRITE_BATCH):  # the loop breathes between
+                await self._write_batch(events[start : start + WRITE_BATCH])
+
+    async def _write_batch(self, events: list[Event]) -> None:
+        final = any(is_terminal(e) for e in events)
+        sent = await self.publisher.to_redis(self.job_id, events, final=final)
+        try:
+            await self.jobs.put_events(self.job_id, events)
+        except Exception:
+            log.exception("could not store %d event(s) of job %s", len(events), self.job_id)
+        self._stored = events[-1]["seq"]
+        self._progress.set()
+        await self.publisher.stored(self.job_id, sent=sent)
