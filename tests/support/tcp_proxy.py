@@ -21,6 +21,7 @@ class TcpProxy:
         self.loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._open = False
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> TcpProxy:
@@ -43,10 +44,12 @@ class TcpProxy:
         self._call(self._cut())
 
     async def _listen(self) -> None:
+        self._open = True
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
     async def _cut(self) -> None:
+        self._open = False  # connections still being set up are dropped too
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -59,6 +62,10 @@ class TcpProxy:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            return
+        if not self._open:
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
         await asyncio.gather(

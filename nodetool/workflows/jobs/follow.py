@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,7 @@ class _Follow:
         self.wake = asyncio.Event()
         self.unsubscribe = signals.on(EVENTS_CHANNEL, self._signal)
         self.reading: asyncio.Future[Any] | None = None  # a pending Redis XREAD
+        self.reading_started = 0.0
 
     def _signal(self, payload: str) -> None:
         if payload in (self.job_id, "*"):
@@ -161,6 +163,7 @@ class Follower:
         assert self.redis is not None
         if state.reading is None:
             key = self.redis.events_key(state.job_id)
+            state.reading_started = time.monotonic()
             state.reading = asyncio.ensure_future(
                 self.redis.client.xread({key: state.last_id}, count=1000, block=int(QUIET * 1000))
             )
@@ -177,7 +180,7 @@ class Follower:
         except Exception as exc:
             self.redis.outage.failed(exc)
             return None
-        self.redis.outage.ok()
+        self.redis.outage.ok(state.reading_started)
         if not reply:
             return None
         events: list[Event] = []

@@ -61,7 +61,11 @@ class Outage:
         self.retry_at = now + delay
         return delay
 
-    def ok(self) -> None:
+    def ok(self, started: float) -> None:
+        """A call begun at `started` (time.monotonic()) succeeded; a call begun before the
+        outage was noticed proves nothing (it may have been answered just before)."""
+        if self.since is not None and started < self.since:
+            return
         if self.since is not None:
             log.info("Redis reachable again after %.1f s", time.monotonic() - self.since)
         self.since = None
@@ -96,6 +100,7 @@ class RedisLink:
         if not self.outage.may_try():
             return False
         key = self.events_key(job_id)
+        started = time.monotonic()
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for event in events:
@@ -107,19 +112,20 @@ class RedisLink:
         except Exception as exc:
             self.outage.failed(exc)
             return False
-        self.outage.ok()
+        self.outage.ok(started)
         return True
 
     async def last_seq(self, job_id: str) -> int:
         """The `seq` of the job stream's last entry (0 if none or Redis is away)."""
         if not self.outage.may_try():
             return 0
+        started = time.monotonic()
         try:
             entries = await self.client.xrevrange(self.events_key(job_id), count=1)
         except Exception as exc:
             self.outage.failed(exc)
             return 0
-        self.outage.ok()
+        self.outage.ok(started)
         for _entry_id, fields in entries:
             try:
                 return int(fields.get("seq", 0))
@@ -130,21 +136,23 @@ class RedisLink:
     async def publish_control(self, message: str) -> bool:
         if not self.outage.may_try():
             return False
+        started = time.monotonic()
         try:
             await self.client.publish(self.control_channel, message)
         except Exception as exc:
             self.outage.failed(exc)
             return False
-        self.outage.ok()
+        self.outage.ok(started)
         return True
 
     async def listen_control(self, on_message: Callable[[str], None]) -> None:
         """Call `on_message` for each control message, forever; resubscribes after outages."""
         while True:
             pubsub = self.client.pubsub()
+            started = time.monotonic()
             try:
                 await pubsub.subscribe(self.control_channel)
-                self.outage.ok()
+                self.outage.ok(started)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                     if message is not None and message.get("type") == "message":

@@ -101,6 +101,7 @@ class JobRunner:
 
     async def _redis_call(self, call: Any) -> Any:
         """Await a queue call; on failure note the outage, back off and return None."""
+        started = time.monotonic()
         try:
             result = await call
         except asyncio.CancelledError:
@@ -113,7 +114,7 @@ class JobRunner:
                 await asyncio.sleep(self.outage.failed(exc))
             return None
         if self.outage is not None:
-            self.outage.ok()
+            self.outage.ok(started)
         return result
 
     async def _consume(self) -> None:
@@ -187,7 +188,8 @@ class JobRunner:
                 log.exception("could not start job %s; it stays queued", run.job_id)
                 return
             if begun is None:  # finished meanwhile (e.g. cancelled while queued)
-                await self._redis_call(self.queue.ack(run.entry_id))
+                if run.entry_id is not None:
+                    await self._redis_call(self.queue.ack(run.entry_id))
                 return
             record, run.attempt = begun.record, begun.record["attempt"]
             self.observe("retried" if run.attempt > 1 else "started", None)
@@ -209,7 +211,7 @@ class JobRunner:
         if run.superseded:
             self.observe("lost", None)
         await events.close()
-        if not run.superseded:
+        if not run.superseded and run.entry_id is not None:
             await self._redis_call(self.queue.ack(run.entry_id))
 
     async def _attempt(
