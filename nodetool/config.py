@@ -97,6 +97,20 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(None, validation_alias=_env("NODETOOL_DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=_env("NODETOOL_REDIS_URL"))
+    redis_prefix: str = Field(
+        "nodetool", min_length=1, max_length=64, validation_alias=_env("NODETOOL_REDIS_PREFIX")
+    )
+
+    # Workflow jobs (docs/jobs.md)
+    max_concurrent_jobs: int = Field(
+        8, ge=1, le=1024, validation_alias=_env("NODETOOL_MAX_CONCURRENT_JOBS")
+    )
+    job_max_attempts: int = Field(
+        2, ge=1, le=100, validation_alias=_env("NODETOOL_JOB_MAX_ATTEMPTS")
+    )
+    job_claim_idle: float = Field(
+        5.0, ge=0.5, le=3600, validation_alias=_env("NODETOOL_JOB_CLAIM_IDLE")
+    )
 
     # Server behaviour
     log_level: LogLevel = Field("info", validation_alias=_env("NODETOOL_LOG_LEVEL"))

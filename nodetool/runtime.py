@@ -6,6 +6,7 @@ through typed dependencies. Each part is optional: an app builds only what it mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,23 @@ class Runtime:
             await self.store.close()
 
 
-async def open_runtime(settings: Settings, *, store: bool = True, jobs: bool = True) -> Runtime:
+def new_instance_id() -> str:
+    """A process's identity (metrics `instance` label, job queue consumer, job owner): random,
+    never reused, so a restarted or cloned process is never mistaken for another."""
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()[:32]}-{uuid.uuid4().hex[:12]}"
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    store: bool = True,
+    jobs: bool = True,
+    instance: str | None = None,
+    observe_jobs: Callable[[str, float | None], None] | None = None,
+) -> Runtime:
     """Build the runtime: providers, optional store, tools, chat engine, optional job manager."""
     from nodetool.chat.engine import ChatEngine
     from nodetool.providers.registry import ProviderRegistry
@@ -60,7 +77,9 @@ async def open_runtime(settings: Settings, *, store: bool = True, jobs: bool = T
         if jobs and runtime.store is not None:
             from nodetool.workflows.jobs import JobManager
 
-            runtime.jobs = JobManager(settings, runtime.store, runtime.providers)
+            runtime.jobs = JobManager(
+                settings, runtime.store, runtime.providers, instance=instance, observe=observe_jobs
+            )
             await runtime.jobs.start()
             runtime.engine.jobs = runtime.jobs
             await runtime.jobs.load_workflow_files(settings.workflow_files)

@@ -42,6 +42,7 @@ EDITOR = COMMON | {
     ("PUT", "/api/workflows/{workflow_id}"),
     ("DELETE", "/api/workflows/{workflow_id}"),
     ("POST", "/api/workflows/{workflow_id}/run"),
+    ("GET", "/api/jobs"),
     ("GET", "/api/jobs/{job_id}"),
     ("POST", "/api/jobs/{job_id}/cancel"),
     ("POST", "/mcp"),
@@ -54,6 +55,9 @@ WORKER = COMMON | {
     ("POST", "/workflows/{workflow_id}/run"),
     ("POST", "/workflows/{workflow_id}/run/stream"),
     ("POST", "/mcp"),
+    ("GET", "/jobs/{job_id}"),
+    ("GET", "/jobs/{job_id}/events"),
+    ("POST", "/jobs/{job_id}/cancel"),
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

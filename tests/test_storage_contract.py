@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 
@@ -17,7 +16,6 @@ from nodetool.errors import (
     PermissionDeniedError,
 )
 from nodetool.storage import Store, open_store
-from nodetool.storage.schema import jobs as jobs_table
 from tests.support.storage import BACKENDS, backend_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -392,7 +390,7 @@ async def test_fail_unfinished_marks_only_unfinished_jobs(store: Store, user: st
     assert (await store.jobs.get(user, finished["id"]))["status"] == "completed"
 
 
-# --- job ownership -------------------------------------------------------------------------
+# --- jobs on a queue: attempts, cancels, listing ------------------------------------------
 
 JOB_KEYS = {
     "id",
@@ -408,82 +406,75 @@ JOB_KEYS = {
     "updated_at",
     "started_at",
     "finished_at",
+    "attempt",
+    "max_attempts",
 }
 
 
-async def _age_heartbeats(store: Store, *job_ids: str, seconds: float = 3600) -> None:
-    """Set the jobs' heartbeat `seconds` into the past (straight in the table)."""
-    old = datetime.now(UTC) - timedelta(seconds=seconds)
-    async with store.db.write() as conn:
-        await conn.execute(
-            jobs_table.update().where(jobs_table.c.id.in_(job_ids)).values(heartbeat_at=old)
-        )
-
-
-async def _running(store: Store, user: str, owner: str | None) -> dict:
-    job = await store.jobs.create(user, "wf", {}, owner=owner)
-    return await store.jobs.update(job["id"], status="running")
-
-
-async def test_fail_orphaned_spares_live_owners_and_fails_the_rest(store: Store, user: str) -> None:
-    host, tag = socket.gethostname(), uuid.uuid4().hex[:8]
-    owners = {
-        "live": f"{host}:101:{tag}",
-        "dead": f"{host}:102:{tag}",
-        "remote_fresh": f"elsewhere.invalid:7:{tag}",
-        "remote_stale": f"elsewhere.invalid:8:{tag}",
-        "kept": f"{host}:103:{tag}",
-        "unowned": None,
-    }
-    made = {name: await _running(store, user, owner) for name, owner in owners.items()}
-    await _age_heartbeats(store, made["remote_stale"]["id"], made["kept"]["id"])
-    asked: list[str] = []
-
-    def is_alive(owner: str) -> bool:
-        asked.append(owner)
-        return owner == owners["live"]
-
-    count = await store.jobs.fail_orphaned(
-        "worker gone", is_alive=is_alive, stale_after=60, keep=[owners["kept"]]
-    )
-    assert count >= 3
-    status = {name: await store.jobs.get(user, job["id"]) for name, job in made.items()}
-    assert {name: job["status"] for name, job in status.items()} == {
-        "live": "running",
-        "dead": "failed",
-        "remote_fresh": "running",
-        "remote_stale": "failed",
-        "kept": "running",
-        "unowned": "failed",
-    }
-    for name in ("dead", "remote_stale", "unowned"):
-        assert status[name]["error"] == "worker gone" and status[name]["finished_at"]
-    # only owners on this host are checked; other hosts are judged by their heartbeat
-    assert owners["live"] in asked and owners["dead"] in asked
-    assert not {owners["remote_fresh"], owners["remote_stale"], owners["kept"]} & set(asked)
-    assert all(set(job) == JOB_KEYS for job in status.values())  # the owner stays internal
-
-
-async def test_heartbeat_keeps_only_the_owners_unfinished_jobs_fresh(
-    store: Store, user: str
-) -> None:
-    tag = uuid.uuid4().hex[:8]
-    owner, other = f"elsewhere.invalid:9:{tag}", f"elsewhere.invalid:10:{tag}"
-    beating = await _running(store, user, owner)
-    finished = await _running(store, user, owner)
-    await store.jobs.update(finished["id"], status="completed", results={})
-    silent = await _running(store, user, other)
-    await _age_heartbeats(store, beating["id"], finished["id"], silent["id"])
-    assert await store.jobs.heartbeat(owner) == 1
-    assert await store.jobs.heartbeat(f"elsewhere.invalid:11:{tag}") == 0
-    await store.jobs.fail_orphaned("stale", is_alive=lambda _: True, stale_after=60)
-    assert (await store.jobs.get(user, beating["id"]))["status"] == "running"
-    assert (await store.jobs.get(user, finished["id"]))["status"] == "completed"
-    gone = await store.jobs.get(user, silent["id"])
-    assert (gone["status"], gone["error"]) == ("failed", "stale")
-
-
-async def test_job_owner_is_checked(store: Store, user: str) -> None:
+async def test_attempts_are_counted_and_fence_superseded_writers(store: Store, user: str) -> None:
+    job = await store.jobs.create(user, "wf", {}, max_attempts=3)
+    assert set(job) == JOB_KEYS and (job["attempt"], job["max_attempts"]) == (0, 3)
+    first = await store.jobs.begin_attempt(job["id"], "worker-a")
+    assert first is not None and first.record["status"] == "running"
+    assert first.record["attempt"] == 1 and first.record["started_at"] and first.last_seq == 0
+    await store.jobs.put_events(job["id"], [{"type": "x", "seq": 1}, {"type": "y", "seq": 2}])
+    second = await store.jobs.begin_attempt(job["id"], "worker-b")  # worker-a was lost
+    assert second is not None and second.record["attempt"] == 2 and second.last_seq == 2
+    assert second.record["started_at"] == first.record["started_at"]
+    stale = await store.jobs.update(job["id"], status="completed", results={"a": 1}, attempt=1)
+    assert stale["status"] == "running" and stale["results"] is None  # not its job any more
+    done = await store.jobs.update(job["id"], status="completed", results={"b": 2}, attempt=2)
+    assert (done["status"], done["results"], done["attempt"]) == ("completed", {"b": 2}, 2)
+    assert await store.jobs.begin_attempt(job["id"], "worker-c") is None  # finished is final
     with pytest.raises(InvalidRequestError) as err:
-        await store.jobs.create(user, None, {}, owner="x" * 301)
-    assert err.value.param == "owner"
+        await store.jobs.create(user, "wf", {}, max_attempts=0)
+    assert err.value.param == "max_attempts"
+
+
+async def test_numbered_events_keep_the_first_writer(store: Store, user: str) -> None:
+    job = await store.jobs.create(user, "wf", {})
+    await store.jobs.put_events(job["id"], [{"n": 1, "seq": 1}, {"n": 2, "seq": 2}])
+    await store.jobs.put_events(job["id"], [{"n": "late", "seq": 2}, {"n": 3, "seq": 3}])
+    assert [(e["seq"], e["n"]) for e in await store.jobs.events(job["id"])] == [
+        (1, 1),
+        (2, 2),
+        (3, 3),
+    ]
+    assert await store.jobs.add_event(job["id"], {"n": 4}) == 4  # the counter moved on
+
+
+async def test_cancel_requests(store: Store, user: str) -> None:
+    queued = await store.jobs.create(user, "wf", {})
+    assert await store.jobs.request_cancel(queued["id"]) == "cancelled"
+    record = await store.jobs.get(user, queued["id"])
+    assert (record["status"], record["error"]) == ("cancelled", "cancelled")
+    assert await store.jobs.begin_attempt(queued["id"], "w") is None  # never starts now
+    running = await store.jobs.create(user, "wf", {})
+    await store.jobs.begin_attempt(running["id"], f"owner-{user}")
+    assert await store.jobs.cancels_for(f"owner-{user}") == []
+    assert await store.jobs.request_cancel(running["id"]) == "requested"
+    assert await store.jobs.cancels_for(f"owner-{user}") == [running["id"]]
+    assert (await store.jobs.get(user, running["id"]))["status"] == "running"
+    again = await store.jobs.begin_attempt(running["id"], "other")  # a re-run sees the flag
+    assert again is not None and again.cancel_requested
+    await store.jobs.update(running["id"], status="cancelled", error="cancelled")
+    assert await store.jobs.request_cancel(running["id"]) == "finished"
+
+
+async def test_jobs_are_listed_newest_first_with_filters_and_cursors(
+    store: Store, user: str, other: str
+) -> None:
+    made = [await store.jobs.create(user, f"wf-{n % 2}", {}) for n in range(5)]
+    await store.jobs.create(other, "wf-0", {})
+    await store.jobs.update(made[1]["id"], status="completed", results={})
+    page, following = await store.jobs.list(user, limit=3)
+    assert [j["id"] for j in page] == [j["id"] for j in made[::-1][:3]]
+    rest, last = await store.jobs.list(user, cursor=following, limit=3)
+    assert [j["id"] for j in rest] == [made[1]["id"], made[0]["id"]] and last is None
+    completed, _ = await store.jobs.list(user, status="completed")
+    assert [j["id"] for j in completed] == [made[1]["id"]]
+    open_jobs, _ = await store.jobs.list(user, status="queued,running", workflow_id="wf-0")
+    assert {j["id"] for j in open_jobs} == {made[0]["id"], made[2]["id"], made[4]["id"]}
+    for bad in ({"status": "nope"}, {"status": ""}, {"cursor": "!!"}, {"limit": 0}):
+        with pytest.raises(InvalidRequestError):
+            await store.jobs.list(user, **bad)

@@ -110,37 +110,34 @@ async def test_version_one_database_upgrades_with_data_intact(settings: Settings
         await store.close()
 
 
-async def test_version_two_database_gains_job_ownership(settings: Settings) -> None:
+async def test_version_three_database_gains_job_attempts(settings: Settings) -> None:
     db = Database.from_settings(settings)
-    assert await migrate(db, target=2) == 2
+    assert await migrate(db, target=3) == 3
     async with db.write() as conn:
         await conn.execute(
             text(
                 "INSERT INTO jobs (id, user_id, workflow_id, thread_id, status, params, graph, "
-                "results, error, created_at, updated_at, started_at, finished_at, event_seq) "
+                "results, error, created_at, updated_at, started_at, finished_at, event_seq, "
+                "owner, heartbeat_at) "
                 "VALUES (:id, 'alice', NULL, NULL, 'running', '{}', NULL, NULL, NULL, "
-                ":at, :at, :at, NULL, 0)"
+                ":at, :at, :at, NULL, 0, 'host:1:abc', :at)"
             ),
-            [{"id": "job-v2", "at": T0}],
+            [{"id": "job-v3", "at": T0}],
         )
     await db.dispose()
 
     store = await open_store(settings)
     try:
-        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 3
+        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 5
+        job = await store.jobs.get("alice", "job-v3")
+        assert (job["status"], job["attempt"], job["max_attempts"]) == ("running", 0, 2)
+        begun = await store.jobs.begin_attempt("job-v3", "instance-1")
+        assert begun is not None and begun.record["attempt"] == 1 and not begun.cancel_requested
         async with store.db.read() as conn:
-            row = (
-                await conn.execute(text("SELECT owner, heartbeat_at FROM jobs WHERE id = 'job-v2'"))
-            ).one()
-        assert tuple(row) == (None, None)  # jobs from before v3 have no owner
-        owned = await store.jobs.create("alice", None, {}, owner="elsewhere.invalid:1:abc")
-        assert await store.jobs.heartbeat("elsewhere.invalid:1:abc") == 1
-        failed = await store.jobs.fail_orphaned(
-            "server restarted", is_alive=lambda _: True, stale_after=60
-        )
-        assert failed == 1  # the unowned v2 job; the owned one has a fresh heartbeat
-        assert (await store.jobs.get("alice", "job-v2"))["status"] == "failed"
-        assert (await store.jobs.get("alice", owned["id"]))["status"] == "queued"
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("jobs")}
+            )
+        assert "heartbeat_at" not in columns and {"attempt", "cancel_requested"} <= columns
     finally:
         await store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -177,10 +178,18 @@ def test_metrics_exposition(http) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
+    (instance,) = set(re.findall(r'instance="([^"]+)"', text))  # one process, one instance
     assert 'route="/v1/chat/completions",status="200"' in text
     assert 'route="/v1/chat/completions",status="502"' in text
-    assert 'nodetool_tokens_total{direction="out",provider="openai"}' in text
-    assert 'nodetool_chat_latency_seconds_count{provider="openai",stream="true"}' in text
+    tokens = f'nodetool_tokens_total{{direction="out",instance="{instance}",provider="openai"}}'
+    assert tokens in text
+    assert (
+        f'nodetool_chat_latency_seconds_count{{instance="{instance}",provider="openai",'
+        'stream="true"}' in text
+    )
     assert "nodetool_chat_time_to_first_token_seconds_bucket" in text
-    assert 'nodetool_upstream_errors_total{code="upstream_error",provider="openai"}' in text
-    assert "nodetool_inflight_streams 0.0" in text
+    assert (
+        f'nodetool_upstream_errors_total{{code="upstream_error",instance="{instance}",'
+        'provider="openai"}' in text
+    )
+    assert f'nodetool_inflight_streams{{instance="{instance}"}} 0.0' in text

@@ -126,7 +126,7 @@ async def test_validation_happens_before_any_job(jobs) -> None:
         await jobs.start_job("u1")
     with pytest.raises(WorkflowError, match="params must be an object"):
         await jobs.start_job("u1", graph=gate_graph("x"), params=["a"])  # type: ignore[arg-type]
-    assert jobs.running("u1") == []
+    assert await jobs.unfinished("u1") == []
 
 
 async def test_users_only_see_their_own_jobs_and_workflows(jobs, parts) -> None:
@@ -153,9 +153,12 @@ async def test_late_subscriber_replays_then_follows_live(jobs) -> None:
     first = jobs.subscribe("u2", record["id"])
     seen = await wait_for_event(first, type="node_update", node_id="g", status="running")
     await first.aclose()  # the client goes away; the job keeps running
-    assert jobs.running("u2") == [
-        {"job_id": record["id"], "workflow_id": None, "status": "running"}
-    ]
+    (unfinished,) = await jobs.unfinished("u2")
+    assert (unfinished["id"], unfinished["status"], unfinished["attempt"]) == (
+        record["id"],
+        "running",
+        1,
+    )
     second = jobs.subscribe("u2", record["id"])
     replayed = [await anext(second) for _ in range(len(seen))]
     assert replayed == seen  # the state so far, in order
@@ -175,13 +178,14 @@ async def test_cancel_marks_the_job_cancelled(jobs) -> None:
     stream = jobs.subscribe("u3", record["id"])
     await wait_for_event(stream, type="node_update", node_id="g", status="running")
     cancelled = await jobs.cancel("u3", record["id"])
-    assert cancelled["status"] == "cancelled"
+    assert cancelled["status"] == "cancelled"  # the runner confirmed
     rest = [event async for event in stream]
     assert rest[-1] == {
         "type": "job_update",
         "status": "cancelled",
         "job_id": record["id"],
         "workflow_id": None,
+        "attempt": 1,
         "error": "cancelled",
     }
     again = await jobs.cancel("u3", record["id"])  # finished: unchanged
@@ -208,13 +212,13 @@ async def test_cancelling_the_caller_cancels_the_job(jobs) -> None:
     task = asyncio.create_task(
         jobs.run_to_completion("u5", graph=gate_graph("caller"), params={"text": "x"})
     )
-    while not jobs.running("u5"):
+    while not await jobs.unfinished("u5"):
         await asyncio.sleep(0.01)
-    (running,) = jobs.running("u5")
+    (running,) = await jobs.unfinished("u5")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    events = await collect(jobs, "u5", running["job_id"])
+    events = await collect(jobs, "u5", running["id"])
     assert events[-1]["status"] == "cancelled"
 
 
@@ -233,11 +237,13 @@ async def test_restart_recovers_and_other_processes_replay_from_the_store(settin
             "status": "failed",
             "job_id": crashed["id"],
             "workflow_id": None,
+            "attempt": 0,
             "error": "server restarted",
         }
     ]
     # a job running in one manager is followed from another one sharing the database
     first = JobManager(settings, store, providers)
+    await first.start()
     job = await first.start_job("u6", graph=gate_graph("shared-db"), params={"text": "hi"})
     live = first.subscribe("u6", job["id"])
     await wait_for_event(live, type="node_update", node_id="g", status="running")
@@ -258,8 +264,15 @@ async def test_restart_recovers_and_other_processes_replay_from_the_store(settin
 async def test_aclose_cancels_running_jobs(settings, parts) -> None:
     store, providers = parts
     manager = JobManager(settings, store, providers)
-    record = await manager.start_job("u7", graph=gate_graph("closed"), params={"text": "x"})
+    await manager.start()
+    running = await manager.start_job("u7", graph=gate_graph("closed"), params={"text": "x"})
+    stream = manager.subscribe("u7", running["id"])
+    await wait_for_event(stream, type="node_update", node_id="g", status="running")
+    await stream.aclose()
+    manager.runner.limit = 0  # the next job stays in the queue
+    waiting = await manager.start_job("u7", graph=gate_graph("closed"), params={"text": "y"})
     await manager.aclose()
-    assert (await manager.get("u7", record["id"]))["status"] == "cancelled"
-    events = await store.jobs.events(record["id"])
-    assert events[-1]["status"] == "cancelled"
+    for record in (running, waiting):
+        assert (await manager.get("u7", record["id"]))["status"] == "cancelled"
+        events = await store.jobs.events(record["id"])
+        assert events[-1]["status"] == "cancelled"

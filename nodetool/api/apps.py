@@ -4,7 +4,7 @@
 |--------------------------|------------------------------------------------------------------|
 | create_editor_app        | /v1, /chat, /predict, /api/threads|messages|workflows|jobs|tools |
 |                          | /mcp, and the web chat at / (unless `settings.web_ui` is off)    |
-| create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream], /mcp              |
+| create_worker_app        | /v1, /workflows, /workflows/{id}/run[/stream], /jobs/{id}..., /mcp |
 | create_chat_server_app   | /v1                                                              |
 
 All three add /health, /ping and /metrics.
@@ -21,9 +21,10 @@ from fastapi import APIRouter, FastAPI
 
 from nodetool import __version__
 from nodetool.api.errors import install_error_handlers
+from nodetool.api.metrics import metrics_of
 from nodetool.api.openapi_docs import install_openapi
 from nodetool.config import Settings
-from nodetool.runtime import open_runtime
+from nodetool.runtime import new_instance_id, open_runtime
 
 SETTINGS_ENV = "NODETOOL_SETTINGS_JSON"
 
@@ -46,7 +47,14 @@ def _build(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await open_runtime(settings, store=store, jobs=jobs)
+        metrics = metrics_of(app)
+        runtime = await open_runtime(
+            settings,
+            store=store,
+            jobs=jobs,
+            instance=metrics.instance,
+            observe_jobs=metrics.job_event,
+        )
         app.state.runtime = runtime
         try:
             if endpoint is None:
@@ -59,6 +67,7 @@ def _build(
 
     app = FastAPI(title=title, version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.instance = new_instance_id()
     install_error_handlers(app)
     openai = ["openai_api", "responses", "embeddings", "completions"]
     for router in _routers(["health", "metrics", *openai, *routers]):
@@ -115,7 +124,7 @@ def create_worker_app(settings: Settings) -> FastAPI:
     return _build(
         settings,
         title="nodetool worker",
-        routers=["worker_workflows"],
+        routers=["worker_workflows", "jobs"],
         store=True,
         jobs=True,
         mcp=True,

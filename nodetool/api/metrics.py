@@ -1,71 +1,135 @@
 """Prometheus metrics: one CollectorRegistry per app, and a pure ASGI request counter.
 
 `install_metrics(app)` (called by the app factory) creates the app's `Metrics` and adds the
-middleware; route code records chat metrics through `metrics_of(app)`.
+middleware; route code records chat metrics through `metrics_of(app)`, the job manager its
+job events through `Metrics.job_event`. Every series has an `instance` label: the process's
+instance id (the one the job queue knows it by). With `--workers N` the CLI sets
+`PROMETHEUS_MULTIPROC_DIR` and `/metrics` aggregates every worker process
+(prometheus-client's multiprocess mode). A request whose client hung up before the response
+was complete is counted with status 499.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTE_KEY = "nodetool.route"  # scope key: route template set by plain Starlette routes
+CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before the end
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+JOB_EVENTS = ("queued", "started", "retried", "completed", "failed", "cancelled")
 _TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Metrics:
     """The app's collectors (names prefixed `nodetool_`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, instance: str | None = None) -> None:
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
             "nodetool_http_requests",
             "HTTP requests by route template, method and status.",
-            ["route", "method", "status"],
+            ["instance", "route", "method", "status"],
             registry=r,
         )
         self.tokens = Counter(
             "nodetool_tokens",
             "Tokens by provider and direction (in = prompt, out = completion).",
-            ["provider", "direction"],
+            ["instance", "provider", "direction"],
             registry=r,
         )
         self.ttft = Histogram(
             "nodetool_chat_time_to_first_token_seconds",
             "Time from request to the first streamed token.",
-            ["provider"],
+            ["instance", "provider"],
             buckets=_TTFT_BUCKETS,
             registry=r,
         )
         self.latency = Histogram(
             "nodetool_chat_latency_seconds",
             "Total chat completion latency.",
-            ["provider", "stream"],
+            ["instance", "provider", "stream"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.inflight = Gauge(
-            "nodetool_inflight_streams", "Chat completion streams in progress.", registry=r
+        self._inflight = Gauge(
+            "nodetool_inflight_streams",
+            "Chat completion streams in progress.",
+            ["instance"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
+        self.inflight = self._inflight.labels(self.instance)
         self.upstream_errors = Counter(
             "nodetool_upstream_errors",
             "Upstream provider failures by provider and error code.",
-            ["provider", "code"],
+            ["instance", "provider", "code"],
             registry=r,
         )
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self.jobs = Counter(
+            "nodetool_jobs",
+            "Workflow job events in this process: queued (submitted here), started, retried "
+            "(a later attempt started here), completed, failed, cancelled.",
+            ["instance", "event"],
+            registry=r,
+        )
+        self._jobs_running = Gauge(
+            "nodetool_jobs_running",
+            "Workflow jobs running in this process.",
+            ["instance"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.jobs_running = self._jobs_running.labels(self.instance)
+        self.job_duration = Histogram(
+            "nodetool_job_duration_seconds",
+            "Run time of the workflow jobs this process finished, by final status.",
+            ["instance", "status"],
+            buckets=_JOB_BUCKETS,
+            registry=r,
+        )
+        for event in JOB_EVENTS:  # every series exists from the start (rates need a zero)
+            self._child(self.jobs, event)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*labels)
+            child = self._children[key] = metric.labels(self.instance, *labels)
         return child
+
+    def job_event(self, event: str, duration: float | None) -> None:
+        """Record a job event from the job manager (`duration`: run time of a finished job)."""
+        if event in ("started", "retried"):
+            self.jobs_running.inc()
+        elif event == "lost":  # this process's run was superseded by another worker's
+            self.jobs_running.dec()
+            return
+        elif duration is not None:  # a run of this process ended
+            self.jobs_running.dec()
+            self._child(self.job_duration, event).observe(duration)
+        if event in JOB_EVENTS:
+            self._child(self.jobs, event).inc()
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What `/metrics` shows: this registry, or all worker processes' in multiprocess mode."""
+        if not os.environ.get(MULTIPROC_ENV):
+            return self.registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
 
     def request(self, route: str, method: str, status: int) -> None:
         self._child(self.requests, route, method, str(status)).inc()
@@ -113,16 +177,31 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         status = 500
+        complete = gone = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
             await send(message)
 
+        async def watch_receive() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
+
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, watch_receive, send_status)
+        except OSError:  # the peer went away mid-send
+            gone = True
+            raise
         finally:
+            if gone and not complete:
+                status = CLIENT_CLOSED
             path = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "unmatched")
             metrics_of(scope["app"]).request(path, scope["method"], status)
 

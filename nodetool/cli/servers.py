@@ -142,6 +142,8 @@ def _launch(
         import os
 
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        if workers > 1 and not reload:
+            _multiprocess_metrics()
         uvicorn.run(
             _IMPORT_FACTORIES[kind],
             factory=True,
@@ -164,6 +166,23 @@ def _launch(
         log_config=uvicorn_log_config(),
         ws_max_size=settings.max_frame_bytes + 1024,
     )
+
+
+def _multiprocess_metrics() -> None:
+    """Worker processes write their metrics to a fresh shared directory that `/metrics`
+    aggregates (prometheus-client multiprocess mode); it is removed when the server exits."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from nodetool.api.metrics import MULTIPROC_ENV
+
+    if os.environ.get(MULTIPROC_ENV):
+        return
+    directory = tempfile.mkdtemp(prefix="nodetool-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
 def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., None]:

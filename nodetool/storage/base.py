@@ -12,7 +12,6 @@ chosen id is taken, `PermissionDeniedError` when a shared workflow would be chan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -98,7 +97,8 @@ class WorkflowStore(Protocol):
 
 class JobStore(Protocol):
     """Workflow jobs `{id, user_id, workflow_id, thread_id, status, params, graph, results,
-    error, created_at, updated_at, started_at, finished_at}` and their events for replay."""
+    error, created_at, updated_at, started_at, finished_at, attempt, max_attempts}` and their
+    events for replay."""
 
     async def create(
         self,
@@ -107,10 +107,9 @@ class JobStore(Protocol):
         params: Record,
         thread_id: str | None = None,
         graph: Record | None = None,
-        owner: str | None = None,
+        max_attempts: int = 2,
     ) -> Record:
-        """A queued job; `owner` ("host:pid:start") is the worker that runs it (not returned
-        in records); an owned job starts with a heartbeat."""
+        """A queued job (attempt 0) that may be started up to `max_attempts` times."""
         ...
 
     async def update(
@@ -120,10 +119,12 @@ class JobStore(Protocol):
         status: str | None = None,
         results: Any = None,
         error: str | None = None,
+        attempt: int | None = None,
     ) -> Record:
         """Set status/results/error; `running` sets started_at, a finished status sets
-        finished_at. A finished job is final: the update is ignored and the stored record
-        returned. `NotFoundError` for an unknown job."""
+        finished_at. A finished job is final, and with `attempt` only that attempt may write:
+        otherwise the update is ignored and the stored record returned. `NotFoundError` for an
+        unknown job."""
         ...
 
     async def get(self, user_id: str, job_id: str) -> Record | None: ...
@@ -134,27 +135,40 @@ class JobStore(Protocol):
 
     async def add_events(self, job_id: str, events: list[Record]) -> list[int]:
         """Store events in one transaction; returns their consecutive sequence numbers."""
+
+    async def put_events(self, job_id: str, events: list[Record]) -> None:
+        """Store events numbered by their single writer (each has its `seq`) in one
+        transaction; numbers already taken are left alone."""
         ...
 
     async def events(self, job_id: str, after_seq: int = 0) -> list[Record]:
         """Events with seq > after_seq in order, each the stored dict plus its `seq`."""
         ...
 
-    async def heartbeat(self, owner: str) -> int:
-        """Set heartbeat_at to now for the owner's queued/running jobs; returns how many."""
+    async def list(
+        self,
+        user_id: str,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """The user's jobs, newest first; `status` may list several, comma separated."""
         ...
 
-    async def fail_orphaned(
-        self,
-        reason: str,
-        *,
-        is_alive: Callable[[str], bool],
-        stale_after: float,
-        keep: Collection[str] = (),
-    ) -> int:
-        """Mark queued/running jobs failed with `reason` when their owner is NULL, is on this
-        host and `is_alive(owner)` is False, or their heartbeat is older than `stale_after`
-        seconds (any host); owners in `keep` are never failed. Returns how many."""
+    async def begin_attempt(self, job_id: str, owner: str) -> Any:
+        """Count a new attempt run by `owner` (an instance id) and mark the job running.
+        Returns a `JobAttempt` (record + cancel flag), or None when the job is finished."""
+        ...
+
+    async def request_cancel(self, job_id: str) -> str:
+        """Cancel a queued job at once (`cancelled`), flag a running one (`requested`), or
+        leave a finished one (`finished`)."""
+        ...
+
+    async def cancels_for(self, owner: str) -> list[str]:
+        """Ids of `owner`'s running jobs that have a cancel requested."""
         ...
 
     async def fail_unfinished(self, reason: str) -> int:

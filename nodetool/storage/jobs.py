@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable, Collection
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, insert, or_, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodetool.errors import InvalidRequestError, NotFoundError
-from nodetool.storage.base import FINISHED_JOB_STATUSES, JOB_STATUSES, Record
-from nodetool.storage.codec import check_str, dumps, dumps_or_none, iso, loads, now
+from nodetool.storage.base import FINISHED_JOB_STATUSES, JOB_STATUSES, Page, Record
+from nodetool.storage.codec import (
+    check_limit,
+    check_str,
+    decode_cursor,
+    dumps,
+    dumps_or_none,
+    encode_cursor,
+    iso,
+    loads,
+    now,
+)
 from nodetool.storage.db import Database
 from nodetool.storage.ids import new_id
 from nodetool.storage.schema import job_events, jobs
 
-_INTERNAL = ("event_seq", "owner", "heartbeat_at")  # bookkeeping, not part of job records
+_INTERNAL = ("event_seq", "owner", "cancel_requested")  # bookkeeping, not in job records
 _COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
 _UNFINISHED = ("queued", "running")
+
+
+class JobAttempt:
+    """A started attempt: the job record (with its new `attempt`), its cancel flag and the
+    number of its last stored event (the attempt numbers its events from there)."""
+
+    __slots__ = ("record", "cancel_requested", "last_seq")
+
+    def __init__(self, record: Record, cancel_requested: bool, last_seq: int) -> None:
+        self.record = record
+        self.cancel_requested = cancel_requested
+        self.last_seq = last_seq
 
 
 def _record(row: Any) -> Record:
@@ -37,6 +56,8 @@ def _record(row: Any) -> Record:
         "updated_at": iso(row.updated_at),
         "started_at": iso(row.started_at),
         "finished_at": iso(row.finished_at),
+        "attempt": row.attempt,
+        "max_attempts": row.max_attempts,
     }
 
 
@@ -51,12 +72,14 @@ class SqlJobStore:
         params: Record,
         thread_id: str | None = None,
         graph: Record | None = None,
-        owner: str | None = None,
+        max_attempts: int = 2,
     ) -> Record:
         if not isinstance(params, dict):
             raise InvalidRequestError("params must be an object", param="params")
         if graph is not None and not isinstance(graph, dict):
             raise InvalidRequestError("graph must be an object", param="graph")
+        if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
+            raise InvalidRequestError("max_attempts must be 1..100", param="max_attempts")
         stamp = now()
         values = {
             "id": new_id(),
@@ -68,8 +91,7 @@ class SqlJobStore:
             "graph": dumps_or_none(graph),
             "created_at": stamp,
             "updated_at": stamp,
-            "owner": check_str(owner, "owner", 300),
-            "heartbeat_at": None if owner is None else stamp,
+            "max_attempts": max_attempts,
         }
 
         async def run(conn: AsyncConnection) -> None:
@@ -87,6 +109,8 @@ class SqlJobStore:
             updated_at=iso(stamp),
             started_at=None,
             finished_at=None,
+            attempt=0,
+            max_attempts=max_attempts,
         )
         return record
 
@@ -97,6 +121,7 @@ class SqlJobStore:
         status: str | None = None,
         results: Any = None,
         error: str | None = None,
+        attempt: int | None = None,
     ) -> Record:
         stamp = now()
         values: dict[str, Any] = {"updated_at": stamp}
@@ -123,9 +148,11 @@ class SqlJobStore:
             # A finished job is final (e.g. cancelled from another process): the guard sits in
             # the UPDATE itself so a concurrent finish cannot slip between check and write.
             unfinished = jobs.c.status.notin_(FINISHED_JOB_STATUSES)
+            # A superseded attempt (its job was claimed by another worker) changes nothing.
+            current_attempt = jobs.c.attempt == attempt if attempt is not None else unfinished
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, unfinished)
+                .where(jobs.c.id == job_id, unfinished, current_attempt)
                 .values(values)
                 .returning(*_COLUMNS)
             )
@@ -210,6 +237,37 @@ class SqlJobStore:
             raise NotFoundError(f"job {job_id!r} not found", param="job_id")
         return list(range(last - count + 1, last + 1))
 
+    async def put_events(self, job_id: str, events: list[Record]) -> None:
+        """Store events numbered by their writer (`seq` in each); a number already taken
+        is kept as it was (a superseded writer cannot overwrite)."""
+        if not events:
+            return
+        stamp = now()
+        rows = [
+            {
+                "job_id": job_id,
+                "seq": int(event["seq"]),
+                "event": dumps({k: v for k, v in event.items() if k != "seq"}),
+                "created_at": stamp,
+            }
+            for event in events
+        ]
+        last = max(row["seq"] for row in rows)
+        if self._db.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+
+        async def run(conn: AsyncConnection) -> None:
+            await conn.execute(dialect_insert(job_events).on_conflict_do_nothing(), rows)
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.event_seq < last)
+                .values(event_seq=last)
+            )
+
+        await self._db.run_write(run)
+
     async def events(self, job_id: str, after_seq: int = 0) -> list[Record]:
         query = (
             select(job_events.c.seq, job_events.c.event)
@@ -219,49 +277,92 @@ class SqlJobStore:
         rows = await self._db.all(query)
         return [{**loads(row.event), "seq": row.seq} for row in rows]
 
-    async def heartbeat(self, owner: str) -> int:
-        """Mark the owner's unfinished jobs as alive now; returns how many."""
+    async def list(
+        self,
+        user_id: str,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        limit = check_limit(limit)
+        query = select(*_COLUMNS).where(jobs.c.user_id == user_id)
+        if status is not None:
+            statuses = status.split(",") if isinstance(status, str) else []
+            if not statuses or any(s not in JOB_STATUSES for s in statuses):
+                raise InvalidRequestError(
+                    f"status must be one or more (comma separated) of {', '.join(JOB_STATUSES)}",
+                    param="status",
+                )
+            query = query.where(jobs.c.status.in_(statuses))
+        if workflow_id is not None:
+            query = query.where(jobs.c.workflow_id == check_str(workflow_id, "workflow_id", 128))
+        if cursor is not None:
+            (last_id,) = decode_cursor(cursor, 1)
+            query = query.where(jobs.c.id < last_id)
+        rows = await self._db.all(query.order_by(jobs.c.id.desc()).limit(limit + 1))
+        records = [_record(row) for row in rows[:limit]]
+        following = encode_cursor(records[-1]["id"]) if len(rows) > limit else None
+        return records, following
 
-        async def run(conn: AsyncConnection) -> int:
+    async def begin_attempt(self, job_id: str, owner: str) -> JobAttempt | None:
+        """Start the next attempt of an unfinished job on `owner`; None if it is finished."""
+        stamp = now()
+
+        async def run(conn: AsyncConnection) -> Any:
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.owner == owner, jobs.c.status.in_(_UNFINISHED))
-                .values(heartbeat_at=now())
+                .where(jobs.c.id == job_id, jobs.c.status.in_(_UNFINISHED))
+                .values(attempt=jobs.c.attempt + 1, owner=owner, status="running", updated_at=stamp)
+                .returning(*_COLUMNS, jobs.c.cancel_requested, jobs.c.event_seq)
             )
-            return result.rowcount
+            row = result.first()
+            if row is not None and row.started_at is None:
+                await conn.execute(update(jobs).where(jobs.c.id == job_id).values(started_at=stamp))
+            return row
+
+        row = await self._db.run_write(run)
+        if row is None:
+            return None
+        record = _record(row)
+        if record["started_at"] is None:
+            record["started_at"] = iso(stamp)
+        return JobAttempt(record, bool(row.cancel_requested), row.event_seq)
+
+    async def request_cancel(self, job_id: str) -> str:
+        """`cancelled` (it was queued: now final), `requested` (running: flagged) or `finished`."""
+        stamp = now()
+
+        async def run(conn: AsyncConnection) -> str:
+            queued = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == "queued")
+                .values(
+                    status="cancelled",
+                    error="cancelled",
+                    cancel_requested=1,
+                    finished_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+            if queued.rowcount:
+                return "cancelled"
+            running = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == "running")
+                .values(cancel_requested=1, updated_at=stamp)
+            )
+            return "requested" if running.rowcount else "finished"
 
         return await self._db.run_write(run)
 
-    async def fail_orphaned(
-        self,
-        reason: str,
-        *,
-        is_alive: Callable[[str], bool],
-        stale_after: float,
-        keep: Collection[str] = (),
-    ) -> int:
-        """Fail unfinished jobs nobody runs any more; returns how many.
-
-        Orphaned: no owner; an owner on this host for which `is_alive` is False; or a
-        heartbeat older than `stale_after` seconds (any host). Owners in `keep` are spared.
-        """
-        query = select(jobs.c.owner).where(jobs.c.status.in_(_UNFINISHED)).distinct()
-        owners = [row.owner for row in await self._db.all(query) if row.owner is not None]
-        host = socket.gethostname()
-        dead = [
-            owner
-            for owner in owners
-            if owner not in keep and owner.rsplit(":", 2)[0] == host and not is_alive(owner)
-        ]
-        cutoff = now() - timedelta(seconds=stale_after)
-        orphaned = or_(
-            jobs.c.owner.is_(None),
-            jobs.c.owner.in_(dead) if dead else false(),
-            jobs.c.heartbeat_at < cutoff,
+    async def cancels_for(self, owner: str) -> list[str]:
+        """Running jobs of `owner` with a cancel requested."""
+        query = select(jobs.c.id).where(
+            jobs.c.owner == owner, jobs.c.status == "running", jobs.c.cancel_requested == 1
         )
-        if keep:  # (NOT IN is never true for NULL, hence the explicit case)
-            orphaned = orphaned & or_(jobs.c.owner.is_(None), jobs.c.owner.notin_(list(keep)))
-        return await self._fail(reason, orphaned)
+        return [row.id for row in await self._db.all(query)]
 
     async def fail_unfinished(self, reason: str) -> int:
         """Fail every queued/running job, whoever runs it (single-process tools only)."""

@@ -160,11 +160,22 @@ def _v4(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v5(conn: Connection) -> None:
+    """Jobs on a queue: attempts, per-job attempt limit, a cancel flag; `owner` becomes the
+    running worker's instance id and the heartbeat column goes (the queue tracks liveness)."""
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 2"))
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE jobs DROP COLUMN heartbeat_at"))
+    conn.execute(text("CREATE INDEX ix_jobs_owner ON jobs (owner)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
     Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
     Migration(3, "jobs.owner and jobs.heartbeat_at (job ownership)", _v3),
     Migration(4, "responses (stored /v1/responses objects)", _v4),
+    Migration(5, "jobs.attempt, max_attempts, cancel_requested; no heartbeat_at", _v5),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def id_type(length: int = 128) -> String:
@@ -96,10 +96,13 @@ jobs = Table(
     Column("started_at", timestamp(), nullable=True),
     Column("finished_at", timestamp(), nullable=True),
     Column("event_seq", Integer, nullable=False, server_default="0"),  # v2: last event's seq
-    Column("owner", String(300), nullable=True),  # v3: "host:pid:start" of the running worker
-    Column("heartbeat_at", timestamp(), nullable=True),  # v3: the owner's last sign of life
+    Column("owner", String(300), nullable=True),  # v3, v5: instance id of the running worker
+    Column("attempt", Integer, nullable=False, server_default="0"),  # v5: runs started
+    Column("max_attempts", Integer, nullable=False, server_default="2"),  # v5
+    Column("cancel_requested", Integer, nullable=False, server_default="0"),  # v5: 0/1
     Index("ix_jobs_user_id", "user_id", "id"),
     Index("ix_jobs_status", "status"),  # v2
+    Index("ix_jobs_owner", "owner"),  # v5
 )
 
 job_events = Table(

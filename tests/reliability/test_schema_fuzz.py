@@ -93,6 +93,7 @@ WORKFLOW_RULES = {
 SEMANTIC_RULES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/threads"): {"cursor": "an opaque token from the previous page"},
     ("GET", "/api/messages"): {"cursor": "an opaque token from the previous page"},
+    ("GET", "/api/jobs"): {"cursor": "an opaque token from the previous page"},
     ("POST", "/api/threads"): {"id": "caller-chosen ids must be printable (str.isprintable)"},
     ("POST", "/api/workflows"): WORKFLOW_RULES,
     ("PUT", "/api/workflows/{workflow_id}"): WORKFLOW_RULES,

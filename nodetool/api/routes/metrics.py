@@ -1,6 +1,7 @@
 """`GET /metrics`: the app's Prometheus registry in the text exposition format.
 
 Access control is the auth middleware's: public only when auth is off or `--public-metrics`.
+In multiprocess mode (`--workers N`) every worker process's series are shown.
 """
 
 from __future__ import annotations
@@ -15,5 +16,5 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    registry = metrics_of(request.app).registry
+    registry = metrics_of(request.app).exposition_registry()
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

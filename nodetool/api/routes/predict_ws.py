@@ -170,8 +170,10 @@ class PredictConnection:
         return _job_fields(record), None
 
     async def get_status(self, data: dict[str, Any]) -> Reply:
-        if data.get("job_id") is None:
-            return {"jobs": self.jobs.running(self.user_id)}, None
+        if data.get("job_id") is None:  # the user's unfinished jobs, from any process
+            return {
+                "jobs": [_job_fields(r) for r in await self.jobs.unfinished(self.user_id)]
+            }, None
         record = await self.jobs.get(self.user_id, _job_id(data))
         return _job_fields(record), None
 

@@ -10,9 +10,7 @@ before the stream starts, so bad input is a plain 400. A client going away cance
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +19,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
+from nodetool.api.routes.jobs import sse_data
 from nodetool.errors import InvalidRequestError, WorkflowError
 from nodetool.workflows.graph import Graph
 from nodetool.workflows.jobs import FINISHED, JobManager
@@ -83,17 +82,6 @@ async def run_workflow_stream(
     )
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
-
-
-def _data(payload: Any) -> str:
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    return f"data: {text}\n\n"
-
-
 async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) -> AsyncIterator[str]:
     events = jobs.subscribe(user_id, job_id)
     pending: asyncio.Future[dict[str, Any]] | None = None
@@ -111,10 +99,10 @@ async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) ->
             except StopAsyncIteration:
                 break
             pending = None
-            yield _data(event)
+            yield sse_data(event)
             if event.get("type") == "job_update" and event.get("status") in FINISHED:
                 finished = True
-                yield _data(_ending(event))
+                yield sse_data(_ending(event))
                 break
         yield "data: [DONE]\n\n"
     finally:

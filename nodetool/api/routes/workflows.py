@@ -2,7 +2,8 @@
 
 Workflows are NodeTool JSON, validated on write. `POST /api/workflows/{id}/run` starts a job
 (`202` with the job record); `GET /api/jobs/{id}` shows its status and results, and
-`POST /api/jobs/{id}/cancel` cancels it. Live progress is on the `/predict` WebSocket.
+`POST /api/jobs/{id}/cancel` cancels it; `GET /api/jobs` lists the user's jobs (filters
+`status`, `workflow_id`; cursor paging). Live progress is on the `/predict` WebSocket.
 """
 
 from __future__ import annotations
@@ -11,22 +12,20 @@ import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
+from nodetool.api.routes.jobs import job_public
+from nodetool.api.routes.threads import CursorQuery
 from nodetool.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from nodetool.storage.base import JOB_STATUSES
 from nodetool.workflows.graph import normalize_workflow
 from nodetool.workflows.limits import WorkflowLimits, check_body_size
 
 router = APIRouter(tags=["workflows"])
-
-
-def job_public(record: dict[str, Any]) -> dict[str, Any]:
-    """A job record as the API shows it (with `job_id` beside `id`)."""
-    public = {k: v for k, v in record.items() if k != "user_id"}
-    public["job_id"] = record["id"]
-    return public
+_STATUS = "|".join(JOB_STATUSES)
+_STATUSES = f"^({_STATUS})(,({_STATUS}))*$"
 
 
 async def _workflow_body(
@@ -113,6 +112,24 @@ async def run_workflow(
         user_id, workflow_id=workflow_id, params=body.get("params"), thread_id=body.get("thread_id")
     )
     return job_public(record)
+
+
+@router.get("/api/jobs")
+async def list_jobs(
+    jobs: JobsDep,
+    user_id: UserDep,
+    status: str | None = Query(
+        None, pattern=_STATUSES, description="one or more job statuses, comma separated"
+    ),
+    workflow_id: str | None = Query(None, max_length=128),
+    cursor: str | None = CursorQuery,
+    limit: int = Query(50, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The user's jobs from every process, newest first: `{jobs, next}` (`next`: cursor)."""
+    page, following = await jobs.list(
+        user_id, status=status, workflow_id=workflow_id, cursor=cursor, limit=limit
+    )
+    return {"jobs": [job_public(record) for record in page], "next": following}
 
 
 @router.get("/api/jobs/{job_id}")

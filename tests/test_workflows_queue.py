@@ -1,0 +1,182 @@
+"""Job managers sharing one PostgreSQL database (each with its own store connection, like
+separate processes): following and cancelling through LISTEN/NOTIFY without Redis; on Redis,
+a lost worker's job claimed by another, attempts limited per workflow, with a stored final
+event; Redis outages reported once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from nodetool.config import Settings
+from nodetool.storage import open_store
+from nodetool.workflows.jobs import JobManager, follow
+from nodetool.workflows.jobs.redis_link import GROUP, Outage
+from tests.support.redis import REDIS_URL, redis_prefix
+from tests.support.storage import temp_postgres_database
+from tests.support.workflows import GATES, gate_graph
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.postgres]
+
+WAIT = 30.0  # bound for anything awaited (never a timing assertion)
+
+
+@pytest.fixture(scope="module")
+async def settings(tmp_path_factory) -> AsyncIterator[Settings]:
+    async with temp_postgres_database() as url:
+        data = tmp_path_factory.mktemp("queue")
+        yield Settings(data_dir=data, database_url=url, redis_url=None, _env_file=None)
+
+
+@pytest.fixture(scope="module")
+async def stores(settings) -> AsyncIterator[tuple[Any, Any]]:
+    first, second = await open_store(settings), await open_store(settings)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def managers(settings: Settings, stores: tuple[Any, Any]) -> tuple[JobManager, JobManager]:
+    a, b = (JobManager(settings, store, None) for store in stores)
+    await a.start()
+    await b.start()
+    return a, b
+
+
+def open_gate(name: str) -> None:
+    GATES.setdefault(name, threading.Event()).set()
+
+
+async def gate_running(manager: JobManager, user: str, job_id: str) -> list[dict[str, Any]]:
+    seen = []
+    async for event in manager.subscribe(user, job_id):
+        seen.append(event)
+        if event.get("node_id") == "g" and event.get("status") == "running":
+            return seen
+    raise AssertionError(f"job ended first: {seen}")
+
+
+async def test_without_redis_followers_and_cancels_travel_by_notify(
+    settings, stores, monkeypatch
+) -> None:
+    monkeypatch.setattr(follow, "QUIET", 3600.0)  # live events must come by NOTIFY, not polls
+    a, b = await managers(settings, stores)
+    gate, stuck = f"notify-{uuid.uuid4().hex}", f"stuck-{uuid.uuid4().hex}"
+    try:
+        job = await a.start_job("u1", graph=gate_graph(gate), params={"text": "hi"})
+        async with asyncio.timeout(WAIT):
+            replay = await gate_running(b, "u1", job["id"])
+            stream = b.subscribe("u1", job["id"])
+            open_gate(gate)
+            followed = [event async for event in stream]
+        statuses = [(e["status"], e["attempt"]) for e in followed if e["type"] == "job_update"]
+        assert statuses == [("queued", 0), ("running", 1), ("completed", 1)]
+        assert followed[: len(replay)] == replay and followed[-1]["result"] == {"echo": "hi"}
+
+        job = await a.start_job("u1", graph=gate_graph(stuck), params={"text": "x"})
+        async with asyncio.timeout(WAIT):
+            await gate_running(b, "u1", job["id"])
+            answer = await b.cancel("u1", job["id"])  # A runs it; B's NOTIFY reaches it
+        assert answer["status"] == "cancelled"  # confirmed by A's final event
+        async with asyncio.timeout(WAIT):  # A's run ends (its final event is already out)
+            while a.runner.running:
+                await asyncio.sleep(0.01)
+        events = await stores[1].jobs.events(job["id"])
+        assert events[-1]["status"] == "cancelled" and events[-1]["attempt"] == 1
+    finally:
+        open_gate(gate)
+        open_gate(stuck)
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_cancel_that_is_not_confirmed_says_so(settings, stores, monkeypatch) -> None:
+    monkeypatch.setattr("nodetool.workflows.jobs.manager.CANCEL_WAIT", 0.2)
+    store = stores[0]
+    job = await store.jobs.create("u2", None, {}, graph=gate_graph("ghost"))
+    await store.jobs.begin_attempt(job["id"], "a-worker-that-does-not-answer")
+    a, b = await managers(settings, stores)
+    try:
+        answer = await a.cancel("u2", job["id"])
+        assert answer["status"] == "cancel_requested"
+        assert (await a.get("u2", job["id"]))["status"] == "running"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_lost_workers_jobs_are_claimed_and_attempts_are_limited(
+    settings, stores, monkeypatch
+) -> None:
+    async with redis_prefix() as prefix:
+        on_redis = settings.model_copy(
+            update={"redis_url": REDIS_URL, "redis_prefix": prefix, "job_claim_idle": 0.5}
+        )
+        store = stores[0]
+        await store.workflows.upsert(
+            "u3", {"id": "once", "name": "Once", "graph": gate_graph("once"), "max_attempts": 1}
+        )
+        a = JobManager(on_redis, store, None)
+        ghost = await _ghost_takes(a, "u3", workflow_id="once")  # runs nothing, dies
+        retried = await _ghost_takes(a, "u3", graph=gate_graph("again"), params={"text": "ok"})
+        await a.start()
+        try:
+            open_gate("again")
+            async with asyncio.timeout(WAIT):
+                failed = [e async for e in a.subscribe("u3", ghost)]
+                completed = [e async for e in a.subscribe("u3", retried)]
+            assert failed[-1] == {
+                "type": "job_update",
+                "status": "failed",
+                "job_id": ghost,
+                "workflow_id": "once",
+                "attempt": 2,
+                "error": "worker lost; gave up after 1 attempt(s)",
+            }
+            assert (await store.jobs.events(ghost))[-1] == {**failed[-1], "seq": 2}
+            updates = [(e["status"], e["attempt"]) for e in completed if e["type"] == "job_update"]
+            assert updates == [("queued", 0), ("running", 2), ("completed", 2)]
+            record = await a.get("u3", retried)
+            assert (record["attempt"], record["max_attempts"], record["status"]) == (
+                2,
+                2,
+                "completed",
+            )
+        finally:
+            await a.aclose()
+
+
+async def _ghost_takes(manager: JobManager, user: str, **job: Any) -> str:
+    """Submit a job that a worker (consumer `ghost`) takes and starts, then dies with."""
+    record = await manager.start_job(user, **job)
+    redis = manager.redis
+    assert redis is not None
+    await manager.queue.ensure_group()  # type: ignore[attr-defined]
+    await redis.client.xreadgroup(GROUP, "ghost", {redis.queue_key: ">"}, count=1)
+    await manager.store.jobs.begin_attempt(record["id"], "ghost")
+    return record["id"]
+
+
+async def test_a_redis_outage_is_one_warning(caplog) -> None:
+    outage = Outage()
+    with caplog.at_level(logging.INFO, logger="nodetool.jobs.redis"):
+        delays = [outage.failed(ConnectionError("refused")) for _ in range(12)]
+        outage.ok(0.0)  # a call begun before the outage proves nothing: still one outage
+        outage.failed(ConnectionError("still refused"))
+        outage.ok(time.monotonic())
+        outage.failed(ConnectionError("refused again"))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage().split(";")[0] for r in warnings] == [
+        "Redis unreachable (ConnectionError: refused)",
+        "Redis unreachable (ConnectionError: refused again)",
+    ]
+    assert all(r.exc_info is None for r in caplog.records)  # no tracebacks
+    assert delays == sorted(delays) and delays[0] < 1 and delays[-1] == 5.0  # backoff, capped
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
