@@ -20,6 +20,7 @@ import atexit
 import collections
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import signal
@@ -111,7 +112,6 @@ class ModelProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready: subprocess.Popen[bytes] | None = None  # the child once it answered /health
         self._socket: Path | None = None
-        self._generation = 0
         self._deaths: collections.deque[float] = collections.deque()
         self._reaped: set[int] = set()
         self._unavailable: str | None = None
@@ -188,8 +188,7 @@ class ModelProcess:
         run_dir = self.config.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         run_dir.chmod(0o700)
-        self._generation += 1
-        socket = run_dir / f"model-{os.getpid()}-{self._generation}.sock"
+        socket = run_dir / f"model-{os.getpid()}-{next(_SOCKETS)}.sock"
         socket.unlink(missing_ok=True)
         self._stderr.clear()
         try:
@@ -275,6 +274,7 @@ class ModelProcess:
 # ---- one process per model, per server process ---------------------------------------------
 
 _PROCESSES: dict[ChildConfig, ModelProcess] = {}
+_SOCKETS = itertools.count(1)  # socket names unique within this process
 _REGISTRY_LOCK = threading.Lock()
 _SPAWNER: ThreadPoolExecutor | None = None
 

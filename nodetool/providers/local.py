@@ -66,6 +66,7 @@ class LocalProvider:
         self._default_max = default_max_tokens
         self._process = None  # llama_process.ModelProcess, once located
         self._clients: dict[Path, Any] = {}  # socket -> httpx.AsyncClient
+        self._admission = asyncio.Lock()  # FIFO: waiters acquire in arrival order
 
     async def list_models(self) -> list[ModelInfo]:
         status = self._process.unavailable if self._process is not None else None
@@ -177,33 +178,40 @@ class LocalProvider:
     ) -> AsyncIterator[ProviderEvent]:
         import httpx
 
-        process = await self.process()
-        client = await self._client(await process.ensure())
         top = _want_logprobs(body, options)
         first, final = strip, None
+        async with self._admission:  # requests reach the model in arrival order
+            process = await self.process()
+            client = await self._client(await process.ensure())
+            request = client.build_request("POST", "/completion", json=body)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise await self._lost(process, exc) from None
         try:
-            async with client.stream("POST", "/completion", json=body) as response:
-                if response.status_code != 200:
-                    raise _http_error(response.status_code, await response.aread())
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk:
-                        raise _chunk_error(chunk["error"])
-                    text = chunk.get("content") or ""
-                    if first and text:
-                        text = text.lstrip()
-                        first = not text
-                    if text:
-                        yield TextDelta(text)
-                    if top is not None and chunk.get("completion_probabilities"):
-                        yield TokenLogprobs(_logprobs(chunk["completion_probabilities"], top))
-                    if chunk.get("stop"):
-                        final = chunk
-                        break
+            if response.status_code != 200:
+                raise _http_error(response.status_code, await response.aread())
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    raise _chunk_error(chunk["error"])
+                text = chunk.get("content") or ""
+                if first and text:
+                    text = text.lstrip()
+                    first = not text
+                if text:
+                    yield TextDelta(text)
+                if top is not None and chunk.get("completion_probabilities"):
+                    yield TokenLogprobs(_logprobs(chunk["completion_probabilities"], top))
+                if chunk.get("stop"):
+                    final = chunk
+                    break
         except (httpx.TransportError, json.JSONDecodeError) as exc:
             raise await self._lost(process, exc) from None
+        finally:
+            await response.aclose()
         if final is None:
             reason = await process.death()
             raise ProviderError(

