@@ -371,6 +371,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--no-install", action="store_true", help="do not install LiteLLM")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also measure, in the same run, a chat-server importing nodetool from DIR "
+        "(e.g. a worktree of main): targets `base` and `base-resp`",
+    )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
@@ -409,6 +415,15 @@ def main() -> None:
         procs.append(start(cmd, env, f"http://127.0.0.1:{port}/health", work / "nodetool.log"))
         targets["nodetool"] = (port, procs[-1].pid)
         targets["responses"] = (port, procs[-1].pid)  # same server, /v1/responses
+        if args.baseline:
+            port = free_port()
+            base_env = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
+            base_env["NODETOOL_DATA_DIR"] = str(work / "base-data")
+            cmd = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port)]
+            cmd += ["--provider", "openai", "--log-level", "warning"]
+            procs.append(start(cmd, base_env, f"http://127.0.0.1:{port}/health", work / "b.log"))
+            targets["base"] = (port, procs[-1].pid)
+            targets["base-resp"] = (port, procs[-1].pid)
 
         if not args.no_litellm:
             exe, why = litellm_binary(install=not args.no_install)
@@ -439,7 +454,7 @@ def main() -> None:
         for stream in (False, True):
             for concurrency in (1, 32):
                 for name, (target_port, pid) in targets.items():
-                    api = "responses" if name == "responses" else "chat"
+                    api = "responses" if name in ("responses", "base-resp") else "chat"
                     result = measure(target_port, pid, stream, concurrency, args.duration, api)
                     results[(name, stream, concurrency)] = result
                     print(
@@ -500,6 +515,9 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
             ours = results[("nodetool", stream, concurrency)]
             direct = results[("direct", stream, concurrency)]
             line = f"throughput {kind}: nodetool/direct {ours.rps / direct.rps:.2f}"
+            if "base" in names:
+                base = results[("base", stream, concurrency)]
+                line += f", nodetool/base {ours.rps / base.rps:.2f}"
             if "litellm" in names:
                 lite = results[("litellm", stream, concurrency)]
                 ratio = ours.rps / lite.rps if lite.rps else float("inf")

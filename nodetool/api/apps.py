@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 
 from nodetool import __version__
 from nodetool.api.errors import install_error_handlers
+from nodetool.api.hot_paths import install_hot_paths
 from nodetool.api.metrics import metrics_of
 from nodetool.api.openapi_docs import install_openapi
 from nodetool.config import Settings
@@ -84,6 +85,7 @@ def _build(
         install_webchat(app)
         public = public_paths()
     install_openapi(app)
+    install_hot_paths(app)  # innermost: before `_install_middleware`
     _install_middleware(app, settings, public)
     return app
 
