@@ -12,37 +12,52 @@ exception handler uses, so the wire output is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from fastapi.routing import APIWebSocketRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from nodetool.api.errors import error_response
 from nodetool.errors import NodetoolError
 
 HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings")
+HOT_SOCKETS = ("/chat",)  # held for hours: every frame of the ASGI stack costs memory
 Endpoint = Callable[[Request], Awaitable[Response]]
+SocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 
 
 class HotPathMiddleware:
     """Pure ASGI: `POST` to a hot path runs its endpoint; everything else passes through."""
 
-    __slots__ = ("app", "endpoints")
+    __slots__ = ("app", "endpoints", "sockets")
 
-    def __init__(self, app: ASGIApp, endpoints: dict[str, Endpoint]) -> None:
+    def __init__(
+        self, app: ASGIApp, endpoints: dict[str, Endpoint], sockets: dict[str, SocketEndpoint]
+    ) -> None:
         self.app = app
         self.endpoints = endpoints
+        self.sockets = sockets
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.endpoints.get(scope["path"])
-            if endpoint is not None:
-                await _run(endpoint, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Returns the awaitable to run (no frame of its own stays on the stack)."""
+        kind = scope["type"]
+        if kind == "http":
+            if scope["method"] == "POST":
+                endpoint = self.endpoints.get(scope["path"])
+                if endpoint is not None:
+                    return _run(endpoint, scope, receive, send)
+        elif kind == "websocket":
+            socket_endpoint = self.sockets.get(scope["path"])
+            if socket_endpoint is not None:
+                return _run_socket(socket_endpoint, scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,19 +73,44 @@ async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -
     await response(scope, receive, send)
 
 
-def hot_endpoints(
-    routes: list[Any], found: dict[str, Endpoint] | None = None
-) -> dict[str, Endpoint]:
-    """The app's plain `POST` routes on the hot paths (FastAPI's `APIRoute`s are left alone),
-    looking into routers included without a prefix or dependencies."""
-    found = {} if found is None else found
+async def _run_socket(endpoint: SocketEndpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    """The WebSocket endpoint; a NodetoolError escaping it is dropped, as the app's handler
+    does for WebSockets (the server then refuses or closes the socket)."""
+    with contextlib.suppress(NodetoolError):
+        await endpoint(WebSocket(scope, receive, send))
+
+
+def _flat(routes: list[Any]) -> Iterator[Any]:
+    """The routes, looking into routers included without a prefix or dependencies."""
     for route in routes:
         included = getattr(route, "original_router", None)
-        if included is not None:
-            context = getattr(route, "include_context", None)
-            if context is not None and not context.prefix and not context.dependencies:
-                hot_endpoints(included.routes, found)
-        elif type(route) is Route and route.path in HOT_PATHS and "POST" in (route.methods or ()):
+        if included is None:
+            yield route
+            continue
+        context = getattr(route, "include_context", None)
+        if context is not None and not context.prefix and not context.dependencies:
+            yield from _flat(included.routes)
+
+
+def hot_endpoints(routes: list[Any]) -> dict[str, Endpoint]:
+    """The app's plain `POST` routes on `HOT_PATHS` (FastAPI's `APIRoute`s are left alone)."""
+    found: dict[str, Endpoint] = {}
+    for route in _flat(routes):
+        if type(route) is Route and route.path in HOT_PATHS and "POST" in (route.methods or ()):
+            found.setdefault(route.path, route.endpoint)
+    return found
+
+
+def hot_sockets(routes: list[Any]) -> dict[str, SocketEndpoint]:
+    """The app's WebSocket routes on `HOT_SOCKETS` whose endpoint takes only the socket."""
+    found: dict[str, SocketEndpoint] = {}
+    for route in _flat(routes):
+        if (
+            isinstance(route, APIWebSocketRoute)
+            and route.path in HOT_SOCKETS
+            and not route.dependencies
+            and len(inspect.signature(route.endpoint).parameters) == 1
+        ):
             found.setdefault(route.path, route.endpoint)
     return found
 
@@ -78,5 +118,6 @@ def hot_endpoints(
 def install_hot_paths(app: Any) -> None:
     """Add the middleware; call it before any other `add_middleware` so it is innermost."""
     endpoints = hot_endpoints(app.routes)
-    if endpoints:
-        app.add_middleware(HotPathMiddleware, endpoints=endpoints)
+    sockets = hot_sockets(app.routes)
+    if endpoints or sockets:
+        app.add_middleware(HotPathMiddleware, endpoints=endpoints, sockets=sockets)

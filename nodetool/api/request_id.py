@@ -13,6 +13,7 @@ import copy
 import logging
 import re
 import secrets
+from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
@@ -40,10 +41,13 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Other scopes get the inner app's awaitable: no frame of ours held per socket."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _incoming(scope) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
