@@ -138,7 +138,7 @@ def main() -> None:
         return
     count = 10_000 if args.full else args.sockets
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = count * 2 + 512  # client and server ends when both run here
+    need = count + 512  # per process: the client here, each server in its own
     if hard != resource.RLIM_INFINITY and hard < need:
         sys.exit(f"open-file limit {hard} is too low for {count} sockets (need {need})")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))

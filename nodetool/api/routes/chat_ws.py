@@ -75,9 +75,11 @@ class ChatConnection:
         self.bridge = ClientToolBridge(settings.client_tool_timeout)
         self.manifest: list[ToolSpec] = []
         self.active: ActiveTurn | None = None
+        self._beat: asyncio.TimerHandle | None = None
+        self._pinging: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat())
+        self._arm_heartbeat()
         try:
             while True:
                 frame = await self.socket.receive()
@@ -94,16 +96,33 @@ class ChatConnection:
         except WebSocketDisconnect:
             pass
         finally:
-            heartbeat.cancel()
+            self._disarm_heartbeat()
             await self._stop(notify=False)
             self.bridge.cancel_all()
 
-    async def _heartbeat(self) -> None:
+    # A timer, not a sleeping task: an idle socket then costs one timer handle, not a task
+    # with its coroutine frame (thousands of sockets may sit idle).
+
+    def _arm_heartbeat(self) -> None:
         interval = self.runtime.settings.ws_heartbeat_interval
-        while True:
-            await asyncio.sleep(interval)
-            if not await self.socket.send({"type": "ping", "ts": time.time()}):
-                return
+        self._beat = asyncio.get_running_loop().call_later(interval, self._heartbeat)
+
+    def _disarm_heartbeat(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        if self._pinging is not None:
+            self._pinging.cancel()
+
+    def _heartbeat(self) -> None:
+        self._beat = None
+        self._pinging = asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        sent = await self.socket.send({"type": "ping", "ts": time.time()})
+        self._pinging = None
+        if sent:
+            self._arm_heartbeat()
 
     # ---- client frames -------------------------------------------------------------------
 
