@@ -51,6 +51,7 @@ bench-deps: install ## llama-cpp-python (same portable flags) for the local-mode
 bench: bench-deps ## Benchmarks (each prints ratios measured side by side)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/gateway.py
+	$(BIN)/python benchmarks/idle_sockets.py
 	$(BIN)/python benchmarks/mcp_calls.py
 	$(BIN)/python benchmarks/local_model.py
 
