@@ -67,11 +67,12 @@ class LocalProvider:
         self._process = None  # llama_process.ModelProcess, once located
         self._clients: dict[Path, Any] = {}  # socket -> httpx.AsyncClient
         self._admission = asyncio.Lock()  # FIFO: waiters acquire in arrival order
+        self._models: list[ModelInfo] | None = None
 
     async def list_models(self) -> list[ModelInfo]:
         status = self._process.unavailable if self._process is not None else None
-        return [
-            ModelInfo(
+        if self._models is None or self._models[0].status != status:  # built once per state
+            info = ModelInfo(
                 id=MODEL_ID,
                 provider=self.name,
                 created=CREATED,
@@ -79,7 +80,8 @@ class LocalProvider:
                 status=status,
                 capabilities=["chat", "embeddings"],
             )
-        ]
+            self._models = [info]
+        return self._models
 
     async def process(self):  # -> ModelProcess
         """The shared child supervisor (assembling the GGUF on first use, off the loop)."""
