@@ -177,6 +177,14 @@ class ChatConnection:
                 await self._error(exc.message, exc.code)
                 return
         await self._stop(notify=True)  # a new message stops the running turn first
+        admission = self.runtime.admission
+        if admission is not None and not is_workflow:  # a workflow turn's job takes the slot
+            if not admission.try_acquire():
+                exc = admission.overloaded()
+                await self._error(exc.message, exc.code)
+                return
+        else:
+            admission = None
         turn = self.session.start(
             TurnInput(
                 content=message.content,
@@ -193,6 +201,8 @@ class ChatConnection:
         )
         active = ActiveTurn(turn)
         active.task = asyncio.create_task(self._run_turn(active))
+        if admission is not None:
+            active.task.add_done_callback(lambda _: admission.release())
         self.active = active
 
     async def _on_manifest(self, frame: dict[str, Any]) -> None:
