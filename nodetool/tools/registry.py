@@ -144,9 +144,7 @@ class ToolRegistry:
     ) -> ToolOutcome:
         """Run one call; never raises — unknown tools, bad arguments, failures, timeouts
         become error outcomes the model sees."""
-        tool = (tools or {}).get(call.name)
-        if tool is None and self.allows(call.name):
-            tool = self._tools.get(call.name)
+        tool = self._tools.get(call.name) if tools is None else tools.get(call.name)
         if tool is None:
             return ToolOutcome(ok=False, error=f"unknown tool: {call.name}")
         if args is None:
