@@ -9,6 +9,8 @@ By default `nodetool serve` accepts only loopback names (`localhost`, `127.0.0.1
 any port); `worker` and `chat-server` accept any host unless `--allowed-hosts` is given.
 Entries are host names (any port), `host:port`, `*.example.com` (subdomains) or `*` (any).
 HTTP refusals are 400 OpenAI envelopes; WebSocket handshakes are answered with a 403.
+Health probes (`/health`, `/ping`) answer any host: load balancers probe by IP address, and
+they reveal nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nodetool.config import Settings
 from nodetool.errors import InvalidRequestError
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+PROBE_PATHS = frozenset({"/health", "/ping"})
 
 
 def split_host(value: str) -> tuple[str, str | None]:
@@ -105,7 +108,7 @@ class TrustedHostMiddleware:
             await self.app(scope, receive, send)
             return
         host = _host_header(scope)
-        if self.policy.allows(host):
+        if self.policy.allows(host) or (kind == "http" and scope["path"] in PROBE_PATHS):
             await self.app(scope, receive, send)
             return
         if kind == "http":
