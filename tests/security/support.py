@@ -107,7 +107,9 @@ class HealthProbe:
     def check(self, minimum: int = 3) -> None:
         """/health answered every probe, at least `minimum` times, p99 within 100 ms."""
         assert not self.failures, f"/health failed during the attack: {self.failures[:3]}"
-        assert len(self.latencies) >= minimum, f"only {len(self.latencies)} /health answers {self.latencies}"
+        assert len(self.latencies) >= minimum, (
+            f"only {len(self.latencies)} /health answers {self.latencies}"
+        )
         assert self.p99() < HEALTH_BUDGET, (
             f"/health p99 {self.p99() * 1000:.1f} ms over {len(self.latencies)} probes"
         )

@@ -3,15 +3,18 @@ concurrency towards Supabase, a per-client rate limit)."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.security.support import HealthProbe, cli_server, server_env
 from tests.stubs.supabase_stub import SupabaseStub
+from tests.support.servers import REPO
 
 ATTACKER = "127.0.0.2"  # another loopback address: another client for the server
 RATE, BURST, CONCURRENCY = 5, 20, 4
@@ -40,31 +43,26 @@ def server(openai_stub, supabase, tmp_path_factory):
         yield srv
 
 
-def _junk(url: str, count: int) -> list[int]:
-    transport = httpx.HTTPTransport(local_address=ATTACKER)
-    with httpx.Client(transport=transport, timeout=30) as client:
-        statuses = []
-        for _ in range(count):
-            token = secrets.token_urlsafe(24)
-            headers = {"Authorization": f"Bearer {token}"}
-            statuses.append(client.get(url + "/v1/models", headers=headers).status_code)
-        return statuses
+def _flood(url: str, total: int, threads: int) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.security.flood", url, str(total), ATTACKER]
+    return subprocess.Popen([*command, str(threads)], stdout=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def test_600_junk_tokens_do_not_delay_a_real_user(server, supabase) -> None:
     calls_before = supabase.calls_now()
     supabase.peak = 0
     real = supabase.issue("real-user")
-    with HealthProbe(server.url) as probe, ThreadPoolExecutor(4) as pool:
+    with HealthProbe(server.url) as probe:
         started = time.monotonic()
-        flood = [pool.submit(_junk, server.url, 150) for _ in range(4)]
-        time.sleep(0.3)  # the flood is under way
+        flood = _flood(server.url, 600, 4)
+        time.sleep(0.5)  # the flood is under way
         t0 = time.perf_counter()
         response = httpx.get(
             server.url + "/v1/models", headers={"Authorization": f"Bearer {real}"}, timeout=30
         )
         real_latency = time.perf_counter() - t0
-        statuses = [status for future in flood for status in future.result()]
+        out, _ = flood.communicate(timeout=120)
+        statuses = json.loads(out)
         duration = time.monotonic() - started
     probe.check()
     assert response.status_code == 200
