@@ -33,7 +33,12 @@ ModelOpt = typer.Option(
     "--default-model",
     help="Model used when a request names none (env NODETOOL_DEFAULT_MODEL).",
 )
-ToolsOpt = typer.Option(None, "--tools", help="Server tools to enable, comma separated.")
+ToolsOpt = typer.Option(
+    None,
+    "--tools",
+    help="Allow-list of server tools, comma separated (`name`, `prefix*`, `*`); default: "
+    "offline built-ins on serve, none on worker and chat-server (env NODETOOL_TOOLS).",
+)
 WorkflowOpt = typer.Option(
     None, "--workflow", help="Workflow JSON file to register at startup (repeatable)."
 )
