@@ -92,7 +92,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._header_bytes = 0
         self._header_count = 0
-        self._too_many = False
+        self._refusal: str | None = None  # why the current request gets a 431
         self._in_body = False
         self._timer: Any = None
 
@@ -104,7 +104,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_bytes = 0
         self._header_count = 0
-        self._too_many = False
+        self._refusal = None
         self.pending.add(self, self.limits.max_pending_connections)
         self._arm(self.limits.header_timeout)
 
@@ -142,12 +142,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)  # on_message_begin starts the header limits of a request
         if self.transport.is_closing():
             return
-        if self._too_many:
-            self._refuse(431, f"more than {self.limits.max_headers} header lines")
+        if self._refusal is not None:
+            self._refuse(431, self._refusal)
         elif self._in_headers:
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
-                self._refuse(431, f"headers over {self.limits.max_header_bytes} bytes")
+                self._refuse(431, self._too_large())
 
     # ---- parser callbacks -------------------------------------------------------------------
 
@@ -155,32 +155,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._await_headers()
 
+    def _too_large(self) -> str:
+        return f"request headers over {self.limits.max_header_bytes} bytes"
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count > self.limits.max_headers:
-            self._too_many = True
+            self._refusal = f"more than {self.limits.max_headers} header lines"
             return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
-        if self._too_many or size > self.limits.max_header_bytes:
-            self._too_many = True  # answered by data_received once the parser returns
-            self._headers_done()
-            return
+        if size > self.limits.max_header_bytes:  # all of it arrived in one read
+            self._refusal = self._too_large()
         self._headers_done()
+        if self._refusal is not None:
+            return  # answered by data_received once the parser returns
         super().on_headers_complete()
         if not (self.parser.should_upgrade() and self._should_upgrade()):
             self._in_body = True
             self._arm(self.limits.body_timeout)
 
     def on_body(self, body: bytes) -> None:
-        if self._too_many:
+        if self._refusal is not None:
             return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._too_many:
+        if self._refusal is not None:
             return
         if self._in_body:
             self._in_body = False

@@ -177,14 +177,11 @@ class ChatConnection:
                 await self._error(exc.message, exc.code)
                 return
         await self._stop(notify=True)  # a new message stops the running turn first
-        admission = self.runtime.admission
-        if admission is not None and not is_workflow:  # a workflow turn's job takes the slot
-            if not admission.try_acquire():
-                exc = admission.overloaded()
-                await self._error(exc.message, exc.code)
-                return
-        else:
-            admission = None
+        admission = None if is_workflow else self.runtime.admission  # a job takes its own slot
+        if admission is not None and not admission.try_acquire():
+            busy = admission.overloaded()
+            await self._error(busy.message, busy.code)
+            return
         turn = self.session.start(
             TurnInput(
                 content=message.content,
