@@ -58,7 +58,7 @@ class HealthProbe:
     client would) and records each answer's latency; `fresh=True` opens a new connection
     for every probe instead."""
 
-    def __init__(self, url: str, interval: float = 0.02, fresh: bool = False) -> None:
+    def __init__(self, url: str, interval: float = 0.01, fresh: bool = False) -> None:
         self.url = url + "/health"
         self.interval = interval
         self.fresh = fresh
@@ -66,6 +66,7 @@ class HealthProbe:
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._deadline: float | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -99,6 +100,13 @@ class HealthProbe:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+    def wants_more(self, samples: int = 100, limit: float = 20.0) -> bool:
+        """True until `samples` probes were answered during the attack (at most `limit` s):
+        a repeatable attack loops on this so p99 is measured over enough probes."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + limit
+        return len(self.latencies) < samples and time.monotonic() < self._deadline
 
     def p99(self) -> float:
         ordered = sorted(self.latencies)
