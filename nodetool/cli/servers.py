@@ -136,9 +136,9 @@ def _launch(
         )
     from nodetool.cli.preflight import check_services, check_startup
 
-    check_startup(settings)
     if kind != "chat-server":  # the chat-only server keeps no state
         check_services(settings)
+    check_startup(settings)  # after the services: no token is generated for a failed start
     problem = _port_free(host, port)
     if problem:
         raise fail(problem)
