@@ -38,19 +38,40 @@ def server_env(stub: Any, home: Path, **env: str) -> dict[str, str]:
     return values
 
 
+class LoggedServer(CliServer):
+    """A CLI server whose output is read as it comes (a full pipe would block its logging)."""
+
+    def start(self, timeout: float = 60.0) -> LoggedServer:
+        super().start(timeout)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        """Everything the server printed on stdout and stderr (stops it first)."""
+        self.stop()
+        self._reader.join(10)
+        return "".join(self.lines)
+
+
 @contextlib.contextmanager
-def cli_server(kind: str, *args: str, env: dict[str, str]) -> Iterator[CliServer]:
-    server = CliServer(kind, *args, env=env).start()
+def cli_server(kind: str, *args: str, env: dict[str, str]) -> Iterator[LoggedServer]:
+    server = LoggedServer(kind, *args, env=env).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def output_of(server: CliServer) -> str:
-    """Everything the (stopped) server printed on stdout and stderr."""
-    server.stop()
-    return server.proc.stdout.read() if server.proc.stdout else ""
+def output_of(server: LoggedServer) -> str:
+    """Everything the (now stopped) server printed on stdout and stderr."""
+    return server.output()
 
 
 class HealthProbe:

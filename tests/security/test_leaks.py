@@ -10,8 +10,8 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.chat_ws_support import chat_client, of_type
-from tests.security.support import HealthProbe, cli_server, output_of, server_env
-from tests.support.servers import CliServer, free_port
+from tests.security.support import HealthProbe, LoggedServer, cli_server, output_of, server_env
+from tests.support.servers import free_port
 
 SECRET_USER, SECRET_PW = "leakuser", "leakpw-" + "s" * 12
 
@@ -21,7 +21,7 @@ def test_upstream_url_and_userinfo_never_reach_the_client(openai_stub, tmp_path)
     upstream = f"http://{SECRET_USER}:{SECRET_PW}@127.0.0.1:{dead}/v1"
     env = server_env(openai_stub, tmp_path, OPENAI_BASE_URL=upstream, NODETOOL_LOG_LEVEL="info")
     body = {"model": "stub-model", "messages": [{"role": "user", "content": "hi"}]}
-    server = CliServer("chat-server", env=env).start()
+    server = LoggedServer("chat-server", env=env).start()
     try:
         with HealthProbe(server.url) as probe, httpx.Client(timeout=10) as client:
             while probe.wants_more():
@@ -68,7 +68,7 @@ async def test_tool_errors_show_no_absolute_server_path(openai_stub, tmp_path) -
 def test_tokens_are_redacted_in_every_log_line(openai_stub, tmp_path, query: str) -> None:
     secret = "tok" + "Q" * 24
     env = server_env(openai_stub, tmp_path, NODETOOL_LOG_LEVEL="debug")
-    server = CliServer("serve", env=env).start()
+    server = LoggedServer("serve", env=env).start()
     try:
         q = query.format(s=secret)
         httpx.get(f"{server.url}/health?{q}")

@@ -21,8 +21,14 @@ from nodetool.errors import ToolError
 from nodetool.tools.base import ToolContext
 from nodetool.tools.http_get import HttpGetArgs, HttpGetTool
 from tests.chat_ws_support import chat_client, of_type
-from tests.security.support import HealthProbe, cli_server, output_of, raw_socket, server_env
-from tests.support.servers import CliServer
+from tests.security.support import (
+    HealthProbe,
+    LoggedServer,
+    cli_server,
+    output_of,
+    raw_socket,
+    server_env,
+)
 
 LIMIT = 2
 HOLD = "[[slow:0.3]] [[chunks:6]] hold a slot"
@@ -138,7 +144,7 @@ async def test_deeply_nested_frames_get_an_error_frame(server, binary: bool) -> 
 
 def test_clients_leaving_mid_body_log_no_traceback(openai_stub, tmp_path) -> None:
     env = server_env(openai_stub, tmp_path, NODETOOL_LOG_LEVEL="info")
-    server = CliServer("serve", env=env).start()
+    server = LoggedServer("serve", env=env).start()
     try:
         with HealthProbe(server.url) as probe:
             for path in ("/v1/chat/completions", "/api/threads", "/api/workflows") * 5:

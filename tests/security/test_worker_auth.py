@@ -6,8 +6,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.security.support import HealthProbe, cli_server, output_of, server_env
-from tests.support.servers import CliServer
+from tests.security.support import HealthProbe, LoggedServer, cli_server, output_of, server_env
 
 WARNING = "anyone who can reach this port can use it without a token"
 
@@ -21,7 +20,7 @@ def _worker_env(openai_stub, home, **env: str) -> dict[str, str]:
 
 def test_worker_without_auth_provider_requires_the_generated_token(openai_stub, tmp_path) -> None:
     env = _worker_env(openai_stub, tmp_path)
-    server = CliServer("worker", "--host", "0.0.0.0", env=env).start()
+    server = LoggedServer("worker", "--host", "0.0.0.0", env=env).start()
     try:
         token = yaml.safe_load((tmp_path / "config" / "deployment.yaml").read_text())[
             "worker_auth_token"
@@ -46,7 +45,7 @@ def test_worker_without_auth_provider_requires_the_generated_token(openai_stub, 
 @pytest.mark.parametrize("mode", ["local", "none"])
 def test_explicit_open_auth_works_and_warns_on_a_public_bind(openai_stub, tmp_path, mode) -> None:
     env = _worker_env(openai_stub, tmp_path, AUTH_PROVIDER=mode)
-    server = CliServer("worker", "--host", "0.0.0.0", env=env).start()
+    server = LoggedServer("worker", "--host", "0.0.0.0", env=env).start()
     try:
         assert httpx.get(server.url + "/v1/models").status_code == 200
     finally:
