@@ -85,11 +85,7 @@ async def test_client_tool_round_trip(server, openai_stub, binary) -> None:
     assert of_type(frames, "tool_result") == []  # the client already knows its own result
     assert chunks_text(frames) == 'Tool results: {"lat": 48.85, "lon": 2.35}'
     offered = [t["function"]["name"] for t in openai_stub.requests[-1]["tools"]]
-    # serve's default allow-list (offline built-ins) plus the client's own tool
-    assert offered == ["calculator", "current_time", "read_file", "write_file"] + [
-        "list_directory",
-        "get_location",
-    ]
+    assert offered == ["get_location"]
     tool_message = of_type(frames, "message")[1]
     assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == call["tool_call_id"]
 

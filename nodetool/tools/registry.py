@@ -2,8 +2,10 @@
 
 The enabled set (`--tools`, env NODETOOL_TOOLS) is an allow-list for the tools the server runs
 itself: a request naming a server tool outside it is refused with an error naming the tool.
-Without `--tools`, `serve` enables the offline built-ins (every built-in but `http_get`) and
-the user's workflow tools (`workflow_*`); worker and chat-server enable none. An entry ending
+`--tools` names are also offered to the model when a request names no tools. Without
+`--tools`, `serve` enables (allows, without offering) the offline built-ins (every built-in
+but `http_get`) and the user's workflow tools (`workflow_*`); worker and chat-server enable
+none. An entry ending
 in `*` enables a family of dynamic tools by prefix (`workflow_*`, `mcp__server__*`). Tools a
 client defines and runs itself (OpenAI function tools, the `/chat` manifest) are not affected.
 """
@@ -40,11 +42,18 @@ class ToolRegistry:
     stored workflows, `mcp__<server>__<tool>` of the configured MCP servers), and the
     allow-list of what this server may run."""
 
-    def __init__(self, enabled: Iterable[str] | None = None, mcp: McpHub | None = None) -> None:
+    def __init__(
+        self,
+        enabled: Iterable[str] | None = None,
+        mcp: McpHub | None = None,
+        offered: Iterable[str] | None = None,
+    ) -> None:
         self._tools: dict[str, Tool] = {}
         self.mcp = mcp
         self.dynamic_prefixes: set[str] = {WORKFLOW_PREFIX} | ({MCP_PREFIX} if mcp else set())
         self.enabled: tuple[str, ...] = tuple(enabled or ())
+        # offered when a request names no tools: `--tools` names (the kind's default: none)
+        self.offered: tuple[str, ...] = tuple(offered or ())
 
     def register(self, tool: Tool) -> None:
         self._tools[tool.name] = tool
@@ -68,8 +77,8 @@ class ToolRegistry:
         return False
 
     def default_names(self) -> list[str]:
-        """The enabled tools offered when a request names none (prefix entries excluded)."""
-        return [entry for entry in self.enabled if not entry.endswith("*")]
+        """The tools offered when a request names none: the exact `--tools` names."""
+        return [entry for entry in self.offered if not entry.endswith("*")]
 
     def check_enabled(self, entries: Iterable[str]) -> None:
         """Every `--tools` entry names a known tool or a `prefix*` of a known family."""
@@ -204,7 +213,7 @@ def build_tool_registry(
 
     tools = builtin_tools()
     enabled = settings.tools if settings.tools is not None else default_enabled(kind, tools)
-    registry = ToolRegistry(enabled, McpHub.from_settings(settings))
+    registry = ToolRegistry(enabled, McpHub.from_settings(settings), offered=settings.tools)
     for tool in tools:
         registry.register(tool)
     registry.check_enabled(registry.enabled)

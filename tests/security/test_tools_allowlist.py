@@ -79,11 +79,13 @@ async def test_serve_default_enables_offline_builtins_but_not_http_get(
     openai_stub.reset()
     with cli_server("serve", env=server_env(openai_stub, tmp_path)) as server:
         async with chat_client(server, binary=False) as client:
-            await client.chat("hi")
+            await client.chat("hi")  # names no tools: none offered
+            await client.chat("files", tools=OFFLINE)  # allowed on request
             await client.send({"role": "user", "content": "fetch", "tools": ["http_get"]})
             error = await client.recv()
     assert error["code"] == "tool_not_enabled" and "http_get" in error["message"]
-    offered = [t["function"]["name"] for t in openai_stub.requests[0]["tools"]]
+    assert "tools" not in openai_stub.requests[0]
+    offered = [t["function"]["name"] for t in openai_stub.requests[1]["tools"]]
     assert offered == OFFLINE
 
 
