@@ -46,12 +46,13 @@ async def test_tool_errors_show_no_absolute_server_path(openai_stub, tmp_path) -
     openai_stub.reset()
     with cli_server("serve", env=server_env(openai_stub, tmp_path)) as server:
         async with chat_client(server, binary=False) as client:
-            await client.chat('[[tool:write_file {"path": "a.txt", "content": "x"}]] one')
+            files = {"tools": ["write_file", "read_file", "list_directory"]}
+            await client.chat('[[tool:write_file {"path": "a.txt", "content": "x"}]] one', **files)
             frames = await client.chat(
-                '[[tool:write_file {"path": "a.txt/b.txt", "content": "x"}]]'
+                '[[tool:write_file {"path": "a.txt/b.txt", "content": "x"}]]', **files
             )
-            frames += await client.chat('[[tool:read_file {"path": "a.txt/b.txt"}]] two')
-            frames += await client.chat('[[tool:list_directory {"path": "a.txt"}]] three')
+            frames += await client.chat('[[tool:read_file {"path": "a.txt/b.txt"}]] two', **files)
+            frames += await client.chat('[[tool:list_directory {"path": "a.txt"}]] three', **files)
     results = of_type(frames, "tool_result")
     assert len(results) == 3 and not any(r["ok"] for r in results)
     shown = json.dumps(frames)

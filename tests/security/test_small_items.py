@@ -31,6 +31,7 @@ from tests.security.support import (
 )
 
 LIMIT = 2
+FILE_TOOLS = ["write_file", "read_file"]
 HOLD = "[[slow:0.3]] [[chunks:6]] hold a slot"
 
 
@@ -177,10 +178,12 @@ async def test_write_file_to_a_fifo_fails_fast_and_wedges_nothing(server, home) 
     with HealthProbe(server.url) as probe:
         async with chat_client(server, binary=False) as client:
             for ask in [write_pipe, read_pipe] * 6:  # more than the 8 threads that wedged before
-                frames = await asyncio.wait_for(client.chat(ask), 10)
+                frames = await asyncio.wait_for(client.chat(ask, tools=FILE_TOOLS), 10)
                 (result,) = of_type(frames, "tool_result")
                 assert not result["ok"] and "not a regular file" in result["error"]
-            frames = await client.chat('[[tool:write_file {"path": "ok.txt", "content": "y"}]] ok')
+            frames = await client.chat(
+                '[[tool:write_file {"path": "ok.txt", "content": "y"}]] ok', tools=FILE_TOOLS
+            )
             (result,) = of_type(frames, "tool_result")
             assert result["ok"], result
     probe.check()
