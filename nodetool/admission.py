@@ -1,5 +1,6 @@
-"""One admission limit for the work that costs upstream calls or CPU: `/v1/*` requests,
-`/chat` turns and workflow jobs share `NODETOOL_MAX_CONCURRENT_COMPLETIONS` slots.
+"""One admission limit for the work that costs upstream calls: `/v1/*` requests and `/chat`
+turns share `NODETOOL_MAX_CONCURRENT_COMPLETIONS` slots (workflow jobs are bounded by their
+queue, `NODETOOL_MAX_CONCURRENT_JOBS`).
 
 Beyond the limit new work is refused at once (HTTP 429 with `Retry-After`, an `overloaded`
 error frame on `/chat`), so an overloaded server sheds load instead of queueing it. One
@@ -50,7 +51,7 @@ class Admission:
 
     def overloaded(self) -> OverloadedError:
         return OverloadedError(
-            f"The server is at capacity ({self.limit} requests, chat turns and jobs in "
-            "flight); retry shortly.",
+            f"The server is at capacity ({self.limit} requests and chat turns in flight); "
+            "retry shortly.",
             headers={"Retry-After": "1"},
         )
