@@ -177,7 +177,7 @@ class ChatConnection:
                 await self._error(exc.message, exc.code)
                 return
         await self._stop(notify=True)  # a new message stops the running turn first
-        admission = None if is_workflow else self.runtime.admission  # a job takes its own slot
+        admission = None if is_workflow else self.runtime.admission  # jobs queue on their own
         if admission is not None and not admission.try_acquire():
             busy = admission.overloaded()
             await self._error(busy.message, busy.code)
