@@ -9,15 +9,15 @@ _nodetool() {
     done
     case "$cmd" in
         chat) COMPREPLY=( $(compgen -W "--ws --url --token --model -m --provider --thread --tools --workflow --message --json --help" -- "$cur") ) ;;
-        chat-server) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --mcp-config --reload --workers --log-level --cors-origins --public-metrics --ui --no-ui --model-alias --help" -- "$cur") ) ;;
+        chat-server) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --mcp-config --reload --workers --log-level --cors-origins --allowed-hosts --public-metrics --ui --no-ui --model-alias --help" -- "$cur") ) ;;
         doctor) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;
         mcp) COMPREPLY=( $(compgen -W "--tools --workflow --mcp-config --provider --default-model --log-level --help" -- "$cur") ) ;;
         models) COMPREPLY=( $(compgen -W "--json --help" -- "$cur") ) ;;
         run) COMPREPLY=( $(compgen -W "--param --json --provider --default-model --help" -- "$cur") ) ;;
-        serve) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --mcp-config --reload --workers --log-level --cors-origins --public-metrics --ui --no-ui --model-alias --help" -- "$cur") ) ;;
+        serve) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --mcp-config --reload --workers --log-level --cors-origins --allowed-hosts --public-metrics --ui --no-ui --model-alias --help" -- "$cur") ) ;;
         token) COMPREPLY=( $(compgen -W "--rotate --help" -- "$cur") ) ;;
         tools) COMPREPLY=( $(compgen -W "--json --mcp-config --help" -- "$cur") ) ;;
-        worker) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --mcp-config --reload --workers --log-level --cors-origins --public-metrics --ui --no-ui --model-alias --help" -- "$cur") ) ;;
+        worker) COMPREPLY=( $(compgen -W "--host --port -p --auth-provider --provider --default-model --tools --workflow --mcp-config --reload --workers --log-level --cors-origins --allowed-hosts --public-metrics --ui --no-ui --model-alias --help" -- "$cur") ) ;;
         *) COMPREPLY=( $(compgen -W "chat chat-server doctor mcp models run serve token tools worker --version --help" -- "$cur") ) ;;
     esac
 }

@@ -114,9 +114,9 @@ class Settings(BaseSettings):
 
     # Server behaviour
     log_level: LogLevel = Field("info", validation_alias=_env("NODETOOL_LOG_LEVEL"))
-    tools: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=_env("NODETOOL_TOOLS")
-    )
+    tools: Annotated[list[str] | None, NoDecode] = Field(
+        None, validation_alias=_env("NODETOOL_TOOLS")
+    )  # None: the server kind's default set (tools/registry.py)
     workflow_files: list[Path] = Field(default_factory=list)
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_MAX_BODY_BYTES")
@@ -187,7 +187,29 @@ class Settings(BaseSettings):
         512 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_MAX_GRAPH_BYTES")
     )
 
-    @field_validator("tools", "cors_origins", mode="before")
+    # Security limits (docs/security.md)
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None, validation_alias=_env("NODETOOL_ALLOWED_HOSTS")
+    )  # None: loopback names on `serve`, any host on worker and chat-server
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, validation_alias=_env("NODETOOL_MAX_HEADER_BYTES")
+    )
+    max_headers: int = Field(100, ge=8, validation_alias=_env("NODETOOL_MAX_HEADERS"))
+    header_timeout: float = Field(10.0, gt=0, validation_alias=_env("NODETOOL_HEADER_TIMEOUT"))
+    body_timeout: float = Field(30.0, gt=0, validation_alias=_env("NODETOOL_BODY_TIMEOUT"))
+    max_pending_connections: int = Field(
+        256, ge=1, validation_alias=_env("NODETOOL_MAX_PENDING_CONNECTIONS")
+    )
+    auth_negative_cache_ttl: float = Field(
+        300.0, ge=0, validation_alias=_env("AUTH_NEGATIVE_CACHE_TTL")
+    )
+    auth_max_concurrency: int = Field(8, ge=1, validation_alias=_env("AUTH_MAX_CONCURRENCY"))
+    auth_rate_per_client: float = Field(
+        5.0, gt=0, validation_alias=_env("AUTH_RATE_PER_CLIENT")
+    )  # token checks per second that miss the cache, per client address
+    auth_rate_burst: int = Field(20, ge=1, validation_alias=_env("AUTH_RATE_BURST"))
+
+    @field_validator("tools", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -214,6 +236,16 @@ class Settings(BaseSettings):
     @property
     def auth_enforced(self) -> bool:
         return self.auth_provider in ("static", "supabase")
+
+
+def server_settings(settings: Settings, kind: str) -> Settings:
+    """`settings` with the defaults that depend on the server kind filled in.
+
+    `nodetool worker` without an explicit AUTH_PROVIDER uses static auth (a token), never open.
+    """
+    if kind == "worker" and "auth_provider" not in settings.model_fields_set:
+        return settings.model_copy(update={"auth_provider": "static"})
+    return settings
 
 
 class SettingsError(ValueError):

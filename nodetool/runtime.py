@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nodetool.admission import Admission
 from nodetool.config import Settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class Runtime:
     tools: ToolRegistry | None = None
     engine: ChatEngine | None = None
     jobs: JobManager | None = None
+    admission: Admission | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def aclose(self) -> None:
@@ -58,20 +60,28 @@ async def open_runtime(
     jobs: bool = True,
     instance: str | None = None,
     observe_jobs: Callable[[str, float | None], None] | None = None,
+    kind: str = "serve",
+    admission: Admission | None = None,
 ) -> Runtime:
-    """Build the runtime: providers, optional store, tools, chat engine, optional job manager."""
+    """Build the runtime: providers, optional store, tools, chat engine, optional job manager.
+
+    `kind` (serve | worker | chat-server) picks the default tool allow-list; `admission` is
+    the concurrency limit shared by `/v1` and `/chat` turns (one is made when omitted); jobs
+    are bounded by their queue (NODETOOL_MAX_CONCURRENT_JOBS).
+    """
     from nodetool.chat.engine import ChatEngine
     from nodetool.providers.registry import ProviderRegistry
     from nodetool.tools.registry import build_tool_registry
 
-    runtime = Runtime(settings=settings)
+    admission = admission or Admission(settings.max_concurrent_completions)
+    runtime = Runtime(settings=settings, admission=admission)
     try:
         runtime.providers = await ProviderRegistry.create(settings)
         if store:
             from nodetool.storage import open_store
 
             runtime.store = await open_store(settings)
-        runtime.tools = build_tool_registry(settings, runtime.store)
+        runtime.tools = build_tool_registry(settings, runtime.store, kind)
         runtime.engine = ChatEngine(settings, runtime.providers, runtime.tools)
         runtime.engine.store = runtime.store
         if jobs and runtime.store is not None:

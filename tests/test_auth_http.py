@@ -10,7 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nodetool.api.auth.logs import RedactTokensFilter, install_log_redaction, redact
+from nodetool.api.auth.logs import (
+    RedactTokensFilter,
+    _RedactingFactory,
+    install_log_redaction,
+    redact,
+)
 from nodetool.api.auth.middleware import AuthMiddleware, install_auth
 from tests.support.auth_app import auth_settings, demo_app, ws_probe
 from tests.support.servers import ServerThread, serve_app
@@ -198,9 +203,12 @@ def test_log_redaction_is_installed_once(tmp_path: Path) -> None:
     app = demo_app(auth_settings(tmp_path, "local"))
     install_auth(app, auth_settings(tmp_path, "local"))
     install_log_redaction()
-    for name in ("uvicorn.access", "uvicorn.error"):
-        filters = logging.getLogger(name).filters
-        assert sum(isinstance(f, RedactTokensFilter) for f in filters) == 1
+    factory = logging.getLogRecordFactory()
+    assert isinstance(factory, _RedactingFactory)
+    assert not isinstance(factory.inner, _RedactingFactory)  # wrapped once
+    record = factory("x", logging.INFO, __file__, 1, "GET %s", ("/chat?api_key=s",), None)
+    assert record.getMessage() == "GET /chat?api_key=[REDACTED]"
+    assert RedactTokensFilter().filter(record)
 
 
 class _Capture(logging.Handler):

@@ -80,10 +80,10 @@ async def test_chat_ws_turn_calls_the_mcp_tool(server, openai_stub) -> None:
 async def test_chat_ws_unknown_mcp_tool_is_an_error_frame(server) -> None:
     async with chat_client(server) as client:
         await client.send({"role": "user", "content": "hi", "tools": ["mcp__time__nope"]})
-        frames = await client.turn()
-        (error,) = of_type(frames, "error")
-        assert "unknown tool: mcp__time__nope" in error["message"]
-        assert "mcp__time__get_current_time" in error["message"]  # what the server has
+        error = await client.recv()  # refused before the turn: not on the allow-list
+        assert error["type"] == "error" and error["code"] == "tool_not_enabled"
+        assert "mcp__time__nope" in error["message"]
+        assert TOOL in error["message"]  # what the server enabled
         await client.assert_alive()
 
 

@@ -28,6 +28,7 @@ def _registry(tmp_path: Path, **settings: Any) -> tuple[ToolRegistry, ToolContex
         stub=STUB_SERVER,
         broken={"command": PYTHON, "args": ["-m", "no_such_module_for_mcp"]},
     )
+    settings.setdefault("tools", ["*"])  # MCP tools run only when the allow-list has them
     values = Settings(data_dir=tmp_path, mcp_config=config, **settings)
     return build_tool_registry(values, None), ToolContext(user_id="1", settings=values)
 

@@ -79,7 +79,11 @@ async def test_mcp_endpoint_behind_the_static_token(kind: str, openai_stub, tmp_
             remote={"url": url, "headers": {"Authorization": f"Bearer {TOKEN}"}},
             locked={"url": url},
         )
-        settings = Settings(data_dir=tmp_path / "client", mcp_config=config)
+        settings = Settings(
+            data_dir=tmp_path / "client",
+            mcp_config=config,
+            tools=["mcp__remote__*", "mcp__locked__*"],
+        )
         registry = build_tool_registry(settings, None)
         context = ToolContext(user_id="1", settings=settings)
         try:

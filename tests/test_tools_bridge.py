@@ -111,7 +111,7 @@ async def test_a_reused_id_can_be_answered_again() -> None:
 
 @pytest.fixture()
 def engine(tmp_path: Path) -> ChatEngine:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     for tool in builtin_tools():
         registry.register(tool)
     return ChatEngine(Settings(data_dir=tmp_path), providers=None, tools=registry)  # type: ignore[arg-type]

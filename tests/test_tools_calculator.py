@@ -102,7 +102,7 @@ def _call(expression: object) -> tuple[ToolCall, dict]:
 
 
 async def test_through_the_registry(tmp_path) -> None:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     for tool in builtin_tools():
         registry.register(tool)
     context = ToolContext(user_id="1", settings=Settings(data_dir=tmp_path))

@@ -113,7 +113,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture()
 def registry() -> ToolRegistry:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     for tool in [*builtin_tools(), BoomTool(), BlobTool()]:
         registry.register(tool)
     return registry

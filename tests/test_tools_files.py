@@ -17,7 +17,7 @@ from nodetool.types.messages import FunctionCall, ToolCall
 
 @pytest.fixture()
 def registry() -> ToolRegistry:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     for tool in builtin_tools():
         registry.register(tool)
     return registry

@@ -172,7 +172,7 @@ def execute_call(name: str) -> ToolCall:
 
 @module_loop
 async def test_runs_through_the_job_manager(alice: ToolContext) -> None:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     (tool,) = await registry.resolve(["workflow_greet"], alice)
     tools = {tool.name: tool}
     outcome = await registry.execute(
@@ -200,7 +200,7 @@ async def test_runs_through_the_job_manager(alice: ToolContext) -> None:
 )
 @module_loop
 async def test_bad_arguments(alice: ToolContext, args: dict[str, Any], reason: str) -> None:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     (tool,) = await registry.resolve(["workflow_greet"], alice)
     outcome = await registry.execute(execute_call(tool.name), args, alice, {tool.name: tool})
     assert not outcome.ok and (outcome.error or "").startswith(reason)
@@ -208,7 +208,7 @@ async def test_bad_arguments(alice: ToolContext, args: dict[str, Any], reason: s
 
 @module_loop
 async def test_a_failing_workflow_is_an_error_result(alice: ToolContext) -> None:
-    registry = ToolRegistry()
+    registry = ToolRegistry(["*"])
     (tool,) = await registry.resolve(["workflow_broken"], alice)
     outcome = await registry.execute(
         execute_call(tool.name), {"mood": "x"}, alice, {tool.name: tool}
@@ -229,7 +229,7 @@ async def test_without_a_job_manager(alice: ToolContext) -> None:
 @module_loop
 async def test_unknown_workflow_tool_is_a_clear_400(alice: ToolContext) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        await ToolRegistry().resolve(["workflow_nope"], alice)
+        await ToolRegistry(["*"]).resolve(["workflow_nope"], alice)
     assert info.value.param == "tools" and "workflow_nope" in info.value.message
 
 

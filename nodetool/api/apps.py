@@ -20,11 +20,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from nodetool import __version__
+from nodetool.admission import Admission
 from nodetool.api.errors import install_error_handlers
 from nodetool.api.hot_paths import install_hot_paths
 from nodetool.api.metrics import metrics_of
 from nodetool.api.openapi_docs import install_openapi
-from nodetool.config import Settings
+from nodetool.config import Settings, server_settings
 from nodetool.runtime import new_instance_id, open_runtime
 
 SETTINGS_ENV = "NODETOOL_SETTINGS_JSON"
@@ -39,6 +40,7 @@ def _routers(names: list[str]) -> list[APIRouter]:
 def _build(
     settings: Settings,
     *,
+    kind: str,
     title: str,
     routers: list[str],
     store: bool,
@@ -46,6 +48,9 @@ def _build(
     mcp: bool = False,
     web_ui: bool = False,
 ) -> FastAPI:
+    settings = server_settings(settings, kind)
+    admission = Admission(settings.max_concurrent_completions)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = metrics_of(app)
@@ -55,6 +60,8 @@ def _build(
             jobs=jobs,
             instance=metrics.instance,
             observe_jobs=metrics.job_event,
+            kind=kind,
+            admission=admission,
         )
         app.state.runtime = runtime
         try:
@@ -86,24 +93,23 @@ def _build(
         public = public_paths()
     install_openapi(app)
     install_hot_paths(app)  # innermost: before `_install_middleware`
-    _install_middleware(app, settings, public)
+    _install_middleware(app, settings, kind, admission, public)
     return app
 
 
-def _install_middleware(app: FastAPI, settings: Settings, public: frozenset[str]) -> None:
-    """Body limit, metrics, auth and CORS, as pure ASGI middleware (outermost added last)."""
+def _install_middleware(
+    app: FastAPI, settings: Settings, kind: str, admission: Admission, public: frozenset[str]
+) -> None:
+    """Body limit, concurrency, auth, CORS, trusted hosts, metrics and request ids, as pure
+    ASGI middleware (outermost added last)."""
     from nodetool.api.auth.middleware import install_auth
     from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
     from nodetool.api.metrics import install_metrics
     from nodetool.api.request_id import install_request_id
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        ConcurrencyLimitMiddleware,
-        max_inflight=settings.max_concurrent_completions,
-        paths=("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings"),
-    )
-    install_auth(app, settings, public_paths=public)
+    app.add_middleware(ConcurrencyLimitMiddleware, admission=admission, prefix="/v1/")
+    install_auth(app, settings, kind, public_paths=public)
     install_metrics(app)
     install_request_id(app)
 
@@ -112,6 +118,7 @@ def create_editor_app(settings: Settings) -> FastAPI:
     """`nodetool serve`: the editor API for local desktop/web use."""
     return _build(
         settings,
+        kind="serve",
         title="nodetool editor",
         routers=["chat_ws", "predict_ws", "threads", "workflows", "tools"],
         store=True,
@@ -125,6 +132,7 @@ def create_worker_app(settings: Settings) -> FastAPI:
     """`nodetool worker`: the deployable data plane."""
     return _build(
         settings,
+        kind="worker",
         title="nodetool worker",
         routers=["worker_workflows", "jobs"],
         store=True,
@@ -135,7 +143,14 @@ def create_worker_app(settings: Settings) -> FastAPI:
 
 def create_chat_server_app(settings: Settings) -> FastAPI:
     """`nodetool chat-server`: chat-only /v1."""
-    return _build(settings, title="nodetool chat-server", routers=[], store=False, jobs=False)
+    return _build(
+        settings,
+        kind="chat-server",
+        title="nodetool chat-server",
+        routers=[],
+        store=False,
+        jobs=False,
+    )
 
 
 FACTORIES: dict[str, Callable[[Settings], FastAPI]] = {

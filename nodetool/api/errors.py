@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from nodetool.errors import NodetoolError
 
@@ -82,6 +83,11 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def on_disconnect(request: Request, _: ClientDisconnect) -> Response:
+        # the client left mid-body: nobody reads an answer, and it is not a server error
+        log.debug("client disconnected before sending the whole body of %s", request.url.path)
+        return Response(status_code=400)
+
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(
@@ -92,4 +98,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NodetoolError, on_nodetool)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, on_disconnect)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_unexpected)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from fastapi.routing import APIWebSocketRoute
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -70,6 +70,8 @@ async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -
         response = await endpoint(Request(scope, receive, send))
     except NodetoolError as exc:
         response = error_response(exc)
+    except ClientDisconnect:
+        return  # the client left mid-body: nobody to answer, and not a server error
     await response(scope, receive, send)
 
 

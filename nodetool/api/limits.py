@@ -2,8 +2,8 @@
 
 Body size: a declared `Content-Length` over the limit is answered 413 before the body is read;
 a body without one (chunked) is counted as it streams and the read fails with a 413 once it
-passes the limit. Concurrency: completions beyond the configured number in flight are
-answered 429 with `Retry-After`, so an overloaded server sheds load instead of queueing it.
+passes the limit. Concurrency: `/v1/*` requests beyond the shared admission limit
+(`nodetool/admission.py`) are answered 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodetool.errors import NodetoolError, OverloadedError, PayloadTooLargeError
+from nodetool.admission import Admission
+from nodetool.errors import NodetoolError, PayloadTooLargeError
 
 
 def _too_large(limit: int, size: int | None) -> PayloadTooLargeError:
@@ -94,30 +95,23 @@ async def _reject(send: Send, exc: NodetoolError, *, close: bool = True) -> None
 
 
 class ConcurrencyLimitMiddleware:
-    """Answer 429 (`Retry-After: 1`) when `max_inflight` requests to `paths` are running."""
+    """Answer 429 (`Retry-After: 1`) when the shared admission limit is reached (`/v1/*`
+    requests here; `/chat` turns and jobs take slots from the same `Admission`)."""
 
-    def __init__(self, app: ASGIApp, max_inflight: int, paths: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission, prefix: str = "/v1/") -> None:
         self.app = app
-        self.max_inflight = max_inflight
-        self.paths = frozenset(paths)
-        self.inflight = 0
+        self.admission = admission
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        if self.inflight >= self.max_inflight:
-            await _reject(send, _overloaded(self.max_inflight), close=False)
+        admission = self.admission
+        if not admission.try_acquire():
+            await _reject(send, admission.overloaded(), close=False)
             return
-        self.inflight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.inflight -= 1
-
-
-def _overloaded(limit: int) -> OverloadedError:
-    return OverloadedError(
-        f"The server is at capacity ({limit} completions in flight); retry shortly.",
-        headers={"Retry-After": "1"},
-    )
+            admission.release()

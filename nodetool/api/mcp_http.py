@@ -36,7 +36,8 @@ class McpEndpoint:
             StreamableHTTPSessionManager,
         )
 
-        server = build_mcp_server(runtime, list(runtime.settings.tools), http_user)
+        names = runtime.tools.default_names() if runtime.tools is not None else []
+        server = build_mcp_server(runtime, names, http_user)
         manager = StreamableHTTPSessionManager(
             app=server,
             stateless=True,

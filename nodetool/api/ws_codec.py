@@ -25,6 +25,7 @@ log = logging.getLogger("nodetool.ws")
 
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
+MAX_DEPTH = 128  # nesting of maps and arrays in one frame
 
 
 class FrameError(Exception):
@@ -67,6 +68,25 @@ def _msgpack_default(value: Any) -> Any:
     return _plain(value)
 
 
+def _too_deep() -> FrameError:
+    return FrameError(f"frame is nested too deeply (limit {MAX_DEPTH} levels)", "too_deep")
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse frames nested deeper than MAX_DEPTH (iteratively: no recursion here)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(item, dict):
+            stack.extend(
+                (child, depth + 1) for child in item.values() if isinstance(child, dict | list)
+            )
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+
+
 class FrameCodec:
     """Per-connection codec state: the reply encoding and the size limit."""
 
@@ -105,6 +125,7 @@ class FrameCodec:
             raise FrameError(
                 f"a MessagePack frame must be a map, got {type(value).__name__}", "invalid_frame"
             )
+        _check_depth(value)
         return value
 
     @staticmethod
@@ -113,10 +134,13 @@ class FrameCodec:
             value = json.loads(text)
         except ValueError as exc:
             raise FrameError(f"invalid JSON frame: {exc}", "invalid_json") from None
+        except RecursionError:
+            raise _too_deep() from None
         if not isinstance(value, dict):
             raise FrameError(
                 f"a JSON frame must be an object, got {type(value).__name__}", "invalid_frame"
             )
+        _check_depth(value)
         return value
 
     def encode(self, frame: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class TurnRequest:
     model: str | None = None
     provider: str | None = None
     options: ChatOptions = field(default_factory=ChatOptions)
-    server_tools: list[str] | None = None  # None: the server's --tools
+    server_tools: list[str] | None = None  # None: the server's enabled tools
     client_tools: list[ToolSpec] = field(default_factory=list)
     client_tool_runner: ClientToolRunner | None = None
     user_id: str = "1"
@@ -88,7 +88,7 @@ class ChatEngine:
         return await self.providers.resolve(req.model, req.provider)
 
     async def server_tools(self, req: TurnRequest) -> list[Tool]:
-        names = self.settings.tools if req.server_tools is None else req.server_tools
+        names = self.tools.default_names() if req.server_tools is None else req.server_tools
         if not names:
             return []
         return await self.tools.resolve(names, self.tool_context(req))

@@ -33,7 +33,12 @@ ModelOpt = typer.Option(
     "--default-model",
     help="Model used when a request names none (env NODETOOL_DEFAULT_MODEL).",
 )
-ToolsOpt = typer.Option(None, "--tools", help="Server tools to enable, comma separated.")
+ToolsOpt = typer.Option(
+    None,
+    "--tools",
+    help="Allow-list of server tools, comma separated (`name`, `prefix*`, `*`); default: "
+    "offline built-ins on serve, none on worker and chat-server (env NODETOOL_TOOLS).",
+)
 WorkflowOpt = typer.Option(
     None, "--workflow", help="Workflow JSON file to register at startup (repeatable)."
 )
@@ -51,6 +56,12 @@ AliasOpt = typer.Option(
     "--model-alias",
     help="NAME=TARGET: requests for model NAME route like TARGET, e.g. "
     "gpt-4=local/gemma-3-270m (repeatable; adds to env NODETOOL_MODEL_ALIASES).",
+)
+HostsOpt = typer.Option(
+    None,
+    "--allowed-hosts",
+    help="Host names this server answers (Host header), comma separated; `serve` defaults "
+    "to localhost, 127.0.0.1 and [::1] (env NODETOOL_ALLOWED_HOSTS).",
 )
 MetricsOpt = typer.Option(
     False, "--public-metrics", help="Serve /metrics without a token when auth is enforced."
@@ -74,6 +85,17 @@ def _port_free(host: str, port: int) -> str | None:
                 return f"port {port} on {host} is already in use (try --port {port + 1})"
             return f"cannot listen on {host}:{port}: {exc.strerror}"
     return None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _with_aliases(settings: Any, pairs: list[str] | None) -> Any:
@@ -103,7 +125,9 @@ def _launch(
             "--ui: the web chat needs the /chat WebSocket and /api/threads; use `nodetool serve`",
             code=2,
         )
-    settings = _with_aliases(build_settings(**flags), model_alias)
+    from nodetool.config import server_settings
+
+    settings = server_settings(_with_aliases(build_settings(**flags), model_alias), kind)
     if kind == "chat-server" and settings.workflow_files:
         raise fail(
             "chat-server serves no workflows: use --workflow with `nodetool serve` or "
@@ -112,9 +136,9 @@ def _launch(
         )
     from nodetool.cli.preflight import check_services, check_startup
 
-    check_startup(settings)
     if kind != "chat-server":  # the chat-only server keeps no state
         check_services(settings)
+    check_startup(settings)  # after the services: no token is generated for a failed start
     problem = _port_free(host, port)
     if problem:
         raise fail(problem)
@@ -138,6 +162,15 @@ def _launch(
     )
     if kind == "serve" and settings.web_ui:
         err_console().print(f"web chat: http://{host}:{port}/", soft_wrap=True)
+    if not settings.auth_enforced and not _loopback(host):
+        err_console().print(
+            f"[yellow]warning:[/yellow] AUTH_PROVIDER={settings.auth_provider} on {host}: "
+            "anyone who can reach this port can use it without a token",
+            soft_wrap=True,
+        )
+    from nodetool.api.http_protocol import uvicorn_options
+
+    options = uvicorn_options(settings)
     if reload or workers > 1:
         import os
 
@@ -154,17 +187,12 @@ def _launch(
             workers=None if reload else workers,
             log_level=log_level,
             log_config=uvicorn_log_config(),
-            ws_max_size=settings.max_frame_bytes + 1024,
+            **options,
         )
         return
     app = FACTORIES[kind](settings)
     uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        log_config=uvicorn_log_config(),
-        ws_max_size=settings.max_frame_bytes + 1024,
+        app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), **options
     )
 
 
@@ -201,6 +229,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
         workers: int = WorkersOpt,
         log_level: str | None = LogOpt,
         cors_origins: str | None = CorsOpt,
+        allowed_hosts: str | None = HostsOpt,
         public_metrics: bool = MetricsOpt,
         ui: bool | None = UiOpt,
         model_alias: list[str] | None = AliasOpt,
@@ -220,6 +249,7 @@ def _server_command(kind: str, default_host: str, doc: str) -> Callable[..., Non
             mcp_config=mcp_config,
             log_level=log_level,
             cors_origins=cors_origins,
+            allowed_hosts=allowed_hosts,
             public_metrics=public_metrics or None,
             web_ui=ui,
         )
@@ -236,7 +266,8 @@ serve = _server_command(
 worker = _server_command(
     "worker",
     "0.0.0.0",
-    "Start the deployable worker: /v1 and workflow run endpoints (JSON and SSE).",
+    "Start the deployable worker: /v1 and workflow run endpoints (JSON and SSE). Without "
+    "AUTH_PROVIDER it requires a token (static auth; the token is generated and printed once).",
 )
 chat_server = _server_command(
     "chat-server", "127.0.0.1", "Start the chat-only server: /v1 and health."

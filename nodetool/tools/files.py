@@ -44,8 +44,9 @@ def confine(root: Path, path: str) -> Path:
     candidate = root.joinpath(*pure.parts)
     try:
         resolved = candidate.resolve(strict=False)
-    except (OSError, RuntimeError) as exc:  # symlink loops
-        raise ToolError(f"cannot resolve path {path!r}: {exc}") from None
+    except (OSError, RuntimeError) as exc:  # symlink loops; no server path in the message
+        why = getattr(exc, "strerror", None) or "symlink loop"
+        raise ToolError(f"cannot resolve path {path!r}: {why}") from None
     if not resolved.is_relative_to(root):
         raise ToolError(f"path {path!r} leaves the workspace (through a symlink)")
     return resolved
@@ -69,7 +70,7 @@ def _read(context: ToolContext, path: str) -> Any:
         raise ToolError(f"{path} is not a regular file")
     if info.st_size > MAX_READ_BYTES:
         raise ToolError(f"file is too large: {info.st_size} bytes (limit {MAX_READ_BYTES} bytes)")
-    fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd = _open_regular(target, path, os.O_RDONLY)
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(MAX_READ_BYTES + 1)
     if len(data) > MAX_READ_BYTES:
@@ -83,6 +84,21 @@ def _read(context: ToolContext, path: str) -> Any:
             "binary": True,
             "note": "binary file; content not shown",
         }
+
+
+def _open_regular(target: Path, shown: str, flags: int) -> int:
+    """Open `target` without following a symlink and without blocking (a FIFO or device
+    planted in the workspace must not wedge a thread); refuse anything but a regular file."""
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except OSError as exc:
+        raise ToolError(f"cannot open {shown}: {exc.strerror or 'not a regular file'}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ToolError(f"{shown} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _write(context: ToolContext, path: str, content: str) -> dict[str, Any]:
@@ -99,8 +115,10 @@ def _write(context: ToolContext, path: str, content: str) -> dict[str, Any]:
     # the parent may not have existed when confine() ran: check again now that it does
     if not target.parent.resolve(strict=True).is_relative_to(root):
         raise ToolError(f"path {path!r} leaves the workspace (through a symlink)")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(target, flags, 0o644)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise ToolError(f"{path} is not a regular file")
+    fd = _open_regular(target, path, os.O_WRONLY | os.O_CREAT)
+    os.ftruncate(fd, 0)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     return {"path": relative(root, target), "bytes": len(data)}

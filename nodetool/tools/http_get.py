@@ -7,9 +7,13 @@ is summarized (content type and size), never returned raw.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from html.parser import HTMLParser
 from typing import Any
 
+import httpcore
+import httpx
 from pydantic import BaseModel, Field
 
 from nodetool.errors import ToolError
@@ -113,13 +117,11 @@ class HttpGetTool(Tool):
 
     async def run(self, context: ToolContext, args: BaseModel) -> dict[str, Any]:
         assert isinstance(args, HttpGetArgs)
-        import httpx
-
         url = _check_url(args.url)
-        guard = None if context.settings.http_get_allow_private else _refuse_private_hosts
+        public_only = not context.settings.http_get_allow_private
         try:
             async with asyncio.timeout(self.time_limit):
-                return await self._fetch(httpx, url, guard)
+                return await self._fetch(url, PublicOnlyTransport() if public_only else None)
         except TimeoutError:
             raise ToolError(f"{url} did not answer within {self.time_limit:g} s") from None
         except httpx.TooManyRedirects:
@@ -131,7 +133,7 @@ class HttpGetTool(Tool):
         except httpx.HTTPError as exc:
             raise ToolError(f"could not fetch {url}: {type(exc).__name__}: {exc}") from None
 
-    async def _fetch(self, httpx: Any, url: str, guard: Any) -> dict[str, Any]:
+    async def _fetch(self, url: str, transport: httpx.AsyncBaseTransport | None) -> dict[str, Any]:
         async with (
             httpx.AsyncClient(
                 follow_redirects=True,
@@ -139,7 +141,7 @@ class HttpGetTool(Tool):
                 timeout=httpx.Timeout(self.time_limit),
                 headers={"User-Agent": "nodetool-http-get/1.0", "Accept": "*/*"},
                 trust_env=False,
-                event_hooks={"request": [guard]} if guard else None,
+                transport=transport,
             ) as client,
             client.stream("GET", url) as response,
         ):
@@ -193,8 +195,6 @@ def _looks_like_text(body: bytes) -> bool:
 
 
 def _check_url(raw: str) -> str:
-    import httpx
-
     raw = raw.strip()
     try:
         url = httpx.URL(raw)
@@ -208,23 +208,80 @@ def _check_url(raw: str) -> str:
     return str(url)
 
 
-async def _refuse_private_hosts(request: Any) -> None:
-    """Refuse requests (and each redirect) to loopback, private, link-local or reserved
-    addresses, so a model cannot reach internal services or cloud metadata endpoints.
-    Allow them with NODETOOL_HTTP_GET_ALLOW_PRIVATE=true."""
-    import ipaddress
-    import socket
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_PRIVATE_HINT = "set NODETOOL_HTTP_GET_ALLOW_PRIVATE=true to allow it"
 
-    host = request.url.host
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ToolError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global:
-            raise ToolError(
-                f"{host} resolves to a non-public address ({address}); http_get only fetches "
-                "public URLs (set NODETOOL_HTTP_GET_ALLOW_PRIVATE=true to allow it)"
-            )
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is a global unicast address, looking through IPv6 forms that embed
+    an IPv4 one: mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64
+    (`64:ff9b::a.b.c.d`), 6to4 and Teredo."""
+    if isinstance(address, ipaddress.IPv6Address):
+        value = int(address)
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        if value >> 32 == 0:  # ::/96, IPv4-compatible (also :: and ::1)
+            return is_public(ipaddress.IPv4Address(value))
+        if address in _NAT64:
+            return is_public(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+        if address.sixtofour is not None and not is_public(address.sixtofour):
+            return False
+        if address.teredo is not None and not is_public(address.teredo[1]):
+            return False
+    return address.is_global
+
+
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """Resolves the host once, refuses any non-public address, and connects to exactly the
+    address it checked (no second lookup, so no DNS-rebinding window). Every connection
+    goes through here, redirects included; TLS still verifies the original host name."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ToolError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        for address in addresses:
+            if not is_public(address):
+                raise ToolError(
+                    f"{host} resolves to a non-public address ({address}); http_get only "
+                    f"fetches public URLs ({_PRIVATE_HINT})"
+                )
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"cannot connect to {host}")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class PublicOnlyTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool that uses `PublicOnlyBackend`."""
+
+    def __init__(self) -> None:  # same request mapping as the parent, our own pool
+        import ssl
+
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context, network_backend=PublicOnlyBackend(), max_connections=4
+        )

@@ -23,7 +23,8 @@ user message (`echo` repeats the prompt; `logprobs: N` adds legacy log probabili
 alternatives each).
 
 Every chat request body is recorded in `stub.requests`, embeddings and completions bodies in
-`stub.extra_requests` as `(path, body)`; client disconnects during a response are
+`stub.extra_requests` as `(path, body)`; `stub.peak` is the most chat requests being
+answered at once since the last `reset()`; client disconnects during a response are
 recorded in `stub.disconnects` (monotonic times) so tests can prove cancellation reached upstream.
 `GET /v1/models` lists `stub-model` and `stub-model-2` (or the `models` given).
 """
@@ -139,6 +140,8 @@ class OpenAIStub(StubServer):
         self.extra_requests: list[tuple[str, dict[str, Any]]] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self.inflight = 0
+        self.peak = 0
         super().__init__()
         self.url = self._server.url + "/v1"
         self.base = self._server.url
@@ -155,6 +158,7 @@ class OpenAIStub(StubServer):
             self.extra_requests.clear()
             self.headers.clear()
             self.disconnects.clear()
+            self.peak = self.inflight
 
     # --- ASGI ----------------------------------------------------------------------
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -197,7 +201,13 @@ class OpenAIStub(StubServer):
             self.requests.append(payload)
             self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
             reply = self._queue.popleft() if self._queue else plan_reply(payload)
-        await self._respond(payload, reply, receive, send)
+            self.inflight += 1
+            self.peak = max(self.peak, self.inflight)
+        try:
+            await self._respond(payload, reply, receive, send)
+        finally:
+            with self._lock:
+                self.inflight -= 1
 
     async def _respond(
         self, payload: dict[str, Any], reply: Reply, receive: Any, send: Any

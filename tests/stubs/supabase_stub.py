@@ -3,11 +3,13 @@
 Tokens are real HS256 JWTs signed with the stub's secret. The endpoint answers like GoTrue:
 200 with the user (`id` = the `sub` claim) for a valid token, 401 for an expired one, 403
 (`bad_jwt`) for a forged or malformed one, 401 `Invalid API key` without the right `apikey`.
-`calls` counts every request, so tests can prove that a cache hit made no upstream call.
+`calls` counts every request, so tests can prove that a cache hit made no upstream call;
+`delay` slows every answer and `peak` is the most requests answered at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -50,6 +52,9 @@ class SupabaseStub:
         self.calls = 0
         self.seen: list[dict[str, str | None]] = []
         self.fail_with: int | None = None  # answer every request with this status
+        self.delay = 0.0  # seconds before each answer
+        self.inflight = 0
+        self.peak = 0
         self._accept_expired: set[str] = set()
         self._lock = threading.Lock()
         self.app = Starlette(routes=[Route("/auth/v1/user", self._user)])
@@ -79,6 +84,18 @@ class SupabaseStub:
             return self.calls
 
     async def _user(self, request: Request) -> JSONResponse:
+        with self._lock:
+            self.inflight += 1
+            self.peak = max(self.peak, self.inflight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return self._answer(request)
+        finally:
+            with self._lock:
+                self.inflight -= 1
+
+    def _answer(self, request: Request) -> JSONResponse:
         with self._lock:
             self.calls += 1
             self.seen.append(

@@ -3,7 +3,9 @@
 Origins come from `--cors-origins` / `NODETOOL_CORS_ORIGINS`. Unset: `serve` allows the
 localhost origins (any port), `worker` and `chat-server` allow none. `*` allows every origin
 but never together with credentials. Browsers do not apply CORS to WebSockets, so a WebSocket
-handshake whose `Origin` is neither allowed nor the server's own origin is closed with 1008.
+handshake whose `Origin` is not allowed is closed with 1008. Allowed: the CORS origins and the
+origins on the trusted hosts (`api/hosts.py`: loopback names on `serve` by default); a server
+that trusts any host also accepts its own origin (Origin == Host).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nodetool.api.hosts import HostPolicy, host_policy
 from nodetool.config import Settings
 
 LOCALHOST_ORIGIN_REGEX = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?"
@@ -65,25 +68,38 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _same_origin(origin: str, host: str | None) -> bool:
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+def _origin_netloc(origin: str) -> str | None:
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return None
+    return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 class WebSocketOriginGuard:
-    """Pure ASGI: refuse browser WebSockets from origins the CORS policy does not allow."""
+    """Pure ASGI: refuse browser WebSockets from origins neither CORS nor the hosts allow."""
 
-    def __init__(self, app: ASGIApp, policy: CorsPolicy | None) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: CorsPolicy | None, hosts: HostPolicy | None = None
+    ) -> None:
         self.app = app
         self.policy = policy
+        self.hosts = hosts or HostPolicy(())
+
+    def allows(self, origin: str, host: str | None) -> bool:
+        if self.policy is not None and self.policy.allows(origin):
+            return True
+        netloc = _origin_netloc(origin)
+        if netloc is None:
+            return False
+        if self.hosts.allow_all:  # no host list: only the server's own origin
+            return host is not None and netloc == host.lower()
+        return self.hosts.allows(netloc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             origin = _header(scope, b"origin")
-            if (
-                origin is not None
-                and not (self.policy is not None and self.policy.allows(origin))
-                and not _same_origin(origin, _header(scope, b"host"))
-            ):
+            if origin is not None and not self.allows(origin, _header(scope, b"host")):
                 message = await receive()
                 if message["type"] == "websocket.connect":
                     await send({"type": "websocket.accept"})
@@ -95,7 +111,7 @@ class WebSocketOriginGuard:
 def install_cors(app, settings: Settings, kind: str) -> CorsPolicy | None:  # app: FastAPI
     """Add the WebSocket origin guard and, when a policy exists, CORSMiddleware (outermost)."""
     policy = cors_policy(settings, kind)
-    app.add_middleware(WebSocketOriginGuard, policy=policy)
+    app.add_middleware(WebSocketOriginGuard, policy=policy, hosts=host_policy(settings, kind))
     if policy is not None:
         app.add_middleware(CORSMiddleware, **policy.middleware_options())
     return policy

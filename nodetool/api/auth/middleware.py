@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from typing import Protocol
 from urllib.parse import parse_qsl
 
@@ -18,10 +19,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodetool.api.auth.cors import install_cors
 from nodetool.api.auth.logs import install_log_redaction
-from nodetool.api.auth.supabase import AuthUnavailableError, SupabaseVerifier
+from nodetool.api.auth.supabase import (
+    AuthRateLimitedError,
+    AuthUnavailableError,
+    SupabaseVerifier,
+)
 from nodetool.api.auth.tokens import AuthConfigError, ensure_static_token
+from nodetool.api.hosts import install_hosts
 from nodetool.config import Settings
-from nodetool.errors import AuthenticationError, NodetoolError
+from nodetool.errors import AuthenticationError, NodetoolError, OverloadedError
 
 DEFAULT_USER = "1"
 PUBLIC_PATHS = frozenset({"/health", "/ping"})
@@ -38,7 +44,7 @@ _QUERY_KEYS = ("api_key", "token")
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, token: bytes) -> str | None:
+    async def authenticate(self, token: bytes, client: str | None = None) -> str | None:
         """The user id for `token`, None when it is not valid."""
         ...
 
@@ -51,7 +57,7 @@ class StaticAuthenticator:
     def __init__(self, token: str) -> None:
         self._token = token.encode("utf-8")
 
-    async def authenticate(self, token: bytes) -> str | None:
+    async def authenticate(self, token: bytes, client: str | None = None) -> str | None:
         return DEFAULT_USER if hmac.compare_digest(token, self._token) else None
 
     async def aclose(self) -> None:
@@ -65,14 +71,14 @@ class SupabaseAuthenticator:
         self.verifier = verifier
         self.static = static
 
-    async def authenticate(self, token: bytes) -> str | None:
+    async def authenticate(self, token: bytes, client: str | None = None) -> str | None:
         if self.static is not None and await self.static.authenticate(token):
             return DEFAULT_USER
         try:
             text = token.decode("ascii")
         except UnicodeDecodeError:
             return None
-        return await self.verifier.verify(text)
+        return await self.verifier.verify(text, client)
 
     async def aclose(self) -> None:
         await self.verifier.aclose()
@@ -134,10 +140,18 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         token = request_token(scope)
+        client = scope.get("client")
         try:
-            user_id = await self.authenticator.authenticate(token) if token else None
+            user_id = (
+                await self.authenticator.authenticate(token, client[0] if client else None)
+                if token
+                else None
+            )
         except AuthUnavailableError as exc:
             await self._unavailable(scope, receive, send, str(exc))
+            return
+        except AuthRateLimitedError as exc:
+            await self._rate_limited(scope, receive, send, exc.retry_after)
             return
         if user_id is None:
             await self._reject(scope, receive, send, missing=token is None)
@@ -182,6 +196,19 @@ class AuthMiddleware:
         body = _body(NodetoolError(message, status=503, code="auth_unavailable"))
         await _respond(send, 503, body, [(b"retry-after", b"5")])
 
+    async def _rate_limited(
+        self, scope: Scope, receive: Receive, send: Send, retry_after: float
+    ) -> None:
+        if scope["type"] == "websocket":
+            await _close_ws(receive, send, 1013, "too many authentication attempts")
+            return
+        seconds = str(max(1, math.ceil(retry_after)))
+        error = OverloadedError(
+            "Too many authentication attempts from this client; retry later.",
+            code="auth_rate_limited",
+        )
+        await _respond(send, 429, _body(error), [(b"retry-after", seconds.encode())])
+
 
 async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
     headers = [
@@ -221,6 +248,10 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
             settings.supabase_key,
             cache_ttl=settings.auth_cache_ttl,
             cache_max=settings.auth_cache_max,
+            negative_ttl=settings.auth_negative_cache_ttl,
+            max_concurrency=settings.auth_max_concurrency,
+            rate_per_client=settings.auth_rate_per_client,
+            rate_burst=settings.auth_rate_burst,
         )
         return SupabaseAuthenticator(verifier, static)
     raise AuthConfigError(f"unknown AUTH_PROVIDER {mode!r} (none | local | static | supabase)")
@@ -232,7 +263,8 @@ def install_auth(
     kind: str | None = None,
     public_paths: frozenset[str] = frozenset(),
 ) -> None:
-    """Add auth, the WebSocket origin guard and CORS to `app`; redact tokens in uvicorn logs.
+    """Add auth, the WebSocket origin guard, CORS and the trusted-host check to `app`; redact
+    tokens in logs.
 
     `kind` ("serve" | "worker" | "chat-server") picks the default CORS origins; when omitted
     it is derived from the app's title. `public_paths` are further exact paths served without
@@ -245,3 +277,4 @@ def install_auth(
         AuthMiddleware, authenticator=build_authenticator(settings), public_paths=public
     )
     install_cors(app, settings, kind)
+    install_hosts(app, settings, kind)

@@ -1,8 +1,12 @@
-"""Supabase JWT verification through `GET {SUPABASE_URL}/auth/v1/user`, with an LRU/TTL cache.
+"""Supabase JWT verification through `GET {SUPABASE_URL}/auth/v1/user`, with LRU/TTL caches.
 
-Results are cached by the token's SHA-256 (never the token itself) for `AUTH_CACHE_TTL`
-seconds, bounded by the JWT's own `exp` claim, at most `AUTH_CACHE_MAX` entries. Concurrent
-checks of one uncached token share a single upstream call. One pooled `httpx.AsyncClient`.
+Results are cached by the token's SHA-256 (never the token itself): valid tokens for
+`AUTH_CACHE_TTL` seconds, bounded by the JWT's own `exp` claim; invalid ones in a separate
+negative cache for `AUTH_NEGATIVE_CACHE_TTL` seconds, so junk cannot evict real users. Each
+cache holds at most `AUTH_CACHE_MAX` entries. Concurrent checks of one uncached token share a
+single upstream call; at most `AUTH_MAX_CONCURRENCY` calls run at once; and each client
+address may cause at most `AUTH_RATE_PER_CLIENT` upstream checks per second (burst
+`AUTH_RATE_BURST`), beyond which it gets 429s. One pooled `httpx.AsyncClient`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,37 @@ _MISS = object()
 
 class AuthUnavailableError(Exception):
     """The auth service could not give an answer (unreachable, 5xx, 429, odd reply)."""
+
+
+class AuthRateLimitedError(Exception):
+    """This client caused too many upstream token checks; retry after `retry_after` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many authentication attempts")
+        self.retry_after = retry_after
+
+
+class ClientRateLimiter:
+    """Token buckets per client key (`rate` per second, `burst` deep), LRU-bounded."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float) -> float:
+        """0 when `key` may go on (a token is taken), else the seconds until it may."""
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[key] = (tokens - 1, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return 0.0
 
 
 class TTLCache:
@@ -81,11 +116,19 @@ class SupabaseVerifier:
         cache_ttl: float = 60.0,
         cache_max: int = 2000,
         timeout: float = 10.0,
+        negative_ttl: float = 300.0,
+        max_concurrency: int = 8,
+        rate_per_client: float = 5.0,
+        rate_burst: int = 20,
     ) -> None:
         self.endpoint = url.rstrip("/") + "/auth/v1/user"
         self._key = key
         self.cache_ttl = cache_ttl
         self.cache = TTLCache(cache_max)
+        self.negative_ttl = negative_ttl
+        self.negative = TTLCache(cache_max)
+        self.limiter = ClientRateLimiter(rate_per_client, rate_burst)
+        self._slots = asyncio.Semaphore(max_concurrency)
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self._inflight: dict[bytes, asyncio.Future[str | None]] = {}
@@ -98,16 +141,23 @@ class SupabaseVerifier:
             )
         return self._client
 
-    async def verify(self, token: str) -> str | None:
-        """The user id for `token`, or None. Raises AuthUnavailableError if Supabase fails."""
+    async def verify(self, token: str, client: str | None = None) -> str | None:
+        """The user id for `token`, or None. Raises AuthUnavailableError if Supabase fails,
+        AuthRateLimitedError when `client` caused too many upstream checks."""
         if not _TOKEN_CHARS.fullmatch(token):
             return None
         key = hashlib.sha256(token.encode("ascii")).digest()
-        cached = self.cache.get(key, time.monotonic())
+        now = time.monotonic()
+        cached = self.cache.get(key, now)
         if cached is not _MISS:
             return cached
+        if self.negative.get(key, now) is not _MISS:
+            return None
         pending = self._inflight.get(key)
         if pending is None:
+            wait = self.limiter.take(client or "", now)
+            if wait > 0:
+                raise AuthRateLimitedError(wait)
             pending = asyncio.ensure_future(self._check(key, token))
             self._inflight[key] = pending
             pending.add_done_callback(lambda fut: self._settled(key, fut))
@@ -119,12 +169,17 @@ class SupabaseVerifier:
             fut.exception()  # retrieved here so an unawaited failure is never reported twice
 
     async def _check(self, key: bytes, token: str) -> str | None:
-        user_id = await self._fetch(token)
+        async with self._slots:
+            user_id = await self._fetch(token)
+        if user_id is None:
+            if self.negative_ttl > 0:
+                self.negative.put(key, None, time.monotonic() + self.negative_ttl)
+            return None
         if self.cache_ttl > 0:
             now = time.monotonic()
             lifetime = self.cache_ttl
             exp = jwt_expiry(token)
-            if user_id is not None and exp is not None:
+            if exp is not None:
                 lifetime = min(lifetime, exp - time.time())
             if lifetime > 0:
                 self.cache.put(key, user_id, now + lifetime)

@@ -177,6 +177,11 @@ class ChatConnection:
                 await self._error(exc.message, exc.code)
                 return
         await self._stop(notify=True)  # a new message stops the running turn first
+        admission = None if is_workflow else self.runtime.admission  # jobs queue on their own
+        if admission is not None and not admission.try_acquire():
+            busy = admission.overloaded()
+            await self._error(busy.message, busy.code)
+            return
         turn = self.session.start(
             TurnInput(
                 content=message.content,
@@ -193,6 +198,8 @@ class ChatConnection:
         )
         active = ActiveTurn(turn)
         active.task = asyncio.create_task(self._run_turn(active))
+        if admission is not None:
+            active.task.add_done_callback(lambda _: admission.release())
         self.active = active
 
     async def _on_manifest(self, frame: dict[str, Any]) -> None:

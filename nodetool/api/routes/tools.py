@@ -46,10 +46,13 @@ def _public(tool: Tool, kind: Literal["builtin", "workflow"], enabled: set[str])
 @router.get("/api/tools", response_model=ToolList)
 async def list_tools(runtime: RuntimeDep, user: UserDep) -> ToolList:
     settings = runtime.settings
-    enabled = set(settings.tools)
     registry = runtime.tools
     builtins = [registry.get(name) for name in registry.names()] if registry else []
     context = ToolContext(user_id=user, settings=settings, store=runtime.store, jobs=runtime.jobs)
+    workflows = await list_workflow_tools(context)
+    every = [tool for tool in builtins if tool is not None] + list(workflows)
+    enabled = {t.name for t in every if registry is not None and registry.allows(t.name)}
     tools = [_public(tool, "builtin", enabled) for tool in builtins if tool is not None]
-    tools += [_public(tool, "workflow", enabled) for tool in await list_workflow_tools(context)]
-    return ToolList(tools=tools, default=list(settings.tools))
+    tools += [_public(tool, "workflow", enabled) for tool in workflows]
+    default = registry.default_names() if registry is not None else []
+    return ToolList(tools=tools, default=default)
