@@ -68,9 +68,13 @@ async def sse(client: httpx.AsyncClient, url: str, body: dict, count) -> Stream:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
-                n = count(json.loads(line[6:]))
+                chunk = json.loads(line[6:])
+                n = count(chunk)
                 if n:
                     stream.token(n)
+                usage = chunk.get("usage")
+                if usage:  # the gateway may carry several tokens in one chunk: count them all
+                    stream.tokens = usage["completion_tokens"]
     return stream
 
 
@@ -81,6 +85,7 @@ def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
         "stream": True,
         "max_tokens": max_tokens,
         "temperature": 0.0,
+        "stream_options": {"include_usage": True},
     }
 
     def count(chunk: dict) -> int:
@@ -122,6 +127,8 @@ async def measure(targets: dict, rounds: int) -> dict[str, dict[str, float]]:
                 s = await sse(client, url + path, body, count)
                 results[name]["ttft"].append((s.first - s.start) * 1000)
                 results[name]["rate"].append((s.tokens - 1) / (s.last - s.first))
+                if name == PYTHON:  # it interrupts a running stream for a new one
+                    continue
                 streams = await asyncio.gather(
                     *(sse(client, url + path, body, count) for _ in range(4))
                 )
@@ -131,7 +138,7 @@ async def measure(targets: dict, rounds: int) -> dict[str, dict[str, float]]:
         name: {
             "ttft": statistics.median(r["ttft"]),
             "rate": statistics.median(r["rate"]),
-            "agg4": statistics.median(agg[name]),
+            "agg4": statistics.median(agg[name]) if agg[name] else float("nan"),
         }
         for name, r in results.items()
     }
