@@ -7,8 +7,8 @@ through typed dependencies. Each part is optional: an app builds only what it mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nodetool.admission import Admission
 from nodetool.config import Settings
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from nodetool.chat.engine import ChatEngine
     from nodetool.providers.registry import ProviderRegistry
     from nodetool.storage.base import Store
+    from nodetool.storage.responses import ResponseStore, SqlResponseStore
     from nodetool.tools.registry import ToolRegistry
     from nodetool.workflows.jobs import JobManager
 
@@ -30,7 +31,8 @@ class Runtime:
     engine: ChatEngine | None = None
     jobs: JobManager | None = None
     admission: Admission | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    responses: ResponseStore | None = None  # stored /v1/responses: the store's, or its own
+    own_responses: SqlResponseStore | None = None  # chat-server: a responses-only store
 
     async def aclose(self) -> None:
         """Close parts in reverse order of creation."""
@@ -42,6 +44,8 @@ class Runtime:
             await self.providers.aclose()
         if self.store is not None:
             await self.store.close()
+        if self.own_responses is not None:
+            await self.own_responses.close()
 
 
 def new_instance_id() -> str:
@@ -62,8 +66,12 @@ async def open_runtime(
     observe_jobs: Callable[[str, float | None], None] | None = None,
     kind: str = "serve",
     admission: Admission | None = None,
+    responses: bool = False,
 ) -> Runtime:
     """Build the runtime: providers, optional store, tools, chat engine, optional job manager.
+
+    Stored `/v1/responses` use the store's table; without a store, `responses=True` opens
+    that table alone on the same database (chat-server).
 
     `kind` (serve | worker | chat-server) picks the default tool allow-list; `admission` is
     the concurrency limit shared by `/v1` and `/chat` turns (one is made when omitted); jobs
@@ -81,6 +89,12 @@ async def open_runtime(
             from nodetool.storage import open_store
 
             runtime.store = await open_store(settings)
+            runtime.responses = runtime.store.responses
+        elif responses:
+            from nodetool.storage import open_response_store
+
+            runtime.own_responses = await open_response_store(settings)
+            runtime.responses = runtime.own_responses
         runtime.tools = build_tool_registry(settings, runtime.store, kind)
         runtime.engine = ChatEngine(settings, runtime.providers, runtime.tools)
         runtime.engine.store = runtime.store

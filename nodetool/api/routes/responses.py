@@ -2,8 +2,8 @@
 
 A response is one chat-engine turn, exactly like `/v1/chat/completions`: server tools
 (`--tools`) run inside it, client function tools come back as `function_call` items. Stored
-responses (`store`, default true) live in the database per user (`nodetool chat-server`, which
-has none, keeps them in memory); `previous_response_id` continues a stored conversation.
+responses (`store`, default true) live in the database's `responses` table per user (on every
+server, chat-server included); `previous_response_id` continues a stored conversation.
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ from nodetool.api.responses_wire import (
 )
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
-from nodetool.errors import InvalidRequestError, NodetoolError, NotFoundError, ProviderError
+from nodetool.errors import (
+    InvalidRequestError,
+    NodetoolError,
+    NotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
     Done,
@@ -58,15 +64,10 @@ _JSON = "application/json"
 
 
 def response_store(request: Request) -> ResponseStore:
-    """The database's responses, or (chat-server, no database) the process's memory store."""
-    runtime = request.app.state.runtime
-    if runtime.store is not None:
-        return runtime.store.responses
-    store = runtime.extras.get("responses")
+    """The runtime's stored responses (built at startup from the settings' database)."""
+    store = request.app.state.runtime.responses
     if store is None:
-        from nodetool.storage.memory_responses import MemoryResponseStore
-
-        store = runtime.extras["responses"] = MemoryResponseStore()
+        raise ProviderUnavailableError("this server does not store responses")
     return store
 
 
