@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nodetool import __version__
+from nodetool.api.request_user import user_id_of
+from nodetool.config import DEFAULT_USER
 from nodetool.errors import NodetoolError
 from nodetool.tools.base import Tool, ToolContext
 from nodetool.types.messages import FunctionCall, ToolCall
@@ -37,14 +39,14 @@ INSTRUCTIONS = (
 
 def stdio_user(ctx: ServerRequestContext[Any, Any]) -> str:
     """stdio has one local user."""
-    return "1"
+    return DEFAULT_USER
 
 
 def http_user(ctx: ServerRequestContext[Any, Any]) -> str:
     """The user the auth middleware authenticated for this HTTP request."""
     request = ctx.request
     scope = getattr(request, "scope", None) or {}
-    return str(scope.get("state", {}).get("user_id", "1"))
+    return user_id_of(scope)
 
 
 class McpSurface:

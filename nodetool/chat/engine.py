@@ -14,6 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nodetool.config import DEFAULT_USER
 from nodetool.providers.base import ChatProvider, ToolCallAccumulator
 from nodetool.tools.base import Tool, ToolContext, ToolOutcome
 from nodetool.types.events import (
@@ -58,7 +59,7 @@ class TurnRequest:
     server_tools: list[str] | None = None  # None: the server's enabled tools
     client_tools: list[ToolSpec] = field(default_factory=list)
     client_tool_runner: ClientToolRunner | None = None
-    user_id: str = "1"
+    user_id: str = DEFAULT_USER
     thread_id: str | None = None
 
 

@@ -1,10 +1,10 @@
 """Pure ASGI auth for HTTP and WebSocket scopes (docs/protocol.md §10, §4).
 
-The authenticated user id goes to `scope["state"]["user_id"]`, where `deps.get_user_id`
-reads it. Modes `none`/`local` let everything through as user "1". With `static` or
-`supabase`, only `/health`, `/ping`, CORS preflights (and `/metrics` when configured public)
-are open; HTTP failures are 401 OpenAI envelopes with `WWW-Authenticate: Bearer`, WebSocket
-failures are accepted and then closed with 1008.
+The authenticated user id goes to the scope (`request_user.set_user_id`), where handlers read
+it (`request_user.user_id_of`). Modes `none`/`local` let everything through as user "1".
+With `static` or `supabase`, only `/health`, `/ping`, CORS preflights (and `/metrics` when
+configured public) are open; HTTP failures are 401 OpenAI envelopes with
+`WWW-Authenticate: Bearer`, WebSocket failures are accepted and then closed with 1008.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from nodetool.api.auth.supabase import (
 )
 from nodetool.api.auth.tokens import AuthConfigError, ensure_static_token
 from nodetool.api.hosts import install_hosts
-from nodetool.config import Settings
+from nodetool.api.request_user import set_user_id
+from nodetool.config import DEFAULT_USER, Settings
 from nodetool.errors import AuthenticationError, NodetoolError, OverloadedError
 
-DEFAULT_USER = "1"
 PUBLIC_PATHS = frozenset({"/health", "/ping"})
 APP_KINDS = {
     "nodetool editor": "serve",
@@ -133,7 +133,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         if self.authenticator is None:
-            scope.setdefault("state", {})["user_id"] = DEFAULT_USER
+            set_user_id(scope, DEFAULT_USER)
             await self.app(scope, receive, send)
             return
         if kind == "http" and self._is_public(scope):
@@ -156,7 +156,7 @@ class AuthMiddleware:
         if user_id is None:
             await self._reject(scope, receive, send, missing=token is None)
             return
-        scope.setdefault("state", {})["user_id"] = user_id
+        set_user_id(scope, user_id)
         await self.app(scope, receive, send)
 
     def _is_public(self, scope: Scope) -> bool:

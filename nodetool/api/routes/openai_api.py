@@ -28,6 +28,7 @@ from nodetool.api.openai_wire import (
     to_options,
     to_tool_specs,
 )
+from nodetool.api.request_user import user_id_of
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
 from nodetool.errors import ModelNotFoundError, NodetoolError, ProviderError
@@ -101,7 +102,7 @@ async def chat_completions(request: Request) -> Response:
         provider=wire.provider,
         options=to_options(wire),
         client_tools=to_tool_specs(wire),
-        user_id=request.scope.get("state", {}).get("user_id", "1"),
+        user_id=user_id_of(request.scope),
     )
     route = await engine.resolve(turn_request)
     check_fields(route[0], gated_fields(wire))

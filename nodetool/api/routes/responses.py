@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY, Metrics, metrics_of
 from nodetool.api.openai_wire import dumps
+from nodetool.api.request_user import user_id_of
 from nodetool.api.responses_stream import ResponseBuilder
 from nodetool.api.responses_wire import (
     ResponsesRequest,
@@ -69,10 +70,6 @@ def response_store(request: Request) -> ResponseStore:
     if store is None:
         raise ProviderUnavailableError("this server does not store responses")
     return store
-
-
-def _user(request: Request) -> str:
-    return request.scope.get("state", {}).get("user_id", "1")
 
 
 class _Run:
@@ -194,7 +191,7 @@ async def create_response(request: Request) -> Response:
     runtime = request.app.state.runtime
     engine: ChatEngine = runtime.engine
     store = response_store(request)
-    user_id = _user(request)
+    user_id = user_id_of(request.scope)
     history: list[Message] = []
     if wire.previous_response_id:
         record = await store.get(user_id, wire.previous_response_id)
@@ -230,7 +227,7 @@ router.add_route(PATH, create_response, methods=["POST"])
 
 
 async def _stored(request: Request, response_id: str) -> dict[str, Any]:
-    record = await response_store(request).get(_user(request), response_id)
+    record = await response_store(request).get(user_id_of(request.scope), response_id)
     if record is None:
         raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
     return record
@@ -244,7 +241,7 @@ async def retrieve_response(response_id: str, request: Request) -> Response:
 
 @router.delete(PATH + "/{response_id}")
 async def delete_response(response_id: str, request: Request) -> Response:
-    if not await response_store(request).delete(_user(request), response_id):
+    if not await response_store(request).delete(user_id_of(request.scope), response_id):
         raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
     body = {"id": response_id, "object": "response.deleted", "deleted": True}
     return Response(dumps(body), media_type=_JSON)
