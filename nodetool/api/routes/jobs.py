@@ -9,15 +9,13 @@ A client that leaves the event stream does not cancel the job.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
 
 from nodetool.api.deps import JobsDep, RuntimeDep, UserDep
-from nodetool.api.sse import EventStreamResponse
+from nodetool.api.sse import EventStreamResponse, sse_data
 from nodetool.workflows.jobs import JobManager
 
 router = APIRouter(tags=["jobs"])
@@ -28,18 +26,6 @@ def job_public(record: dict[str, Any]) -> dict[str, Any]:
     public = {k: v for k, v in record.items() if k != "user_id"}
     public["job_id"] = record["id"]
     return public
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
-
-
-def sse_data(payload: Any) -> str:
-    """One SSE `data:` event of a JSON payload (bytes as base64)."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    return f"data: {text}\n\n"
 
 
 @router.get("/jobs/{job_id}")
