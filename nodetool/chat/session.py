@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from nodetool.chat.engine import ClientToolRunner, TurnRequest
 from nodetool.errors import WorkflowError
 from nodetool.storage.ids import new_id
-from nodetool.types.events import ChatEvent, Done, JobEvent, MessageEvent, TextDelta
+from nodetool.types.events import ChatEvent, Done, MessageEvent, TextDelta
+from nodetool.types.jobs import JobUpdate, is_terminal
 from nodetool.types.messages import Message, ToolCall, ToolSpec
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("nodetool.chat")
 
 TITLE_LENGTH = 60
-FINISHED = ("completed", "failed", "cancelled")
 _TEXT_INPUTS = ("nodetool.input.StringInput", "nodetool.input.TextInput")
 _MESSAGE_INPUTS = ("nodetool.input.MessageInput", "nodetool.input.ChatInput")
 
@@ -204,25 +204,24 @@ class PersistedTurn:
         return job
 
     async def _follow_job(self, job: dict[str, Any]) -> AsyncIterator[ChatEvent]:
-        """Relay the job's frames; its outputs become the answer."""
-        session, turn = self.session, self.turn
+        """Relay the job's events; its outputs become the answer."""
+        session = self.session
         jobs = session.jobs
         assert jobs is not None
         job_id = job["id"]
-        workflow_id = job.get("workflow_id", turn.workflow_id)
-        final: dict[str, Any] = {}
-        async for frame in jobs.subscribe(session.user_id, job_id):
-            frame = {**frame, "job_id": frame.get("job_id", job_id)}
-            frame.setdefault("workflow_id", workflow_id)
-            if frame.get("type") == "job_update" and frame.get("status") in FINISHED:
-                final = frame
-            yield JobEvent(str(frame.get("type")), frame)
+        final: JobUpdate | None = None
+        async for event in jobs.subscribe(session.user_id, job_id):
+            if is_terminal(event):
+                final = event
+            yield event
         self._job_id = None
-        status = final.get("status")
-        if status != "completed":
-            reason = final.get("error") or f"workflow job {job_id} {status or 'ended'}"
+        if final is None or final.status != "completed":
+            status = final.status if final is not None else "ended"
+            reason = (
+                final.error if final is not None else None
+            ) or f"workflow job {job_id} {status}"
             raise WorkflowError(str(reason), param="workflow_id")
-        text = results_text(final.get("result"))
+        text = results_text(final.result)
         if text:
             yield TextDelta(text)
         reply = Message(role="assistant", content=text)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from nodetool.config import Settings
+    from nodetool.types.jobs import JobEvent
     from nodetool.workflows.runner import Prepared
 
 _STYLES = {
@@ -133,27 +134,29 @@ class _ProgressView:
             self.live.stop()
             self.live = None
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        row = self.rows.get(event.get("node_id", ""))
+    def on_event(self, event: JobEvent) -> None:
+        from nodetool.types.jobs import NodeProgress, NodeUpdate, OutputUpdate
+
+        row = self.rows.get(getattr(event, "node_id", ""))
         if row is None:
             return
-        kind = event.get("type")
-        if kind == "node_update":
-            row[1] = str(event.get("status"))
-            if event.get("error"):
-                row[2] = str(event["error"])
-        elif kind == "node_progress":
-            row[2] = f"{event.get('progress')}/{event.get('total')}"
-        elif kind == "output_update":
-            if event.get("output_name") == "chunk":
-                count = self.chunks.get(event["node_id"], 0) + len(str(event.get("value")))
-                self.chunks[event["node_id"]] = count
+        kind = type(event)
+        if kind is NodeUpdate:
+            row[1] = str(event.status)
+            if event.error:
+                row[2] = str(event.error)
+        elif kind is NodeProgress:
+            row[2] = f"{event.progress}/{event.total}"
+        elif kind is OutputUpdate:
+            if event.output_name == "chunk":
+                count = self.chunks.get(event.node_id, 0) + len(str(event.value))
+                self.chunks[event.node_id] = count
                 row[2] = f"streaming: {count} chars"
             else:
-                row[2] = _snippet(event.get("value"))
-                if event["node_id"] in self.previews:
-                    name = self.previews[event["node_id"]]
-                    self.shown.setdefault(name, []).append(event.get("value"))
+                row[2] = _snippet(event.value)
+                if event.node_id in self.previews:
+                    name = self.previews[event.node_id]
+                    self.shown.setdefault(name, []).append(event.value)
 
     def table(self) -> Table:
         from rich.table import Table

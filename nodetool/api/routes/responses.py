@@ -32,11 +32,10 @@ from nodetool.api.responses_wire import (
 )
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
-from nodetool.errors import InvalidRequestError, NodetoolError, NotFoundError, ProviderError
+from nodetool.errors import InvalidRequestError, NotFoundError, ProviderError
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
     Done,
-    ErrorEvent,
     MessageEvent,
     TextDelta,
     TokenLogprobs,
@@ -132,8 +131,6 @@ class _Run:
                         self.done = event
                         out = b.finish(event.finish_reason, event.usage)
                         await self.save()  # before `response.completed` reaches the client
-                    elif kind is ErrorEvent:
-                        raise NodetoolError(event.message, code=event.code, status=event.status)
                     else:
                         continue
                     if out:

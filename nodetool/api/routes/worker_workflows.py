@@ -21,8 +21,9 @@ from fastapi.responses import StreamingResponse
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
 from nodetool.api.routes.jobs import sse_data
 from nodetool.errors import InvalidRequestError, WorkflowError
+from nodetool.types.jobs import JobEvent, JobUpdate, is_terminal, to_wire
 from nodetool.workflows.graph import Graph
-from nodetool.workflows.jobs import FINISHED, JobManager
+from nodetool.workflows.jobs import JobManager
 from nodetool.workflows.params import describe_inputs, output_names
 
 log = logging.getLogger("nodetool.worker_workflows")
@@ -84,7 +85,7 @@ async def run_workflow_stream(
 
 async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) -> AsyncIterator[str]:
     events = jobs.subscribe(user_id, job_id)
-    pending: asyncio.Future[dict[str, Any]] | None = None
+    pending: asyncio.Future[JobEvent] | None = None
     finished = False
     try:
         while True:
@@ -99,8 +100,8 @@ async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) ->
             except StopAsyncIteration:
                 break
             pending = None
-            yield sse_data(event)
-            if event.get("type") == "job_update" and event.get("status") in FINISHED:
+            yield sse_data(to_wire(event))
+            if is_terminal(event):
                 finished = True
                 yield sse_data(_ending(event))
                 break
@@ -115,15 +116,16 @@ async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) ->
                 await asyncio.shield(jobs.cancel(user_id, job_id))
 
 
-def _ending(event: dict[str, Any]) -> dict[str, Any]:
-    if event.get("status") == "completed":
-        return {"type": "complete", "results": event.get("result") or {}}
-    message = event.get("error") or f"job {event.get('status')}"
+def _ending(event: JobUpdate) -> dict[str, Any]:
+    if event.status == "completed":
+        return {"type": "complete", "results": event.result or {}}
+    message = event.error or f"job {event.status}"
+    failed = event.status == "failed"
     return {
         "error": {
             "message": str(message),
-            "type": "invalid_request_error" if event.get("status") == "failed" else "cancelled",
+            "type": "invalid_request_error" if failed else "cancelled",
             "param": None,
-            "code": "workflow_failed" if event.get("status") == "failed" else "cancelled",
+            "code": "workflow_failed" if failed else "cancelled",
         }
     }
