@@ -21,6 +21,8 @@ from nodetool.storage.ids import new_id
 from nodetool.types.events import ChatEvent, Done, MessageEvent, TextDelta
 from nodetool.types.jobs import JobUpdate, is_terminal
 from nodetool.types.messages import Message, ToolCall, ToolSpec
+from nodetool.workflows.graph import Graph
+from nodetool.workflows.params import chat_text_inputs
 
 if TYPE_CHECKING:
     from nodetool.chat.engine import ChatEngine
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("nodetool.chat")
 
 TITLE_LENGTH = 60
-_TEXT_INPUTS = ("nodetool.input.StringInput", "nodetool.input.TextInput")
-_MESSAGE_INPUTS = ("nodetool.input.MessageInput", "nodetool.input.ChatInput")
 
 
 @dataclass
@@ -282,26 +282,16 @@ def feed_text(
     is, to the first message input (else string input) that `params` does not set.
     """
     out = dict(params or {})
-    nodes = (graph or {}).get("nodes") if isinstance(graph, dict) else None
-    message_inputs: list[str] = []
-    text_inputs: list[str] = []
-    for node in nodes if isinstance(nodes, list) else []:
-        if not isinstance(node, dict):
-            continue
-        data = node.get("data") if isinstance(node.get("data"), dict) else {}
-        name = data.get("name") or node.get("id")
-        if not isinstance(name, str):
-            continue
-        if node.get("type") in _MESSAGE_INPUTS:
-            message_inputs.append(name)
-        elif node.get("type") in _TEXT_INPUTS:
-            text_inputs.append(name)
-    named = [n for n in message_inputs + text_inputs if n in out and out[n] is None]
+    try:
+        inputs = chat_text_inputs(Graph.from_dict(graph or {}))
+    except WorkflowError:
+        return out  # starting the job reports what is wrong with the graph
+    named = [n for n in inputs if n in out and out[n] is None]
     if named:
         for name in named:
             out[name] = text
         return out
-    free = [n for n in message_inputs + text_inputs if n not in out]
+    free = [n for n in inputs if n not in out]
     if free and text:
         out[free[0]] = text
     return out
