@@ -121,6 +121,8 @@ def from_wire(wire: Mapping[str, Any]) -> JobEvent:
     """A wire dict (stored, streamed or received) back to its event; `ValueError` for a
     dict that is not a job event."""
     kind = wire.get("type")
+    if kind not in _WIRE_TYPES:
+        raise ValueError(f"unknown job event type {kind!r}")
     try:
         if kind == "job_update":
             status = wire["status"]
@@ -139,8 +141,9 @@ def from_wire(wire: Mapping[str, Any]) -> JobEvent:
             return NodeUpdate(*common, wire["node_type"], wire["status"], wire.get("error"))
         if kind == "node_progress":
             return NodeProgress(*common, wire["progress"], wire["total"])
-        if kind == "output_update":
-            return OutputUpdate(*common, wire["output_name"], wire.get("value"))
+        return OutputUpdate(*common, wire["output_name"], wire.get("value"))
     except KeyError as exc:
         raise ValueError(f"{kind} event without {exc.args[0]!r}") from None
-    raise ValueError(f"unknown job event type {kind!r}")
+
+
+_WIRE_TYPES = frozenset({"job_update", "node_update", "node_progress", "output_update"})
