@@ -95,7 +95,7 @@ async def open_runtime(
                     instance=instance,
                     observe=observe_jobs,
                 )
-            workflow_tools = WorkflowTools(runtime.store, runtime.jobs)
+            workflow_tools = WorkflowTools(runtime.jobs)
         runtime.tools = build_tool_registry(settings, workflow_tools, kind)
         runtime.engine = ChatEngine(
             settings,

@@ -111,8 +111,8 @@ def alice(settings: Settings, runtime: tuple[Any, JobManager]) -> ToolContext:
 
 @pytest.fixture()
 def family(runtime: tuple[Any, JobManager]) -> WorkflowTools:
-    store, jobs = runtime
-    return WorkflowTools(store, jobs)
+    _, jobs = runtime
+    return WorkflowTools(jobs)
 
 
 def test_tool_names() -> None:
@@ -157,10 +157,12 @@ def test_an_example_workflow() -> None:
 async def test_listing_is_per_user(alice: ToolContext, family: WorkflowTools) -> None:
     names = sorted(tool.name for tool in await family.list(alice))
     assert names == ["workflow_broken", "workflow_greet", "workflow_say_hi_"]
-    bob = ToolContext(user_id="bob", settings=alice.settings)
+    bob = ToolContext(user_id="bob", settings=alice.settings, store=alice.store)
     assert [tool.name for tool in await family.list(bob)] == ["workflow_bob_only"]
     assert await family.find("workflow_bob_only", alice) is None
     assert await family.find("calculator", alice) is None
+    storeless = ToolContext(user_id="alice", settings=alice.settings)
+    assert await family.list(storeless) == [] and await family.every(storeless) == []
     tool = await family.find("workflow_greet", alice)
     assert tool is not None and "Greets someone" in tool.description
 
@@ -221,7 +223,7 @@ async def test_a_failing_workflow_is_an_error_result(
 
 @module_loop
 async def test_without_a_job_manager(alice: ToolContext) -> None:
-    without_jobs = WorkflowTools(alice.store, None)
+    without_jobs = WorkflowTools(None)
     tool = await without_jobs.find("workflow_greet", alice)
     assert tool is not None
     with pytest.raises(ToolError) as info:
@@ -241,12 +243,15 @@ async def test_unknown_workflow_tool_is_a_clear_400(
 
 
 @module_loop
-async def test_in_the_engine_loop(settings: Settings, family: WorkflowTools) -> None:
+async def test_in_the_engine_loop(
+    settings: Settings, runtime: tuple[Any, JobManager], family: WorkflowTools
+) -> None:
+    store, _ = runtime
     contexts: list[tuple[str, str | None]] = []
 
     def tool_context(user_id: str, thread_id: str | None) -> ToolContext:
         contexts.append((user_id, thread_id))
-        return ToolContext(user_id=user_id, settings=settings, thread_id=thread_id)
+        return ToolContext(user_id=user_id, settings=settings, store=store, thread_id=thread_id)
 
     registry = build_tool_registry(settings, family)
     engine = ChatEngine(settings, None, registry, tool_context=tool_context)  # type: ignore[arg-type]

@@ -74,7 +74,7 @@ class McpSurface:
                 log.warning("MCP: tool %s is not offered: %s", name, exc.message)
                 continue
             tools.setdefault(tool.name, tool)
-        for tool in await WorkflowTools(self.runtime.store, self.runtime.jobs).every(context):
+        for tool in await WorkflowTools(self.runtime.jobs).every(context):
             tools.setdefault(tool.name, tool)
         return tools
 

@@ -21,7 +21,6 @@ from nodetool.workflows.graph import Graph
 from nodetool.workflows.params import input_nodes
 
 if TYPE_CHECKING:
-    from nodetool.storage.base import Store
     from nodetool.workflows.jobs import JobManager
     from nodetool.workflows.nodes.io import InputNode
 
@@ -122,21 +121,21 @@ class WorkflowTool(Tool):
 
 
 class WorkflowTools:
-    """The `workflow_*` tool family over one store and job manager (the tool registry's
-    source of workflow tools; also what `/api/tools` and MCP list)."""
+    """The `workflow_*` tool family (the tool registry's source of workflow tools; also what
+    `/api/tools` and MCP list): the workflows of the context's store, run by `jobs`."""
 
-    def __init__(self, store: Store | None, jobs: JobManager | None) -> None:
-        self.store = store
+    def __init__(self, jobs: JobManager | None) -> None:
         self.jobs = jobs
 
-    async def _workflows(self, user_id: str) -> list[dict[str, Any]]:
-        return [] if self.store is None else await self.store.workflows.list(user_id)
+    async def _workflows(self, context: ToolContext) -> list[dict[str, Any]]:
+        store = context.store
+        return [] if store is None else await store.workflows.list(context.user_id)
 
     async def find(self, name: str, context: ToolContext) -> Tool | None:
         """The `workflow_<tool_name>` tool of the context's user, or None."""
         if not name.startswith(WORKFLOW_PREFIX):
             return None
-        for workflow in await self._workflows(context.user_id):
+        for workflow in await self._workflows(context):
             if tool_name_of(workflow) == name:
                 return WorkflowTool(workflow, self.jobs)
         return None
@@ -144,7 +143,7 @@ class WorkflowTools:
     async def list(self, context: ToolContext) -> list[Tool]:
         """A tool for every workflow the user can see that has a tool_name (first per name)."""
         tools: dict[str, Tool] = {}
-        for workflow in await self._workflows(context.user_id):
+        for workflow in await self._workflows(context):
             name = tool_name_of(workflow)
             if name is not None and name not in tools:
                 tools[name] = WorkflowTool(workflow, self.jobs)
@@ -156,7 +155,7 @@ class WorkflowTools:
         if self.jobs is None:
             return []
         tools: dict[str, Tool] = {}
-        for workflow in await self._workflows(context.user_id):
+        for workflow in await self._workflows(context):
             name = any_tool_name(workflow)
             if name not in tools:
                 tools[name] = WorkflowTool(workflow, self.jobs, name)
