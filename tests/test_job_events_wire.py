@@ -148,6 +148,7 @@ def test_statuses_have_one_home() -> None:
         ({"type": "job_update", "status": "exploded", "job_id": "j"}, "unknown job status"),
         ({"type": "node_progress", "node_id": "n", "progress": 1}, "without 'total'"),
         ({"status": "running"}, "unknown job event type None"),
+        ({"type": ["job_update"]}, "unknown job event type"),
     ],
 )
 def test_a_dict_that_is_no_event_is_a_value_error(wire: dict[str, Any], reason: str) -> None:

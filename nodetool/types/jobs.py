@@ -83,67 +83,134 @@ def is_terminal(event: JobEvent) -> TypeGuard[JobUpdate]:
 # ---- wire shape ------------------------------------------------------------------------------
 
 
+def _job_update_wire(event: JobUpdate) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "type": "job_update",
+        "status": event.status,
+        "job_id": event.job_id,
+        "workflow_id": event.workflow_id,
+        "attempt": event.attempt,
+    }
+    if event.status == "completed":
+        wire["result"] = event.result
+    elif event.status in TERMINAL_JOB_STATUSES:
+        wire["error"] = event.error
+    return wire
+
+
+def _node_update_wire(event: NodeUpdate) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "type": "node_update",
+        "job_id": event.job_id,
+        "workflow_id": event.workflow_id,
+        "node_id": event.node_id,
+        "node_type": event.node_type,
+        "status": event.status,
+    }
+    if event.status == "error":
+        wire["error"] = event.error
+    return wire
+
+
+def _node_progress_wire(event: NodeProgress) -> dict[str, Any]:
+    return {
+        "type": "node_progress",
+        "job_id": event.job_id,
+        "workflow_id": event.workflow_id,
+        "node_id": event.node_id,
+        "progress": event.progress,
+        "total": event.total,
+    }
+
+
+def _output_update_wire(event: OutputUpdate) -> dict[str, Any]:
+    return {
+        "type": "output_update",
+        "job_id": event.job_id,
+        "workflow_id": event.workflow_id,
+        "node_id": event.node_id,
+        "output_name": event.output_name,
+        "value": event.value,
+    }
+
+
+_TO_WIRE: dict[type, Any] = {
+    JobUpdate: _job_update_wire,
+    NodeUpdate: _node_update_wire,
+    NodeProgress: _node_progress_wire,
+    OutputUpdate: _output_update_wire,
+}
+
+
 def to_wire(event: JobEvent) -> dict[str, Any]:
     """The event as its wire dict (key order as sent since the first release)."""
-    kind = type(event)
-    if kind is JobUpdate:
-        wire: dict[str, Any] = {
-            "type": "job_update",
-            "status": event.status,
-            "job_id": event.job_id,
-            "workflow_id": event.workflow_id,
-            "attempt": event.attempt,
-        }
-        if event.status == "completed":
-            wire["result"] = event.result
-        elif event.terminal:
-            wire["error"] = event.error
-        return wire
-    head = {"type": "", "job_id": event.job_id, "workflow_id": event.workflow_id}
-    if kind is NodeUpdate:
-        head["type"] = "node_update"
-        head.update(node_id=event.node_id, node_type=event.node_type, status=event.status)
-        if event.status == "error":
-            head["error"] = event.error
-        return head
-    if kind is NodeProgress:
-        head["type"] = "node_progress"
-        head.update(node_id=event.node_id, progress=event.progress, total=event.total)
-        return head
-    if kind is OutputUpdate:
-        head["type"] = "output_update"
-        head.update(node_id=event.node_id, output_name=event.output_name, value=event.value)
-        return head
-    raise TypeError(f"not a job event: {event!r}")
+    adapt = _TO_WIRE.get(type(event))
+    if adapt is None:
+        raise TypeError(f"not a job event: {event!r}")
+    return adapt(event)
+
+
+def _job_update(wire: Mapping[str, Any]) -> JobUpdate:
+    status = wire["status"]
+    if status not in JOB_STATUSES:
+        raise ValueError(f"unknown job status {status!r}")
+    return JobUpdate(
+        wire["job_id"],
+        wire.get("workflow_id"),
+        status,
+        wire.get("attempt", 0),
+        wire.get("result"),
+        wire.get("error"),
+    )
+
+
+def _node_update(wire: Mapping[str, Any]) -> NodeUpdate:
+    return NodeUpdate(
+        wire.get("job_id"),
+        wire.get("workflow_id"),
+        wire["node_id"],
+        wire["node_type"],
+        wire["status"],
+        wire.get("error"),
+    )
+
+
+def _node_progress(wire: Mapping[str, Any]) -> NodeProgress:
+    return NodeProgress(
+        wire.get("job_id"),
+        wire.get("workflow_id"),
+        wire["node_id"],
+        wire["progress"],
+        wire["total"],
+    )
+
+
+def _output_update(wire: Mapping[str, Any]) -> OutputUpdate:
+    return OutputUpdate(
+        wire.get("job_id"),
+        wire.get("workflow_id"),
+        wire["node_id"],
+        wire["output_name"],
+        wire.get("value"),
+    )
+
+
+_FROM_WIRE: dict[Any, Any] = {
+    "job_update": _job_update,
+    "node_update": _node_update,
+    "node_progress": _node_progress,
+    "output_update": _output_update,
+}
 
 
 def from_wire(wire: Mapping[str, Any]) -> JobEvent:
     """A wire dict (stored, streamed or received) back to its event; `ValueError` for a
     dict that is not a job event."""
     kind = wire.get("type")
-    if kind not in _WIRE_TYPES:
+    parse = _FROM_WIRE.get(kind) if isinstance(kind, str) else None
+    if parse is None:
         raise ValueError(f"unknown job event type {kind!r}")
     try:
-        if kind == "job_update":
-            status = wire["status"]
-            if status not in JOB_STATUSES:
-                raise ValueError(f"unknown job status {status!r}")
-            return JobUpdate(
-                wire["job_id"],
-                wire.get("workflow_id"),
-                status,
-                wire.get("attempt", 0),
-                wire.get("result"),
-                wire.get("error"),
-            )
-        common = (wire.get("job_id"), wire.get("workflow_id"), wire["node_id"])
-        if kind == "node_update":
-            return NodeUpdate(*common, wire["node_type"], wire["status"], wire.get("error"))
-        if kind == "node_progress":
-            return NodeProgress(*common, wire["progress"], wire["total"])
-        return OutputUpdate(*common, wire["output_name"], wire.get("value"))
+        return parse(wire)
     except KeyError as exc:
         raise ValueError(f"{kind} event without {exc.args[0]!r}") from None
-
-
-_WIRE_TYPES = frozenset({"job_update", "node_update", "node_progress", "output_update"})
