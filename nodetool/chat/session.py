@@ -216,11 +216,9 @@ class PersistedTurn:
             yield event
         self._job_id = None
         if final is None or final.status != "completed":
-            status = final.status if final is not None else "ended"
-            reason = (
-                final.error if final is not None else None
-            ) or f"workflow job {job_id} {status}"
-            raise WorkflowError(str(reason), param="workflow_id")
+            ended = f"workflow job {job_id} {final.status if final is not None else 'ended'}"
+            reason = (final.error if final is not None else None) or ended
+            raise WorkflowError(reason, param="workflow_id")
         text = results_text(final.result)
         if text:
             yield TextDelta(text)

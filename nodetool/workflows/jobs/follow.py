@@ -8,9 +8,9 @@ complete fallback. Live events come from, in this order of preference:
   `LISTEN/NOTIFY`) telling that new events are stored.
 
 Events travel as wire dicts; a follower yields them typed (`from_wire`) and drops what it
-already has by `seq`; a gap, a signal or `QUIET` seconds of silence
-send it to the store for the missing events and the job's status (which also ends the follow
-of a job that finished without a stored final event).
+already has by `seq`; a gap, a signal or `QUIET` seconds of silence send it to the store for
+the missing events and the job's status (which also ends the follow of a job that finished
+without a stored final event).
 """
 
 from __future__ import annotations
@@ -111,9 +111,8 @@ class Follower:
         """The job's events in order, ending after its final `job_update`."""
         state = _Follow(record["id"], self.hub, self.signals)
         try:
-            need_store = record["status"] in TERMINAL_JOB_STATUSES or not self._use_redis(
-                state.job_id
-            )
+            finished = record["status"] in TERMINAL_JOB_STATUSES
+            need_store = finished or not self._use_redis(state.job_id)
             while True:
                 if need_store:
                     state.wake.clear()  # before reading: a signal from now on is not lost
