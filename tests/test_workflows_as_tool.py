@@ -102,3 +102,25 @@ def test_chat_text_goes_to_message_inputs_first_then_string_inputs() -> None:
     assert feed_text(WORKFLOW["graph"], {"ask": "x"}, "hello") == {"ask": "x", "note": "hello"}
     unknown = {"nodes": [{"id": "n", "type": "nope.Node"}], "edges": []}
     assert feed_text(unknown, {"a": 1}, "hello") == {"a": 1}  # starting the job will say why
+
+
+def test_the_tools_layer_imports_neither_workflows_nor_api() -> None:
+    """Workflows own workflow-as-tool: `tools/` gets the family handed in, never imports it."""
+    import ast
+    from pathlib import Path
+
+    import nodetool.tools
+
+    upward = ("nodetool.workflows", "nodetool.api", "nodetool.chat", "nodetool.cli")
+    found = []
+    for path in sorted(Path(nodetool.tools.__file__).parent.glob("*.py")):
+        for item in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [alias.name for alias in item.names]
+                if isinstance(item, ast.Import)
+                else [item.module or ""]
+                if isinstance(item, ast.ImportFrom)
+                else []
+            )
+            found += [f"{path.name}: {n}" for n in names if n.startswith(upward)]
+    assert found == []
