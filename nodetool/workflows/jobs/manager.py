@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import NotFoundError, WorkflowError
 from nodetool.runtime import new_instance_id
-from nodetool.types.jobs import TERMINAL_JOB_STATUSES, JobEvent, JobUpdate, to_wire
+from nodetool.types.jobs import (
+    TERMINAL_JOB_STATUSES,
+    UNFINISHED_JOB_STATUSES,
+    JobEvent,
+    JobUpdate,
+    to_wire,
+)
 from nodetool.workflows.graph import normalize_workflow
 from nodetool.workflows.jobs.events import Hub, Publisher, job_update
 from nodetool.workflows.jobs.follow import Follower
@@ -237,7 +243,8 @@ class JobManager:
 
     async def unfinished(self, user_id: str) -> list[dict[str, Any]]:
         """The user's queued and running jobs, cluster-wide (at most 200, newest first)."""
-        page, _ = await self.store.jobs.list(user_id, status="queued,running", limit=200)
+        unfinished = ",".join(UNFINISHED_JOB_STATUSES)
+        page, _ = await self.store.jobs.list(user_id, status=unfinished, limit=200)
         return page
 
     async def subscribe(self, user_id: str, job_id: str) -> AsyncIterator[JobEvent]:
