@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from nodetool.admission import Admission
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from nodetool.providers.registry import ProviderRegistry
     from nodetool.storage.base import Store
     from nodetool.storage.responses import ResponseStore, SqlResponseStore
+    from nodetool.tools.base import ToolContext
     from nodetool.tools.registry import ToolRegistry
     from nodetool.workflows.jobs import JobManager
 
@@ -85,29 +87,49 @@ async def open_runtime(
     runtime = Runtime(settings=settings, admission=admission)
     try:
         runtime.providers = await ProviderRegistry.create(settings)
+        workflow_tools = None
         if store:
             from nodetool.storage import open_store
+            from nodetool.workflows.as_tool import WorkflowTools
 
             runtime.store = await open_store(settings)
             runtime.responses = runtime.store.responses
+            if jobs:
+                from nodetool.workflows.jobs import JobManager
+
+                runtime.jobs = JobManager(
+                    settings,
+                    runtime.store,
+                    runtime.providers,
+                    instance=instance,
+                    observe=observe_jobs,
+                )
+            workflow_tools = WorkflowTools(runtime.jobs)
         elif responses:
             from nodetool.storage import open_response_store
 
             runtime.own_responses = await open_response_store(settings)
             runtime.responses = runtime.own_responses
-        runtime.tools = build_tool_registry(settings, runtime.store, kind)
-        runtime.engine = ChatEngine(settings, runtime.providers, runtime.tools)
-        runtime.engine.store = runtime.store
-        if jobs and runtime.store is not None:
-            from nodetool.workflows.jobs import JobManager
-
-            runtime.jobs = JobManager(
-                settings, runtime.store, runtime.providers, instance=instance, observe=observe_jobs
-            )
+        runtime.tools = build_tool_registry(settings, workflow_tools, kind)
+        runtime.engine = ChatEngine(
+            settings,
+            runtime.providers,
+            runtime.tools,
+            tool_context=partial(_tool_context, settings, runtime.store),
+        )
+        if runtime.jobs is not None:
             await runtime.jobs.start()
-            runtime.engine.jobs = runtime.jobs
             await runtime.jobs.load_workflow_files(settings.workflow_files)
     except BaseException:
         await runtime.aclose()
         raise
     return runtime
+
+
+def _tool_context(
+    settings: Settings, store: Store | None, user_id: str, thread_id: str | None
+) -> ToolContext:
+    """The context a chat turn's tools run in: the user, the settings and the store."""
+    from nodetool.tools.base import ToolContext
+
+    return ToolContext(user_id=user_id, settings=settings, store=store, thread_id=thread_id)

@@ -21,7 +21,7 @@ from nodetool.workflows.jobs import JobManager, follow
 from nodetool.workflows.jobs.redis_link import GROUP, Outage
 from tests.support.redis import REDIS_URL, redis_prefix
 from tests.support.storage import temp_postgres_database
-from tests.support.workflows import GATES, gate_graph
+from tests.support.workflows import GATES, gate_graph, wire
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.postgres]
 
@@ -56,7 +56,7 @@ def open_gate(name: str) -> None:
 
 async def gate_running(manager: JobManager, user: str, job_id: str) -> list[dict[str, Any]]:
     seen = []
-    async for event in manager.subscribe(user, job_id):
+    async for event in wire(manager.subscribe(user, job_id)):
         seen.append(event)
         if event.get("node_id") == "g" and event.get("status") == "running":
             return seen
@@ -73,7 +73,7 @@ async def test_without_redis_followers_and_cancels_travel_by_notify(
         job = await a.start_job("u1", graph=gate_graph(gate), params={"text": "hi"})
         async with asyncio.timeout(WAIT):
             replay = await gate_running(b, "u1", job["id"])
-            stream = b.subscribe("u1", job["id"])
+            stream = wire(b.subscribe("u1", job["id"]))
             open_gate(gate)
             followed = [event async for event in stream]
         statuses = [(e["status"], e["attempt"]) for e in followed if e["type"] == "job_update"]
@@ -130,8 +130,8 @@ async def test_lost_workers_jobs_are_claimed_and_attempts_are_limited(
         try:
             open_gate("again")
             async with asyncio.timeout(WAIT):
-                failed = [e async for e in a.subscribe("u3", ghost)]
-                completed = [e async for e in a.subscribe("u3", retried)]
+                failed = [e async for e in wire(a.subscribe("u3", ghost))]
+                completed = [e async for e in wire(a.subscribe("u3", retried))]
             assert failed[-1] == {
                 "type": "job_update",
                 "status": "failed",

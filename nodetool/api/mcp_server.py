@@ -58,14 +58,12 @@ class McpSurface:
 
     def context(self, user_id: str) -> ToolContext:
         runtime = self.runtime
-        return ToolContext(
-            user_id=user_id, settings=runtime.settings, store=runtime.store, jobs=runtime.jobs
-        )
+        return ToolContext(user_id=user_id, settings=runtime.settings, store=runtime.store)
 
     async def tools(self, user_id: str) -> dict[str, Tool]:
         """The enabled tools (a name that cannot be resolved is logged and left out), then
         every workflow the user can see."""
-        from nodetool.tools.workflow_tools import all_workflow_tools
+        from nodetool.workflows.as_tool import WorkflowTools
 
         registry = self.runtime.tools
         assert registry is not None
@@ -78,7 +76,7 @@ class McpSurface:
                 log.warning("MCP: tool %s is not offered: %s", name, exc.message)
                 continue
             tools.setdefault(tool.name, tool)
-        for tool in await all_workflow_tools(context):
+        for tool in await WorkflowTools(self.runtime.jobs).every(context):
             tools.setdefault(tool.name, tool)
         return tools
 

@@ -12,6 +12,7 @@ from nodetool.cli.common import build_settings, err_console, fail
 if TYPE_CHECKING:
     from nodetool.client.job_view import JobView
     from nodetool.config import Settings
+    from nodetool.types.jobs import JobEvent
     from nodetool.workflows.runner import Prepared
 
 
@@ -116,7 +117,10 @@ class _Progress:
         self.live = Live(self.view, console=err_console(), refresh_per_second=8)
         self.live.start()
 
-    def on_event(self, event: dict[str, Any]) -> None:
+    def on_event(self, job_event: JobEvent) -> None:
+        from nodetool.types.jobs import to_wire
+
+        event = to_wire(job_event)
         self.view.update(event)
         name = self.previews.get(event.get("node_id", ""))
         if name is None:

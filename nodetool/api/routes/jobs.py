@@ -16,6 +16,7 @@ from fastapi import APIRouter
 
 from nodetool.api.deps import JobsDep, RuntimeDep, UserDep
 from nodetool.api.sse import EventStreamResponse, sse_data
+from nodetool.types.jobs import to_wire
 from nodetool.workflows.jobs import JobManager
 
 router = APIRouter(tags=["jobs"])
@@ -45,7 +46,7 @@ async def job_events(
 
 async def _events(jobs: JobManager, user_id: str, job_id: str) -> AsyncIterator[str]:
     async for event in jobs.subscribe(user_id, job_id):
-        yield sse_data(event)
+        yield sse_data(to_wire(event))
 
 
 @router.post("/jobs/{job_id}/cancel")

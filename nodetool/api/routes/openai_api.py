@@ -31,11 +31,10 @@ from nodetool.api.openai_wire import (
 from nodetool.api.request_user import user_id_of
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
-from nodetool.errors import ModelNotFoundError, NodetoolError, ProviderError
+from nodetool.errors import ModelNotFoundError, ProviderError
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
     Done,
-    ErrorEvent,
     MessageEvent,
     TextDelta,
     TokenLogprobs,
@@ -83,10 +82,6 @@ class _Turn:
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, ProviderError):
             self.metrics.upstream_error(exc.provider or self.route[0].name, exc.code)
-
-
-def _event_error(event: ErrorEvent) -> NodetoolError:
-    return NodetoolError(event.message, code=event.code, status=event.status)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -154,8 +149,6 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
                     out = encoder.finish(event.finish_reason or "stop")
                     if encoder.include_usage:
                         out += encoder.usage(usage)
-                elif kind is ErrorEvent:
-                    raise _event_error(event)
                 else:  # server-side tool activity is invisible to OpenAI clients
                     continue
                 if held is not None and kind is not TextDelta:
@@ -203,8 +196,6 @@ async def _complete(turn: _Turn) -> bytes:
                     reply = event.message
                 elif kind is Done:
                     done = event
-                elif kind is ErrorEvent:
-                    raise _event_error(event)
     except Exception as exc:
         turn.failed(exc)
         raise

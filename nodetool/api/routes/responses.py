@@ -43,7 +43,6 @@ from nodetool.errors import (
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
     Done,
-    ErrorEvent,
     MessageEvent,
     TextDelta,
     TokenLogprobs,
@@ -130,8 +129,6 @@ class _Run:
                         self.done = event
                         out = b.finish(event.finish_reason, event.usage)
                         await self.save()  # before `response.completed` reaches the client
-                    elif kind is ErrorEvent:
-                        raise NodetoolError(event.message, code=event.code, status=event.status)
                     else:
                         continue
                     if out:

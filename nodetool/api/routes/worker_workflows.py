@@ -22,8 +22,9 @@ from fastapi import APIRouter, Body
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
 from nodetool.api.sse import EventStreamResponse, sse_data
 from nodetool.errors import InvalidRequestError, NodetoolError, WorkflowError
+from nodetool.types.jobs import JobUpdate, is_terminal, to_wire
 from nodetool.workflows.graph import Graph
-from nodetool.workflows.jobs import FINISHED, JobManager
+from nodetool.workflows.jobs import JobManager
 from nodetool.workflows.params import describe_inputs, output_names
 
 log = logging.getLogger("nodetool.worker_workflows")
@@ -87,12 +88,12 @@ async def _events(jobs: JobManager, user_id: str, job_id: str) -> AsyncIterator[
     try:
         async with aclosing(jobs.subscribe(user_id, job_id)) as events:
             async for event in events:
-                yield sse_data(event)
-                if event.get("type") == "job_update" and event.get("status") in FINISHED:
+                yield sse_data(to_wire(event))
+                if isinstance(event, JobUpdate) and is_terminal(event):
                     finished = True
-                    if event.get("status") != "completed":
+                    if event.status != "completed":
                         raise _job_error(event)
-                    yield sse_data({"type": "complete", "results": event.get("result") or {}})
+                    yield sse_data({"type": "complete", "results": event.result or {}})
                     return
     finally:
         if not finished:  # the client went away: its job goes too
@@ -107,8 +108,8 @@ class JobCancelledError(NodetoolError):
     code = "cancelled"
 
 
-def _job_error(event: dict[str, Any]) -> NodetoolError:
-    message = str(event.get("error") or f"job {event.get('status')}")
-    if event.get("status") == "failed":
+def _job_error(event: JobUpdate) -> NodetoolError:
+    message = str(event.error or f"job {event.status}")
+    if event.status == "failed":
         return WorkflowError(message, code="workflow_failed")
     return JobCancelledError(message)

@@ -1,5 +1,7 @@
-"""Job events: their shapes, and the event log that numbers, stores and publishes them.
+"""The job event log: numbers, stores and publishes a job's events.
 
+Events are typed (`nodetool/types/jobs.py`); the log keeps their wire dicts (`to_wire`), as
+the store and the Redis stream hold them, and followers turn them back (`from_wire`).
 Every event of a job carries a `seq` (1, 2, ... per job), given by the one writer of the job
 at that moment (the submitter, then each attempt's runner, numbering on from what the store
 and the Redis stream have). `EventLog.emit` never waits: it numbers the event and hands it to
@@ -16,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nodetool.storage.base import FINISHED_JOB_STATUSES
+from nodetool.types.jobs import TERMINAL_JOB_STATUSES, JobEvent, JobStatus, JobUpdate, to_wire
 
 if TYPE_CHECKING:
     from nodetool.storage.base import JobStore
@@ -25,28 +27,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FINISHED = FINISHED_JOB_STATUSES
-Event = dict[str, Any]
+Event = dict[str, Any]  # a numbered event's wire dict, as stored and streamed
 EVENTS_CHANNEL = "nodetool_job_events"  # Signals channel: payload is the job id
 WRITE_BATCH = 200  # events sent and stored together (bounded event-loop work per step)
 
 
-def is_terminal(event: Mapping[str, Any]) -> bool:
-    return event.get("type") == "job_update" and event.get("status") in FINISHED
+def is_terminal_wire(event: Mapping[str, Any]) -> bool:
+    """Whether a stored or streamed wire dict is a job's final `job_update`."""
+    return event.get("type") == "job_update" and event.get("status") in TERMINAL_JOB_STATUSES
 
 
-def job_update(record: Mapping[str, Any], status: str, **extra: Any) -> Event:
-    """A `job_update` frame for the job `record`."""
-    return {
-        "type": "job_update",
-        "status": status,
-        "job_id": record["id"],
-        "workflow_id": record.get("workflow_id"),
-        **extra,
-    }
+def job_update(record: Mapping[str, Any], status: JobStatus, **extra: Any) -> JobUpdate:
+    """A `job_update` for the job `record`."""
+    return JobUpdate(record["id"], record.get("workflow_id"), status, **extra)
 
 
-def terminal_of(record: Mapping[str, Any]) -> Event:
+def terminal_of(record: Mapping[str, Any]) -> JobUpdate:
     """The final `job_update` of a finished job record (when no stored event says it)."""
     attempt = record.get("attempt", 0)
     if record["status"] == "completed":
@@ -114,9 +110,10 @@ class EventLog:
         self._unsaved: asyncio.Queue[Event | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write())
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: JobEvent) -> None:
         self._seq += 1
-        numbered = {**event, "seq": self._seq}
+        numbered = to_wire(event)
+        numbered["seq"] = self._seq
         self.publisher.hub.publish(self.job_id, [numbered])
         self._unsaved.put_nowait(numbered)
 
@@ -143,7 +140,7 @@ class EventLog:
                 await self._write_batch(events[start : start + WRITE_BATCH])
 
     async def _write_batch(self, events: list[Event]) -> None:
-        final = any(is_terminal(e) for e in events)
+        final = any(is_terminal_wire(e) for e in events)
         sent = await self.publisher.to_redis(self.job_id, events, final=final)
         try:
             await self.jobs.put_events(self.job_id, events)
