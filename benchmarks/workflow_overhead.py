@@ -26,6 +26,7 @@ from typing import Any
 
 from nodetool.workflows.graph import Graph, validate_graph
 from nodetool.workflows.limits import WorkflowLimits, encoded_size
+from nodetool.workflows.memory import value_size
 from nodetool.workflows.nodes.base import BaseNode, RunContext
 from nodetool.workflows.runner import prepare, run_graph
 from nodetool.workflows.sandbox import NodeSandbox
@@ -38,13 +39,17 @@ OLD_PLACEHOLDER = re.compile(r"{{\s*([^{}]+?)\s*}}")
 class InlineSandbox(NodeSandbox):
     """The behaviour before the sandbox: `compute` on the event loop itself."""
 
-    async def run_process(self, node_type: type[BaseNode], values: dict, cpu_seconds: float):
+    async def run_process(
+        self, node_type: type[BaseNode], values: dict, cpu_seconds: float, memory_left: int
+    ):
         value = node_type(None).compute(values, self.limits)  # type: ignore[arg-type]
-        return value, 0.0, encoded_size(value, self.limits.node_output_bytes)
+        size = encoded_size(value, self.limits.node_output_bytes)
+        return value, 0.0, size, value_size(value, memory_left)
 
-    async def run_thread(self, node: BaseNode, values: dict) -> tuple[Any, int]:
+    async def run_thread(self, node: BaseNode, values: dict, memory_left: int):
         value = node.compute(values, self.limits)
-        return value, encoded_size(value, self.limits.node_output_bytes)
+        size = encoded_size(value, self.limits.node_output_bytes)
+        return value, size, value_size(value, memory_left)
 
 
 def chain_graph(kind: str, count: int) -> dict[str, Any]:
