@@ -143,7 +143,7 @@ async def test_version_three_database_gains_job_attempts(settings: Settings) -> 
 
 
 async def test_version_five_database_gains_per_user_thread_ids(settings: Settings) -> None:
-    """v6 rebuilds threads and messages keyed by user: old rows survive, ids become per user."""
+    """v7 rebuilds threads and messages keyed by user: old rows survive, ids become per user."""
     db = Database.from_settings(settings)
     assert await migrate(db, target=1) == 1
     await _insert_v1_data(db)
@@ -160,7 +160,7 @@ async def test_version_five_database_gains_per_user_thread_ids(settings: Setting
 
     store = await open_store(settings)
     try:
-        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 6
+        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 7
         assert (await store.threads.get("alice", "thread-1"))["title"] == "Old thread"
         assert await store.threads.get("bob", "bob-thread") is not None
         listed, _ = await store.messages.list("alice", "thread-1")

@@ -172,15 +172,15 @@ def _v5(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_jobs_owner ON jobs (owner)"))
 
 
-def _v6_tables() -> MetaData:
+def _v7_tables() -> MetaData:
     """Threads keyed by (user_id, id), messages referencing them by (user_id, thread_id); made
-    under temporary names, renamed once the version-5 tables are gone."""
+    under temporary names, renamed once the previous tables are gone."""
     id_ = String(128).with_variant(String(128, collation="C"), "postgresql")
     message_id = String(32).with_variant(String(32, collation="C"), "postgresql")
     ts = DateTime(timezone=True)
     md = MetaData()
     Table(
-        "threads_v6",
+        "threads_v7",
         md,
         Column("id", id_, nullable=False),
         Column("user_id", String(128), nullable=False),
@@ -190,7 +190,7 @@ def _v6_tables() -> MetaData:
         PrimaryKeyConstraint("user_id", "id"),
     )
     Table(
-        "messages_v6",
+        "messages_v7",
         md,
         Column("id", message_id, primary_key=True),
         Column("thread_id", id_, nullable=False),
@@ -206,7 +206,7 @@ def _v6_tables() -> MetaData:
         Column("created_at", ts, nullable=False),
         ForeignKeyConstraint(
             ["user_id", "thread_id"],
-            ["threads_v6.user_id", "threads_v6.id"],
+            ["threads_v7.user_id", "threads_v7.id"],
             ondelete="CASCADE",
         ),
     )
@@ -219,21 +219,21 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _v6(conn: Connection) -> None:
+def _v7(conn: Connection) -> None:
     """Thread ids are per user: the key becomes (user_id, id), so two users may hold the same
     client-chosen id and nothing tells one that the other's exists. SQLite cannot change a
     primary key in place, so both tables are rebuilt (the same way on PostgreSQL); a message
     takes its thread's owner (they always matched)."""
-    _v6_tables().create_all(conn)
+    _v7_tables().create_all(conn)
     conn.execute(
         text(
-            "INSERT INTO threads_v6 (id, user_id, title, created_at, updated_at) "
+            "INSERT INTO threads_v7 (id, user_id, title, created_at, updated_at) "
             "SELECT id, user_id, title, created_at, updated_at FROM threads"
         )
     )
     conn.execute(
         text(
-            f"INSERT INTO messages_v6 ({_MESSAGE_COLUMNS}) "
+            f"INSERT INTO messages_v7 ({_MESSAGE_COLUMNS}) "
             "SELECT m.id, m.thread_id, t.user_id, m.role, m.content, m.tool_calls, "
             "m.tool_call_id, m.name, m.model, m.provider, m.workflow_id, m.created_at "
             "FROM messages m JOIN threads t ON t.id = m.thread_id"
@@ -241,9 +241,9 @@ def _v6(conn: Connection) -> None:
     )
     conn.execute(text("DROP TABLE messages"))
     conn.execute(text("DROP TABLE threads"))
-    # renaming also renames the reference in messages_v6's foreign key (SQLite >= 3.26)
-    conn.execute(text("ALTER TABLE threads_v6 RENAME TO threads"))
-    conn.execute(text("ALTER TABLE messages_v6 RENAME TO messages"))
+    # renaming also renames the reference in messages_v7's foreign key (SQLite >= 3.26)
+    conn.execute(text("ALTER TABLE threads_v7 RENAME TO threads"))
+    conn.execute(text("ALTER TABLE messages_v7 RENAME TO messages"))
     conn.execute(text("CREATE INDEX ix_threads_user_updated ON threads (user_id, updated_at, id)"))
     conn.execute(text("CREATE INDEX ix_messages_user_thread ON messages (user_id, thread_id, id)"))
 
@@ -254,7 +254,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "jobs.owner and jobs.heartbeat_at (job ownership)", _v3),
     Migration(4, "responses (stored /v1/responses objects)", _v4),
     Migration(5, "jobs.attempt, max_attempts, cancel_requested; no heartbeat_at", _v5),
-    Migration(6, "per-user thread ids: threads keyed by (user_id, id)", _v6),
+    # 6 is taken by the jobs queue branch (jobs.lease_until); versions may have gaps
+    Migration(7, "per-user thread ids: threads keyed by (user_id, id)", _v7),
 )
 LATEST = MIGRATIONS[-1].version
 

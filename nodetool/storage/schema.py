@@ -1,4 +1,4 @@
-"""The current schema (version 6) as SQLAlchemy Core tables, used by the queries.
+"""The current schema (version 7) as SQLAlchemy Core tables, used by the queries.
 
 Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
 that the migrated database matches these tables. JSON values are stored as text.
@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def id_type(length: int = 128) -> String:
@@ -34,7 +34,7 @@ def timestamp() -> DateTime:
 
 metadata = MetaData()
 
-# v6: a thread id is unique per user only (clients choose ids; another user's is invisible)
+# v7: a thread id is unique per user only (clients choose ids; another user's is invisible)
 threads = Table(
     "threads",
     metadata,
@@ -65,7 +65,7 @@ messages = Table(
     ForeignKeyConstraint(
         ["user_id", "thread_id"], ["threads.user_id", "threads.id"], ondelete="CASCADE"
     ),
-    Index("ix_messages_user_thread", "user_id", "thread_id", "id"),  # v6
+    Index("ix_messages_user_thread", "user_id", "thread_id", "id"),  # v7
 )
 
 workflows = Table(
