@@ -100,7 +100,7 @@ def test_events_are_charged_as_they_are_emitted() -> None:
 
 
 def test_the_default_budget_is_a_setting() -> None:
-    assert WorkflowLimits.from_settings(None).job_memory_mb == 256
+    assert WorkflowLimits.from_settings(None).job_memory_mb == 128
     assert limits(job_memory_mb=64).job_memory_mb == 64
 
 
@@ -109,7 +109,7 @@ def test_the_default_budget_is_a_setting() -> None:
 
 async def test_many_references_to_a_medium_value_fail_the_job() -> None:
     graph = replicating_graph("z" * 100_000, 200)  # 200 x 100 KB, twice (switch, output)
-    with pytest.raises(WorkflowError, match=f"node '(pass|out)'.*{SETTING}") as caught:
+    with pytest.raises(WorkflowError, match=f"node '(each|pass|out)'.*{SETTING}") as caught:
         await run(graph, limits(job_memory_mb=4))
     assert "the limit is 4 MiB" in caught.value.message
     results, _ = await run(graph, limits(job_memory_mb=64))  # fits a larger budget
