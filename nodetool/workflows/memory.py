@@ -26,6 +26,7 @@ from nodetool.workflows.limits import LimitExceeded
 EVENT_BYTES = 512  # charged per job event (the dict and its strings, while it waits to be stored)
 INLINE_STEPS = 1024  # objects measured on the event loop before the rest goes to a thread
 _CONTAINERS = (list, tuple, dict, set, frozenset)
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
 MIB = 1024 * 1024
 
 
@@ -84,14 +85,29 @@ class JobMemory:
 
         return counted
 
+    def charge_now(self, value: Any) -> bool:
+        """Charge a value that is quick to measure (False, charging nothing, for one that
+        must be measured off the event loop: then await `charge`)."""
+        if type(value) in _SCALARS:
+            size = sys.getsizeof(value)
+        else:
+            size = _measure(value, self.left(), self._known, INLINE_STEPS)
+            if size is None:
+                return False
+        self._add(value, size)
+        return True
+
     async def charge(self, value: Any) -> None:
         """Add `value`'s size; `LimitExceeded` when the job's total goes past the limit."""
-        size = _measure(value, self.left(), self._known, INLINE_STEPS)
-        if size is None:  # a big structure: measured off the event loop
-            loop = asyncio.get_running_loop()
-            size = await loop.run_in_executor(
-                self.executor, value_size, value, self.left(), self._known
-            )
+        if self.charge_now(value):
+            return
+        loop = asyncio.get_running_loop()
+        size = await loop.run_in_executor(
+            self.executor, value_size, value, self.left(), self._known
+        )
+        self._add(value, size)
+
+    def _add(self, value: Any, size: int) -> None:
         self.note(value, size)
         self.used += size
         if self.used > self.limit:

@@ -193,7 +193,8 @@ class _Runner:
             emitted = 0
             try:
                 async for handle, value in node.run(ctx, dict(values)):
-                    await memory.charge(value)
+                    if not memory.charge_now(value):  # a big value: measured in a thread
+                        await memory.charge(value)
                     for target, target_handle in actor.out_edges.get(handle, ()):
                         target.inbox.put_nowait((target_handle, value))
                     emitted += 1
