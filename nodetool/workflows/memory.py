@@ -48,10 +48,11 @@ def _measure(
         if max_steps is not None and steps > max_steps:
             return None
         hit = known.get(id(item)) if known is not None else None
-        total += hit[1] if hit is not None and hit[0] is item else sys.getsizeof(item)
+        remembered = hit is not None and hit[0] is item
+        total += hit[1] if remembered else sys.getsizeof(item)
         if total > limit:  # also ends the walk of a (never expected) cyclic structure
             return total
-        if hit is None and isinstance(item, _CONTAINERS):
+        if not remembered and isinstance(item, _CONTAINERS):
             stack.extend(item.keys() if isinstance(item, dict) else item)
             if isinstance(item, dict):
                 stack.extend(item.values())
