@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, select, update
@@ -27,6 +29,19 @@ from nodetool.types.jobs import JOB_STATUSES, TERMINAL_JOB_STATUSES, UNFINISHED_
 
 _INTERNAL = ("event_seq", "owner", "cancel_requested")  # bookkeeping, not in job records
 _COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
+
+
+def _event_rows(job_id: str, events: list[Record], stamp: datetime) -> list[dict[str, Any]]:
+    """`job_events` rows of numbered events (each event's JSON without its `seq`)."""
+    return [
+        {
+            "job_id": job_id,
+            "seq": int(event["seq"]),
+            "event": dumps({k: v for k, v in event.items() if k != "seq"}),
+            "created_at": stamp,
+        }
+        for event in events
+    ]
 
 
 class JobAttempt:
@@ -242,16 +257,8 @@ class SqlJobStore:
         is kept as it was (a superseded writer cannot overwrite)."""
         if not events:
             return
-        stamp = now()
-        rows = [
-            {
-                "job_id": job_id,
-                "seq": int(event["seq"]),
-                "event": dumps({k: v for k, v in event.items() if k != "seq"}),
-                "created_at": stamp,
-            }
-            for event in events
-        ]
+        # a batch may carry megabytes of output values: encoded off the event loop
+        rows = await asyncio.to_thread(_event_rows, job_id, events, now())
         last = max(row["seq"] for row in rows)
         if self._db.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
