@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 import httpx
 from websockets.sync.client import connect
 
+from nodetool.types.jobs import TERMINAL_JOB_STATUSES
 from tests.support.servers import CliServer
 
 TIMEOUT = 30.0
 HEALTH_P99_MS = 100.0
 MIN_PROBES = 150  # answers the p99 is taken over (so one hiccup of a busy machine is not it)
 T = TypeVar("T")
-FINISHED = ("completed", "failed", "cancelled")
+FINISHED = TERMINAL_JOB_STATUSES
 
 
 def serve_env(data_dir: Path, **extra: str) -> dict[str, str]:
