@@ -52,26 +52,29 @@ class Stream:
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
-        self.first = self.last = 0.0
+        self.first = self.visible = self.last = 0.0
         self.tokens = 0
 
-    def token(self, count: int = 1) -> None:
+    def token(self, text: str) -> None:
+        """One streamed token. Time to first token counts from the first that shows text:
+        nodetool strips the answer's leading space, which llama.cpp sends as a token alone."""
         now = time.perf_counter()
-        if not self.first:
-            self.first = now
-        self.last, self.tokens = now, self.tokens + count
+        self.first = self.first or now
+        if not self.visible and text.strip():
+            self.visible = now
+        self.last, self.tokens = now, self.tokens + 1
 
 
-async def sse(client: httpx.AsyncClient, url: str, body: dict, count) -> Stream:
+async def sse(client: httpx.AsyncClient, url: str, body: dict, text_of) -> Stream:
     stream = Stream()
     async with client.stream("POST", url, json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk = json.loads(line[6:])
-                n = count(chunk)
-                if n:
-                    stream.token(n)
+                text = text_of(chunk)
+                if text:
+                    stream.token(text)
                 usage = chunk.get("usage")
                 if usage:  # the gateway may carry several tokens in one chunk: count them all
                     stream.tokens = usage["completion_tokens"]
@@ -88,23 +91,23 @@ def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
         "stream_options": {"include_usage": True},
     }
 
-    def count(chunk: dict) -> int:
+    def text_of(chunk: dict) -> str:
         choices = chunk.get("choices") or [{}]
-        return 1 if choices[0].get("delta", {}).get("content") else 0
+        return choices[0].get("delta", {}).get("content") or ""
 
-    return "/v1/chat/completions", body, count
+    return "/v1/chat/completions", body, text_of
 
 
 def llama_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
     body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
     body.update(GREEDY, cache_prompt=False)  # as nodetool asks for greedy requests
-    return "/completion", body, lambda chunk: 1 if chunk.get("content") else 0
+    return "/completion", body, lambda chunk: chunk.get("content") or ""
 
 
 def llama_cpp_python_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
     body = {"prompt": prompt, "max_tokens": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
     body.update(GREEDY)
-    return "/v1/completions", body, lambda c: 1 if (c.get("choices") or [{}])[0].get("text") else 0
+    return "/v1/completions", body, lambda c: (c.get("choices") or [{}])[0].get("text") or ""
 
 
 def start(argv: list[str], url: str, env: dict | None = None) -> subprocess.Popen:
@@ -125,7 +128,7 @@ async def measure(targets: dict, rounds: int) -> dict[str, dict[str, float]]:
             for name in names[index % len(names) :] + names[: index % len(names)]:
                 url, (path, body, count) = targets[name]
                 s = await sse(client, url + path, body, count)
-                results[name]["ttft"].append((s.first - s.start) * 1000)
+                results[name]["ttft"].append((s.visible - s.start) * 1000)
                 results[name]["rate"].append((s.tokens - 1) / (s.last - s.first))
                 if name == PYTHON:  # it interrupts a running stream for a new one
                     continue

@@ -6,7 +6,11 @@ Every format answers every prompt (several seeds); printed per format:
 - answered: the share of replies that contain an accepted answer;
 - echo: the share that parrot the prompt's built-in example or repeat the question;
 - repeat: the share that repeat themselves (a line twice, or a 4-word run three times) or run
-  to the token limit.
+  to the token limit;
+- setup ms: the median time a request spends in llama-server outside prompt processing and
+  decoding (its wall time less llama.cpp's own `prompt_ms` and `predicted_ms`): what the
+  sampler chain costs to set up, paid before the first token (DRY, for one, scans the whole
+  262k-token vocabulary for each of its sequence breakers).
 
 `FORMAT` in nodetool/providers/local_prompt.py is the one chosen by this score; `before` is the
 format of the first release, kept here for comparison.
@@ -19,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -89,13 +95,18 @@ def candidates() -> dict[str, PromptFormat]:
     """The formats compared: the first release's, the chosen one, and variations."""
     penalty = {**BEFORE.sampling, "repeat_penalty": 1.15}
     shots = replace(BEFORE, examples=SHOTS)
+    dry = {**BEFORE.sampling, "dry_multiplier": 0.8}
     return {
         "before": BEFORE,
         "before+penalty": replace(BEFORE, sampling=penalty),
         "4 shots": shots,
         "4 shots+penalty": replace(shots, sampling=penalty),
         "4 shots+greedy": replace(shots, sampling={**penalty, "temperature": 0.0}),
-        "chosen (4 shots+dry)": FORMAT,
+        "4 shots+dry": replace(shots, sampling=dry),
+        "4 shots+dry 1 brk": replace(shots, sampling={**dry, "dry_sequence_breakers": ["\n"]}),
+        "4 shots+presence": replace(shots, sampling={**BEFORE.sampling, "presence_penalty": 0.6}),
+        "4 shots+frequency": replace(shots, sampling={**BEFORE.sampling, "frequency_penalty": 0.4}),
+        "chosen (pres+freq)": FORMAT,
     }
 
 
@@ -125,16 +136,21 @@ async def answer(client: httpx.AsyncClient, fmt: PromptFormat, prompt: str, seed
         "seed": seed,
         "cache_prompt": True,
     }
+    start = time.perf_counter()
     reply = (await client.post("/completion", json=body)).json()
-    return reply["content"].strip(), reply.get("stop_type", "")
+    wall = (time.perf_counter() - start) * 1000
+    timings = reply.get("timings", {})
+    setup = wall - timings.get("prompt_ms", 0.0) - timings.get("predicted_ms", 0.0)
+    return reply["content"].strip(), reply.get("stop_type", ""), setup
 
 
 async def score(client: httpx.AsyncClient, fmt: PromptFormat, seeds: int, show: bool):
     counts = {"answered": 0, "echo": 0, "repeat": 0}
-    total = 0
+    total, setups = 0, []
     for prompt, accepted in PROMPTS:
         for seed in range(seeds):
-            text, finish = await answer(client, fmt, prompt, seed)
+            text, finish, setup = await answer(client, fmt, prompt, seed)
+            setups.append(setup)
             total += 1
             ok = re.search(accepted, text, re.IGNORECASE) is not None
             counts["answered"] += ok
@@ -142,7 +158,7 @@ async def score(client: httpx.AsyncClient, fmt: PromptFormat, seeds: int, show: 
             counts["repeat"] += repeats(text, finish)
             if show and seed == 0:
                 print(f"    {'ok ' if ok else 'BAD'} {prompt!r} -> {text[:100]!r}")
-    return {k: v / total for k, v in counts.items()}
+    return {**{k: v / total for k, v in counts.items()}, "setup": statistics.median(setups)}
 
 
 async def main(seeds: int, only: str | None, show: bool) -> None:
@@ -151,13 +167,13 @@ async def main(seeds: int, only: str | None, show: bool) -> None:
     transport = httpx.AsyncHTTPTransport(uds=str(socket))
     formats = {k: v for k, v in candidates().items() if only in (None, k)}
     print(f"{len(PROMPTS)} prompts x {seeds} seeds, {MAX_TOKENS} max tokens")
-    print(f"  {'format':<18} {'answered':>9} {'echo':>6} {'repeat':>7}")
-    async with httpx.AsyncClient(transport=transport, base_url="http://llama", timeout=120) as c:
+    print(f"  {'format':<18} {'answered':>9} {'echo':>6} {'repeat':>7} {'setup ms':>9}")
+    async with httpx.AsyncClient(transport=transport, base_url="http://llama", timeout=600) as c:
         for name, fmt in formats.items():
             result = await score(c, fmt, seeds, show)
             print(
                 f"  {name:<18} {result['answered']:9.0%} {result['echo']:6.0%} "
-                f"{result['repeat']:7.0%}",
+                f"{result['repeat']:7.0%} {result['setup']:9.1f}",
                 flush=True,
             )
     process.stop()

@@ -185,11 +185,13 @@ class LocalProvider:
         async with self._admission:  # requests reach the model in arrival order
             process = await self.process()
             client = await self._client(await process.ensure())
-            request = client.build_request("POST", "/completion", json=body)
-            try:
-                response = await client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise await self._lost(process, exc) from None
+            sending = await _sent(client, body)
+        try:
+            response = await sending
+        except httpx.TransportError as exc:
+            raise await self._lost(process, exc) from None
+        finally:
+            sending.cancel()  # only if the caller went away before the reply
         try:
             if response.status_code != 200:
                 raise _http_error(response.status_code, await response.aread())
@@ -228,6 +230,32 @@ class LocalProvider:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
+
+
+async def _sent(client: Any, body: dict[str, Any]) -> asyncio.Future:
+    """Start the `/completion` request; return once its body is written to the child.
+
+    llama-server answers a stream's headers only with its first token, so holding admission
+    until the headers would serialise the prompts of concurrent requests; holding it until the
+    request is written keeps arrival order into the child's queue and lets its slots batch.
+    """
+    written = asyncio.Event()
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "http11.send_request_body.complete":
+            written.set()
+
+    request = client.build_request("POST", "/completion", json=body, extensions={"trace": trace})
+    sending = asyncio.ensure_future(client.send(request, stream=True))
+    waiting = asyncio.ensure_future(written.wait())
+    try:
+        await asyncio.wait({sending, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        sending.cancel()
+        raise
+    finally:
+        waiting.cancel()
+    return sending
 
 
 def _check_model(model: str) -> None:

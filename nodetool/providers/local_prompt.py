@@ -44,14 +44,16 @@ FORMAT = PromptFormat(
         ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
         ("Who was the first person to walk on the Moon?", "Neil Armstrong, in 1969."),
     ),
-    # DRY penalises repeating a run of tokens, which is how this model loops
+    # presence and frequency penalties keep this model from looping at no cost to the first
+    # token (DRY, which scored alike, costs ~170 ms per request to set up: local_quality.py)
     sampling={
         "temperature": 0.2,
         "top_p": 0.95,
         "top_k": 40,
         "min_p": 0.05,
         "repeat_penalty": 1.0,
-        "dry_multiplier": 0.8,
+        "presence_penalty": 0.4,
+        "frequency_penalty": 0.4,
     },
 )
 _CHARS_PER_TOKEN = 3  # conservative estimate used to trim long histories
