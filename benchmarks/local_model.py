@@ -1,7 +1,8 @@
 """Decode speed of the embedded model: nodetool vs llama.cpp's own server vs llama_cpp.server.
 
 Three servers on the same GGUF and the same portable llama.cpp build flags, each streaming the
-same prompt (the provider's transcript) with greedy sampling, so all generate the same tokens:
+same prompt (the provider's transcript) with the same sampling (greedy, with the provider's
+presence and frequency penalties), so all generate the same tokens:
 
 - `nodetool chat-server` (provider `local`: its supervised llama-server child), over
   `/v1/chat/completions`;
@@ -39,12 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nodetool.config import load_settings  # noqa: E402
 from nodetool.providers.llama_process import ChildConfig  # noqa: E402
 from nodetool.providers.local_model import ensure_model_file, llama_server_binary  # noqa: E402
-from nodetool.providers.local_prompt import FORMAT, build_prompt  # noqa: E402
-from nodetool.types.messages import Message  # noqa: E402
+from nodetool.providers.local_prompt import FORMAT, build_prompt, build_request  # noqa: E402
+from nodetool.types.messages import ChatOptions, Message  # noqa: E402
 from tests.support.servers import free_port, wait_http  # noqa: E402
 
 QUESTION = "List the numbers from one to fifty."
 GREEDY = {"temperature": 0.0, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
+PENALTIES = (FORMAT.sampling["presence_penalty"], FORMAT.sampling["frequency_penalty"])
 
 
 class Stream:
@@ -98,15 +100,17 @@ def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
     return "/v1/chat/completions", body, text_of
 
 
-def llama_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
-    body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
-    body.update(GREEDY, cache_prompt=False)  # as nodetool asks for greedy requests
+def llama_request(max_tokens: int) -> tuple[str, dict, object]:
+    """The very `/completion` body nodetool's provider sends its child for this chat."""
+    options = ChatOptions(temperature=0.0, max_tokens=max_tokens)
+    messages = [Message(role="user", content=QUESTION)]
+    body = build_request(messages, options, max_tokens, load_settings())
     return "/completion", body, lambda chunk: chunk.get("content") or ""
 
 
 def llama_cpp_python_request(prompt: str, max_tokens: int) -> tuple[str, dict, object]:
     body = {"prompt": prompt, "max_tokens": max_tokens, "stream": True, "stop": list(FORMAT.stops)}
-    body.update(GREEDY)
+    body.update(GREEDY, presence_penalty=PENALTIES[0], frequency_penalty=PENALTIES[1])
     return "/v1/completions", body, lambda c: (c.get("choices") or [{}])[0].get("text") or ""
 
 
@@ -174,7 +178,7 @@ def start_servers(data: str, procs: list[subprocess.Popen], max_tokens: int) -> 
     argv = config.argv(Path("unused.sock"))
     argv[argv.index("--host") + 1] = "127.0.0.1"
     procs.append(start([*argv, "--port", str(ports[1])], urls[1]))
-    targets[ANCHOR] = (urls[1], llama_request(prompt, max_tokens))
+    targets[ANCHOR] = (urls[1], llama_request(max_tokens))
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -197,7 +201,7 @@ def main(rounds: int, max_tokens: int) -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait()
-    print(f"{rounds} rounds, {max_tokens} max tokens, greedy, same prompt and GGUF")
+    print(f"{rounds} rounds, {max_tokens} max tokens, same prompt, sampling and GGUF")
     print(f"  {'server':<24} {'TTFT ms':>8} {'decode tok/s':>13} {'4 streams tok/s':>16}")
     for name, r in found.items():
         print(f"  {name:<24} {r['ttft']:8.1f} {r['rate']:13.1f} {r['agg4']:16.1f}")
