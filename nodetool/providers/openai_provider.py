@@ -1,10 +1,11 @@
 """`openai` provider: any OpenAI-compatible `/chat/completions` endpoint.
 
 One pooled HttpClient (nodetool.providers.http_client) per provider instance, reused across
-requests. Streaming requests are parsed from the SSE bytes as they arrive; with
+requests: at most `max_connections` (NODETOOL_UPSTREAM_MAX_CONNECTIONS) connections to the
+upstream at once, through the proxy `HTTPS_PROXY`/`HTTP_PROXY` name unless `NO_PROXY` exempts it.
+Streaming requests are parsed from the SSE bytes as they arrive; with
 `ChatOptions.stream=False` one non-streaming upstream call yields the same events at once.
 Closing the event iterator (or cancelling its consumer) aborts the upstream connection at once.
-Proxies are not supported (`HTTP(S)_PROXY` are ignored).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nodetool.config import Settings
 from nodetool.errors import ProviderError, ProviderTimeoutError
 from nodetool.providers.base import GATED_FIELDS, capabilities_for, scrub
 from nodetool.providers.http_client import (
+    DEFAULT_MAX_CONNECTIONS,
     ConnectError,
     ConnectTimeout,
     HttpClient,
@@ -50,18 +52,10 @@ _decode = json.JSONDecoder().decode  # str input: about 2x faster than json.load
 # the C scanner itself: no whitespace regex around it (an SSE payload is already stripped);
 # it raises StopIteration on invalid JSON, which must never escape into a generator
 _scan = json.JSONDecoder().scan_once
+# ChatOptions fields passed through as they are when set
 _OPTION_FIELDS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stop",
-    "seed",
-    "response_format",
-    "user",
-    "logprobs",
-    "top_logprobs",
-    "reasoning_effort",
-    "verbosity",
+    *("temperature", "top_p", "max_tokens", "stop", "seed", "response_format", "user"),
+    *("logprobs", "top_logprobs", "reasoning_effort", "verbosity"),
 )
 
 
@@ -273,6 +267,7 @@ class OpenAIProvider(OpenAIExtras):
         timeout: float = 120.0,
         *,
         name: str = "openai",
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -285,6 +280,7 @@ class OpenAIProvider(OpenAIExtras):
             headers=headers,
             timeout=timeout,
             connect_timeout=min(timeout, 10.0),
+            max_connections=max_connections,
         )
 
     @classmethod
@@ -293,6 +289,7 @@ class OpenAIProvider(OpenAIExtras):
             settings.openai_base_url or DEFAULT_BASE_URL,
             settings.openai_api_key,
             settings.upstream_timeout,
+            max_connections=settings.upstream_max_connections,
         )
 
     def _scrub(self, text: str) -> str:
