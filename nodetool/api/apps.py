@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from nodetool import __version__
 from nodetool.admission import Admission
 from nodetool.api.errors import install_error_handlers
-from nodetool.api.hot_paths import install_hot_paths
+from nodetool.api.hot_paths import HotLaneApp, install_hot_paths
 from nodetool.api.metrics import metrics_of
 from nodetool.api.openapi_docs import install_openapi
 from nodetool.config import Settings, server_settings
@@ -74,7 +74,7 @@ def _build(
         finally:
             await runtime.aclose()
 
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    app = HotLaneApp(title=title, version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.instance = new_instance_id()
     install_error_handlers(app)
