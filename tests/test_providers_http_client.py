@@ -338,6 +338,27 @@ async def test_read_timeout_while_waiting_for_headers_and_body() -> None:
         await client.aclose()
 
 
+async def test_a_slow_but_steady_body_never_times_out() -> None:
+    """The read timeout bounds each wait, not the whole body (its one timer re-arms)."""
+    gate = asyncio.Event()
+    parts = [CHUNKED] + [chunk(b"x")] * 6 + [LAST]
+    async with RawServer(Act(parts, gate=gate)) as server:
+        client = HttpClient(server.url, timeout=0.3)
+        response = await client.get("/")
+
+        async def drip() -> None:
+            for _ in parts:
+                await asyncio.sleep(0.15)  # 1 s in all, every wait well under the timeout
+                gate.set()
+                await asyncio.sleep(0)
+                gate.clear()
+
+        dripping = asyncio.create_task(drip())
+        assert await response.read() == b"x" * 6
+        await dripping
+        await client.aclose()
+
+
 def test_header_values_with_line_breaks_are_refused() -> None:
     with pytest.raises(ValueError, match="line break"):
         HttpClient("http://127.0.0.1/", headers={"authorization": "Bearer k\r\nx-evil: 1"})
@@ -542,6 +563,22 @@ async def test_waiting_for_a_connection_times_out_as_pool_timeout() -> None:
             await client.get("/")
         first.close()  # frees the slot
         assert await (await client.get("/")).read() == b"b"
+        await client.aclose()
+
+
+async def test_a_request_that_stops_waiting_for_a_connection_frees_nothing() -> None:
+    hold = Act([CHUNKED + chunk(b"x")], then="hang")
+    async with RawServer(hold, Act([ok(b"b")])) as server:
+        client = HttpClient(server.url, max_connections=1)
+        first = await client.get("/")
+        waiting = asyncio.create_task(client.get("/"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        first.close()  # its slot is free again: the cancelled waiter did not keep it
+        assert await asyncio.wait_for((await client.get("/")).read(), WAIT) == b"b"
+        assert server.peak == 1
         await client.aclose()
 
 

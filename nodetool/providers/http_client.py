@@ -37,10 +37,12 @@ from urllib.parse import urlsplit
 from nodetool.providers.http_connection import (
     ConnectError,
     Connection,
+    ConnectionSlots,
     ConnectTimeout,
     HttpError,
     HttpTimeout,
     Origin,
+    PoolTimeout,
     ProtocolError,
     ReadTimeout,
     RemoteDisconnected,
@@ -61,10 +63,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CONNECTIONS = 256
-
-
-class PoolTimeout(HttpTimeout):
-    """Every allowed connection to the upstream stayed busy for the whole timeout."""
 
 
 class Response:
@@ -165,8 +163,8 @@ class HttpClient:
             if any(c in name + value for c in "\r\n\0"):
                 raise ValueError(f"HTTP header {name!r} contains a line break or NUL")
         self._idle: dict[Origin, deque[Connection]] = {}
-        self._active: dict[Connection, asyncio.Semaphore] = {}  # in use -> its origin's slots
-        self._slots: dict[Origin, asyncio.Semaphore] = {}
+        self._active: dict[Connection, ConnectionSlots] = {}  # in use -> its origin's slots
+        self._slots: dict[Origin, ConnectionSlots] = {}
         self._proxies: dict[Origin, Proxy | None] = {}
         self._heads: dict[Origin, str] = {}
         self._targets: dict[str, tuple[Origin, str]] = {}
@@ -196,18 +194,19 @@ class HttpClient:
             head += f"content-length: {len(body or b'')}\r\n"
         data = (head + "\r\n").encode("latin-1") + (body or b"")
         slots = self._slots.get(origin) or self._slots.setdefault(
-            origin, asyncio.Semaphore(self.max_connections)
+            origin, ConnectionSlots(self.max_connections)
         )
         fresh = False
         while True:
-            await self._acquire(slots, origin)
+            if not slots.take_now():
+                await self._wait_for_slot(slots, origin)
             conn = None if fresh else self._take_idle(origin)
             reused = conn is not None
             if conn is None:
                 try:
                     conn = await self._connect(origin)
                 except BaseException:
-                    slots.release()
+                    slots.give()
                     raise
             self._active[conn] = slots
             try:
@@ -231,21 +230,17 @@ class HttpClient:
         return await self.request("GET", url)
 
     # ---- pool ------------------------------------------------------------------------------
-    async def _acquire(self, slots: asyncio.Semaphore, origin: Origin) -> None:
-        """Take one of the origin's connection slots, waiting up to `timeout` for one."""
-        if slots.locked():
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await slots.acquire()
-            except TimeoutError:
-                raise PoolTimeout(
-                    f"all {self.max_connections} connections to {origin[1]}:{origin[2]} "
-                    f"stayed busy for {self.timeout:g} s"
-                ) from None
-        else:
-            await slots.acquire()
+    async def _wait_for_slot(self, slots: ConnectionSlots, origin: Origin) -> None:
+        """Wait up to `timeout` for one of the origin's connection slots."""
+        try:
+            await slots.take(self.timeout)
+        except TimeoutError:
+            raise PoolTimeout(
+                f"all {self.max_connections} connections to {origin[1]}:{origin[2]} "
+                f"stayed busy for {self.timeout:g} s"
+            ) from None
         if self._closed:
-            slots.release()
+            slots.give()
             raise HttpError("the HTTP client is closed")
 
     def _proxy(self, origin: Origin) -> Proxy | None:
@@ -362,7 +357,7 @@ class HttpClient:
     def _deactivate(self, conn: Connection) -> None:
         slots = self._active.pop(conn, None)
         if slots is not None:
-            slots.release()
+            slots.give()
 
     def idle_count(self, url: str = "") -> int:
         """Idle pooled connections to the origin of `url` (default: the base URL's)."""

@@ -1,5 +1,5 @@
-"""One HTTP/1.1 upstream connection (an asyncio protocol parsing with httptools) and the
-errors every upstream request can fail with.
+"""One HTTP/1.1 upstream connection (an asyncio protocol parsing with httptools), the slots
+that bound how many an origin has, and the errors every upstream request can fail with.
 
 A connection parses one response at a time into a queue of body pieces, stops reading the
 socket while more than 1 MiB is buffered, times out every wait after `read_timeout`, and sends
@@ -41,6 +41,10 @@ class ReadTimeout(HttpTimeout):
     pass
 
 
+class PoolTimeout(HttpTimeout):
+    """Every allowed connection to the upstream stayed busy for the whole timeout."""
+
+
 class RemoteDisconnected(HttpError):
     """The upstream closed or reset the connection before the response was complete."""
 
@@ -60,6 +64,8 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser: Any = None
         self._waiter: asyncio.Future[None] | None = None
+        self._wait_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # one per connection, re-armed lazily
         self._body: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
@@ -78,6 +84,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._parser is not None and not self.complete and self.error is None:
             if exc is None and self.headers_done and self._until_close():
                 self.complete = True  # a body delimited by the end of the connection
@@ -179,17 +188,28 @@ class Connection(asyncio.Protocol):
         return piece
 
     async def _wait(self) -> None:
+        """Wait for `_wake`, at most `read_timeout` s. One timer serves every wait: when it
+        fires early for the current wait it re-arms itself, so a wait creates no timer."""
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self.read_timeout, self._expire, waiter)
+        self._wait_since = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_at(self._wait_since + self.read_timeout, self._expire)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
 
-    def _expire(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
+    def _expire(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms the timer again
+        loop = asyncio.get_running_loop()
+        due = self._wait_since + self.read_timeout
+        if loop.time() < due:
+            self._timer = loop.call_at(due, self._expire)
+        else:
             waiter.set_exception(ReadTimeout(f"no answer within {self.read_timeout:g} s"))
 
     def _wake(self) -> None:
@@ -220,3 +240,41 @@ def shutdown(transport: asyncio.Transport) -> None:
             pass
     except OSError:
         pass
+
+
+class ConnectionSlots:
+    """One origin's connection slots: how many are free, and the requests waiting for one
+    (first come, first served; a freed slot goes straight to the oldest waiter)."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, timeout: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as the wait ended: pass it on
+            else:
+                self.waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
