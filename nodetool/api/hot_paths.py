@@ -73,13 +73,27 @@ async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -
     The endpoint's own errors happen before any response starts; the responses it returns
     (`TaskResponse`, `EventStreamResponse`) turn later errors into their own error output.
     """
+    request = Request(scope, receive, send)
     try:
-        response = await endpoint(Request(scope, receive, send))
+        request._body = await _body(receive)  # `request.body()` returns it, no generator
+        response = await endpoint(request)
     except NodetoolError as exc:
         response = error_response(exc)
     except ClientDisconnect:
         return  # the client left mid-body: nobody to answer, and not a server error
     await response(scope, receive, send)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The request body; ClientDisconnect if the client leaves before its end."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def _run_socket(endpoint: SocketEndpoint, scope: Scope, receive: Receive, send: Send) -> None:
