@@ -21,7 +21,7 @@ from nodetool.errors import InvalidRequestError
 from nodetool.types.events import ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # no cycles
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _TOOL_CHOICES = ("none", "auto", "required")

@@ -48,6 +48,7 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # plain data
 _decode = json.JSONDecoder().decode  # str input: about 2x faster than json.loads(bytes)
 # the C scanner itself: no whitespace regex around it (an SSE payload is already stripped);
 # it raises StopIteration on invalid JSON, which must never escape into a generator
@@ -98,14 +99,15 @@ def build_request(
     if tools:
         body["tools"] = [tool.openai() for tool in tools]
     if options is not None:
+        values = options.__dict__  # the fields' values (no per-attribute model hook)
         for field in _OPTION_FIELDS:
-            value = getattr(options, field)
+            value = values[field]
             if value is not None:
                 body[field] = value
-        if options.tool_choice is not None and tools:
-            body["tool_choice"] = options.tool_choice
-        if options.parallel_tool_calls is not None and tools:
-            body["parallel_tool_calls"] = options.parallel_tool_calls
+        if values["tool_choice"] is not None and tools:
+            body["tool_choice"] = values["tool_choice"]
+        if values["parallel_tool_calls"] is not None and tools:
+            body["parallel_tool_calls"] = values["parallel_tool_calls"]
     return body
 
 
@@ -357,7 +359,7 @@ class OpenAIProvider(OpenAIExtras):
         options: ChatOptions | None = None,
     ) -> AsyncIterator[ProviderEvent]:
         stream = options is None or options.stream is not False
-        body = json.dumps(build_request(messages, model, tools, options, stream)).encode()
+        body = _encode(build_request(messages, model, tools, options, stream)).encode()
         try:
             response = await self._client.post("chat/completions", body)
         except HttpError as exc:
