@@ -254,9 +254,14 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None
     raise TimeoutError(f"{url} did not become ready")
 
 
-def start(cmd: list[str], env: dict[str, str], ready: str, log: Path) -> subprocess.Popen:
+def start(
+    cmd: list[str], env: dict[str, str], ready: str, log: Path, cwd: str | None = None
+) -> subprocess.Popen:
+    """Start a process; `cwd` matters for `python -m`, which imports from it first."""
     out = log.open("w")
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+    )
     try:
         wait_ready(ready, proc)
     except BaseException:
@@ -505,11 +510,13 @@ def main() -> None:
         targets["responses"] = (port, procs[-1].pid)  # same server, /v1/responses
         if args.baseline:
             port = free_port()
-            base_env = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
+            baseline = str(Path(args.baseline).resolve())
+            base_env = {**env, "PYTHONPATH": baseline}
             base_env["NODETOOL_DATA_DIR"] = str(work / "base-data")
             cmd = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port)]
             cmd += ["--provider", "openai", "--log-level", "warning"]
-            procs.append(start(cmd, base_env, f"http://127.0.0.1:{port}/health", work / "b.log"))
+            ready = f"http://127.0.0.1:{port}/health"
+            procs.append(start(cmd, base_env, ready, work / "b.log", cwd=baseline))
             targets["base"] = (port, procs[-1].pid)
             targets["base-resp"] = (port, procs[-1].pid)
         if args.httpx:
