@@ -38,6 +38,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from httpx_gateway import transport_checks  # benchmarks/ sibling module
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LITELLM_VENV = HERE / ".litellm-venv"
@@ -156,79 +158,6 @@ def serve_stub(port: int) -> None:
         loop="uvloop",
         http="httptools",
     )
-
-
-# ---- the httpx transport variant (`gateway.py --httpx-gateway CLI-ARGS...`) ------------------
-
-
-class _HttpxResponse:
-    """An httpx streamed response behind the interface the openai provider reads."""
-
-    def __init__(self, response) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.reason = response.reason_phrase
-        self._pieces = response.aiter_raw()
-
-    async def receive(self) -> bytes:
-        return await anext(self._pieces, b"")
-
-    async def read(self) -> bytes:
-        return await self._response.aread()
-
-    async def json(self):
-        return json.loads(await self.read())
-
-    def close(self) -> None:
-        if not self._response.is_closed:
-            asyncio.ensure_future(self._response.aclose())
-
-
-class _HttpxClient:
-    """`nodetool.providers.http_client.HttpClient`'s interface on one `httpx.AsyncClient`."""
-
-    def __init__(self, base_url: str, *, headers, timeout: float, connect_timeout: float) -> None:
-        import httpx
-
-        self._httpx = httpx
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={**headers, "accept-encoding": "identity"},
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-        )
-
-    async def _send(self, request):
-        from nodetool.providers import http_client
-
-        try:
-            return _HttpxResponse(await self._client.send(request, stream=True))
-        except self._httpx.TimeoutException as exc:
-            raise http_client.ReadTimeout(str(exc)) from None
-        except self._httpx.HTTPError as exc:
-            raise http_client.ConnectError(str(exc)) from None
-
-    async def post(self, url: str, body: bytes, content_type: str = "application/json"):
-        headers = {"content-type": content_type}
-        return await self._send(
-            self._client.build_request("POST", url, content=body, headers=headers)
-        )
-
-    async def get(self, url: str):
-        return await self._send(self._client.build_request("GET", url))
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def serve_httpx_gateway(cli_args: list[str]) -> None:
-    """`nodetool <cli_args>` with the openai provider's transport replaced by httpx."""
-    from nodetool.cli.main import run
-    from nodetool.providers import openai_provider
-
-    openai_provider.HttpClient = _HttpxClient  # type: ignore[misc, assignment]
-    sys.argv = ["nodetool", *cli_args]
-    run()
 
 
 # ---- processes ------------------------------------------------------------------------------
@@ -468,9 +397,6 @@ def main() -> None:
         "instead of nodetool.providers.http_client: targets `httpx` and `httpx-resp`",
     )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
-    if sys.argv[1:2] == ["--httpx-gateway"]:
-        serve_httpx_gateway(sys.argv[2:])
-        return
     args = parser.parse_args()
     if args.stub:
         serve_stub(args.stub)
@@ -522,7 +448,13 @@ def main() -> None:
         if args.httpx:
             port = free_port()
             httpx_env = {**env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}
-            cmd = [sys.executable, __file__, "--httpx-gateway", "chat-server", "--port", str(port)]
+            cmd = [
+                sys.executable,
+                str(HERE / "httpx_gateway.py"),
+                "chat-server",
+                "--port",
+                str(port),
+            ]
             cmd += ["--provider", "openai", "--log-level", "warning"]
             procs.append(start(cmd, httpx_env, f"http://127.0.0.1:{port}/health", work / "x.log"))
             targets["httpx"] = (port, procs[-1].pid)
@@ -648,25 +580,7 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                 )
             print(line)
     if "httpx" in names:
-        print()
-        print("transport: own http_client (nodetool) vs httpx, same gateway otherwise")
-        for stream in (False, True):
-            kind = "stream" if stream else "non-stream"
-            own, via = results[("nodetool", stream, 32)], results[("httpx", stream, 32)]
-            own1, via1 = results[("nodetool", stream, 1)], results[("httpx", stream, 1)]
-            gain = via1.pct(0.5) - own1.pct(0.5)
-            print(
-                f"  {kind}: c=32 throughput own/httpx {own.rps / via.rps:.2f}x "
-                f"(cpu ms/req own {own.cpu_ms:.3f}, httpx {via.cpu_ms:.3f}); "
-                f"c=1 added p50 own {gain:+.2f} ms less than httpx"
-            )
-            checks.append(
-                (
-                    f"own client worth keeping, {kind}: c=32 {own.rps / via.rps:.2f}x httpx "
-                    f"(keep if >= 1.3x) or {gain:.2f} ms less added p50 (keep if >= 0.2 ms)",
-                    own.rps / via.rps >= 1.3 or gain >= 0.2,
-                )
-            )
+        checks += transport_checks(results)
     print()
     for text, ok in checks:
         print(f"[{'PASS' if ok else 'FAIL'}] {text}")

@@ -1,39 +1,31 @@
 """The upstream HTTP client (nodetool.providers.http_client) and the openai provider's
 non-stream path, against real servers on loopback.
 
-A scripted raw HTTP/1.1 server (asyncio streams) produces exact wire shapes: Content-Length,
-chunked and close-delimited bodies, `Connection: close`, drops, garbage and silence. The OpenAI
-stub (uvicorn) serves the provider tests, over plain TCP and over TLS with a throwaway
-certificate made by the `openssl` CLI.
+The scripted raw HTTP/1.1 server (tests/support/raw_http.py) produces exact wire shapes:
+Content-Length, chunked and close-delimited bodies, `Connection: close`, drops, garbage and
+silence. The OpenAI stub (uvicorn) serves the provider tests, over plain TCP and over TLS.
+Proxies and the connection cap: tests/test_providers_http_proxy.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
 import uvloop
 
-from nodetool.config import Settings
 from nodetool.errors import ProviderError, ProviderTimeoutError
 from nodetool.providers.http_client import (
     ConnectError,
     ConnectTimeout,
     HttpClient,
     HttpError,
-    PoolTimeout,
     ProtocolError,
     ReadTimeout,
     RemoteDisconnected,
@@ -41,100 +33,15 @@ from nodetool.providers.http_client import (
 from nodetool.providers.openai_provider import OpenAIProvider
 from nodetool.types.events import Finish, TextDelta, ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ToolSpec
-from tests.stubs.http_proxy_stub import HttpProxyStub
-from tests.stubs.openai_stub import OpenAIStub
 from tests.support.collect import collect
-from tests.support.needs import OPENSSL, missing
-from tests.support.servers import ServerThread, free_port
+from tests.support.raw_http import CHUNKED, LAST, Act, RawServer, chunk, ok, serve_tls_stub
+from tests.support.servers import free_port
 from tests.support.v1 import running
 
+tls_stub = pytest.fixture(scope="module", name="tls_stub")(serve_tls_stub)
 WAIT = 5.0  # an upper bound for things that happen at once; never reached when they work
 NON_STREAM = ChatOptions(stream=False)
 WEATHER = ToolSpec(name="get_weather", parameters={"type": "object", "properties": {}})
-
-
-# ---- a scripted raw HTTP/1.1 server ----------------------------------------------------------
-
-
-def ok(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
-    head = "".join(f"{h}\r\n" for h in headers)
-    return f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n{head}\r\n".encode() + body
-
-
-def chunk(data: bytes) -> bytes:
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-
-CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-LAST = b"0\r\n\r\n"
-
-
-@dataclass
-class Act:
-    """The server's answer to one request: `parts` written in order (waiting for `gate` before
-    each part after the first), then `then`: keep | close | drop (close without answering) |
-    hang (wait until the client goes away)."""
-
-    parts: list[bytes] = field(default_factory=list)
-    then: str = "keep"
-    gate: asyncio.Event | None = None
-
-
-class RawServer:
-    def __init__(self, *acts: Act) -> None:
-        self.acts = deque(acts)
-        self.connections = 0
-        self.open = self.peak = 0  # connections open now, and the most open at once
-        self.heads: list[str] = []
-        self.bodies: list[bytes] = []
-        self.left = asyncio.Event()  # a client connection ended (EOF or reset)
-        self.handlers: set[asyncio.Task] = set()
-
-    async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for task in self.handlers:
-            task.cancel()
-        await asyncio.gather(*self.handlers)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open += 1
-        self.peak = max(self.peak, self.open)
-        self.handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode()
-                length = 0
-                for line in head.split("\r\n"):
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                self.heads.append(head)
-                self.bodies.append(await reader.readexactly(length))
-                act = self.acts.popleft()
-                if act.then == "drop":
-                    return
-                for index, part in enumerate(act.parts):
-                    if index and act.gate is not None:
-                        await act.gate.wait()
-                    writer.write(part)
-                    await writer.drain()
-                if act.then == "close":
-                    return
-                if act.then == "hang":
-                    while await reader.read(65536):
-                        pass
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass  # the client left, or the test is over
-        finally:
-            self.open -= 1
-            self.left.set()
-            writer.close()
 
 
 # ---- framing, keep-alive, pooling ------------------------------------------------------------
@@ -401,25 +308,6 @@ async def test_drop_mid_body_is_remote_disconnected() -> None:
 # ---- TLS ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OpenAIStub, Path]]:
-    if shutil.which("openssl") is None:
-        missing("the openssl CLI is not installed", OPENSSL)
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-        + ["-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=local"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True,
-        capture_output=True,
-    )
-    stub = OpenAIStub()
-    tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    with ServerThread(stub.asgi, log_level="error", lifespan="off", **tls) as server:
-        yield f"https://127.0.0.1:{server.port}/v1/", stub, cert
-
-
 async def test_tls_request_stream_and_early_close(tls_stub) -> None:
     url, stub, cert = tls_stub
     client = HttpClient(url, ssl_context=ssl.create_default_context(cafile=str(cert)))
@@ -443,143 +331,6 @@ async def test_tls_with_an_untrusted_certificate_is_a_connect_error(tls_stub) ->
     client = HttpClient(tls_stub[0])  # the default context: system CAs only
     with pytest.raises(ConnectError, match="TLS handshake .* failed"):
         await client.get("models")
-
-
-# ---- proxies -------------------------------------------------------------------------------
-
-PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"]
-
-
-@pytest.fixture
-def proxy_env(monkeypatch: pytest.MonkeyPatch):
-    """Sets proxy variables for one test (both spellings cleared first)."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-    def apply(**values: str) -> None:
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-
-    return apply
-
-
-async def test_http_upstream_goes_through_http_proxy(openai_stub, proxy_env) -> None:
-    async with HttpProxyStub() as proxy:
-        proxy_env(HTTP_PROXY=proxy.url.replace("http://", "http://bob:s%40cret@"))
-        provider = OpenAIProvider(openai_stub.url, "sk-test")
-        try:
-            result = await collect(provider.stream_chat(user("via proxy"), "m"))
-            assert result.message.text() == "Echo: via proxy"
-            events = [e async for e in provider.stream_chat(user("x"), "m", None, NON_STREAM)]
-            assert isinstance(events[-1], Finish)
-        finally:
-            await provider.aclose()
-        port = openai_stub.url.split(":")[2].split("/")[0]
-        target = f"POST http://127.0.0.1:{port}/v1/chat/completions HTTP/1.1"
-        assert proxy.seen[0] == (target, "Basic Ym9iOnNAY3JldA==")  # bob:s@cret
-
-
-async def test_https_upstream_tunnels_through_the_proxy(tls_stub, proxy_env) -> None:
-    url, _stub, cert = tls_stub
-    async with HttpProxyStub() as proxy:
-        proxy_env(HTTPS_PROXY=proxy.url, HTTP_PROXY="http://127.0.0.1:9")  # only https's is used
-        client = HttpClient(url, ssl_context=ssl.create_default_context(cafile=str(cert)))
-        models = await (await client.get("models")).json()
-        assert models["data"][0]["id"] == "stub-model"
-        await (await client.get("models")).read()  # the tunnelled connection is reused
-        await client.aclose()
-        port = url.split(":")[2].split("/")[0]
-        assert proxy.seen == [(f"CONNECT 127.0.0.1:{port} HTTP/1.1", None)]
-
-
-async def test_no_proxy_and_trust_env_false_connect_directly(openai_stub, proxy_env) -> None:
-    async with HttpProxyStub() as proxy:
-        proxy_env(HTTP_PROXY=proxy.url, NO_PROXY="localhost,127.0.0.1")
-        provider = OpenAIProvider(openai_stub.url)
-        try:
-            assert (await collect(provider.stream_chat(user("a"), "m"))).message.text()
-        finally:
-            await provider.aclose()
-        proxy_env(NO_PROXY="")
-        client = HttpClient(openai_stub.url + "/", trust_env=False)
-        assert (await client.get("models")).status == 200
-        await client.aclose()
-        assert proxy.seen == []
-        client = HttpClient(openai_stub.url + "/")  # no NO_PROXY now: through the proxy
-        assert (await client.get("models")).status == 200
-        await client.aclose()
-        assert len(proxy.seen) == 1
-
-
-async def test_a_refused_tunnel_is_a_connect_error(tls_stub, proxy_env) -> None:
-    async with HttpProxyStub(refuse=407) as proxy:
-        proxy_env(HTTPS_PROXY=proxy.url)
-        client = HttpClient(tls_stub[0])
-        with pytest.raises(ConnectError, match="refused the tunnel .* 407"):
-            await client.get("models")
-        await client.aclose()
-
-
-async def test_an_unsupported_proxy_scheme_is_an_error(openai_stub, proxy_env) -> None:
-    proxy_env(HTTP_PROXY="socks5://127.0.0.1:1080")
-    provider = OpenAIProvider(openai_stub.url)
-    try:
-        with pytest.raises(ProviderError, match="unsupported proxy URL"):
-            await collect(provider.stream_chat(user("a"), "m"))
-    finally:
-        await provider.aclose()
-
-
-# ---- the connection cap ---------------------------------------------------------------------
-
-
-async def test_connections_per_upstream_never_exceed_the_cap(monkeypatch) -> None:
-    monkeypatch.setenv("NODETOOL_UPSTREAM_MAX_CONNECTIONS", "3")
-    answer = ok(json.dumps(COMPLETION).encode(), "content-type: application/json")
-    gate = asyncio.Event()
-    async with RawServer(*(Act([b"", answer], gate=gate) for _ in range(12))) as server:
-        provider = OpenAIProvider.from_settings(Settings(openai_base_url=server.url))
-        tasks = [
-            asyncio.create_task(collect(provider.stream_chat(user("hi"), "m", None, NON_STREAM)))
-            for _ in range(12)
-        ]
-        while len(server.heads) < 3:  # three requests reached the upstream; nine wait
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
-        assert (len(server.heads), server.open) == (3, 3)
-        gate.set()
-        results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
-        assert [r.message.text() for r in results] == ["done"] * 12
-        assert (server.peak, server.connections) == (3, 3)  # the three were reused
-        await provider.aclose()
-
-
-async def test_waiting_for_a_connection_times_out_as_pool_timeout() -> None:
-    async with RawServer(Act([CHUNKED + chunk(b"x")], then="hang"), Act([ok(b"b")])) as server:
-        client = HttpClient(server.url, max_connections=1, timeout=0.3)
-        first = await client.get("/")
-        with pytest.raises(PoolTimeout, match="all 1 connections .* busy"):
-            await client.get("/")
-        first.close()  # frees the slot
-        assert await (await client.get("/")).read() == b"b"
-        await client.aclose()
-
-
-async def test_a_request_that_stops_waiting_for_a_connection_frees_nothing() -> None:
-    hold = Act([CHUNKED + chunk(b"x")], then="hang")
-    async with RawServer(hold, Act([ok(b"b")])) as server:
-        client = HttpClient(server.url, max_connections=1)
-        first = await client.get("/")
-        waiting = asyncio.create_task(client.get("/"))
-        await asyncio.sleep(0.05)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        first.close()  # its slot is free again: the cancelled waiter did not keep it
-        assert await asyncio.wait_for((await client.get("/")).read(), WAIT) == b"b"
-        assert server.peak == 1
-        await client.aclose()
 
 
 # ---- the openai provider's non-stream path ---------------------------------------------------
