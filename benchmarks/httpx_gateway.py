@@ -5,7 +5,7 @@
 `benchmarks/gateway.py --httpx` starts this next to the real `nodetool chat-server` to compare
 the own upstream client (`nodetool.providers.http_client`) with httpx in one run: the same
 gateway, only `OpenAIProvider`'s client differs (one `httpx.AsyncClient`, streamed responses,
-256 connections, the same timeouts).
+the same connection cap and timeouts).
 """
 
 from __future__ import annotations
@@ -41,7 +41,15 @@ class _HttpxResponse:
 class _HttpxClient:
     """`nodetool.providers.http_client.HttpClient`'s interface on one `httpx.AsyncClient`."""
 
-    def __init__(self, base_url: str, *, headers, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int = 256,
+    ) -> None:
         import httpx
 
         self._httpx = httpx
@@ -49,7 +57,9 @@ class _HttpxClient:
             base_url=base_url,
             headers={**headers, "accept-encoding": "identity"},
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     async def _send(self, request):
