@@ -1,6 +1,6 @@
 """Gateway overhead benchmark: direct upstream vs `nodetool chat-server` vs LiteLLM's proxy.
 
-    .venv/bin/python benchmarks/gateway.py [--duration 4] [--no-litellm]
+    .venv/bin/python benchmarks/gateway.py [--duration 4] [--no-litellm] [--httpx] [--baseline DIR]
 
 Starts a lean OpenAI-compatible upstream stub (uvicorn + httptools in its own process), then
 measures side by side, in one run, with an asyncio HTTP/1.1 load generator on keep-alive
@@ -10,9 +10,15 @@ streamed answer of 32 content chunks and for a non-stream answer, against
   `/v1/chat/completions` and, as `responses`, the same answer through `/v1/responses`,
   (c) LiteLLM's proxy (`litellm[proxy]` in its own virtualenv, benchmarks/.litellm-venv,
       created on first use; if it cannot be installed the output says so).
-Prints the table and the ratios against the targets: throughput >= 10x LiteLLM's, and latency
-added over the direct call at concurrency 1 <= 1 ms (non-stream) and <= 3 ms (stream), and
-`/v1/responses`' added p50 at concurrency 1 within 0.2 ms of chat completions'.
+Prints the table and the ratios against the targets: throughput >= 10x LiteLLM's; latency
+added over the direct call at concurrency 1 <= 0.3 ms (stream and non-stream), and
+`/v1/responses`' within 0.2 ms of chat completions'; the gateway process's own CPU time
+(utime + stime from /proc) per non-stream request <= 0.25 ms (robust to other load on the
+machine); non-stream throughput at concurrency 32 >= 3,000 req/s; stream throughput at
+concurrency 32 >= 0.9x the bare stub's.
+With `--httpx` a second gateway whose openai provider runs on httpx is measured too, and the
+own HTTP client is judged against it (keep it only at >= 1.3x httpx's throughput at
+concurrency 32 or >= 0.2 ms less added p50 at concurrency 1).
 Everything listens on 127.0.0.1; every load loop is bounded by a duration and a request cap.
 """
 
@@ -31,6 +37,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from httpx_gateway import transport_checks  # benchmarks/ sibling module
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -175,9 +183,14 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None
     raise TimeoutError(f"{url} did not become ready")
 
 
-def start(cmd: list[str], env: dict[str, str], ready: str, log: Path) -> subprocess.Popen:
+def start(
+    cmd: list[str], env: dict[str, str], ready: str, log: Path, cwd: str | None = None
+) -> subprocess.Popen:
+    """Start a process; `cwd` matters for `python -m`, which imports from it first."""
     out = log.open("w")
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+    )
     try:
         wait_ready(ready, proc)
     except BaseException:
@@ -377,6 +390,12 @@ def main() -> None:
         help="also measure, in the same run, a chat-server importing nodetool from DIR "
         "(e.g. a worktree of main): targets `base` and `base-resp`",
     )
+    parser.add_argument(
+        "--httpx",
+        action="store_true",
+        help="also measure, in the same run, a chat-server whose openai provider uses httpx "
+        "instead of nodetool.providers.http_client: targets `httpx` and `httpx-resp`",
+    )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
@@ -417,13 +436,29 @@ def main() -> None:
         targets["responses"] = (port, procs[-1].pid)  # same server, /v1/responses
         if args.baseline:
             port = free_port()
-            base_env = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
+            baseline = str(Path(args.baseline).resolve())
+            base_env = {**env, "PYTHONPATH": baseline}
             base_env["NODETOOL_DATA_DIR"] = str(work / "base-data")
             cmd = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port)]
             cmd += ["--provider", "openai", "--log-level", "warning"]
-            procs.append(start(cmd, base_env, f"http://127.0.0.1:{port}/health", work / "b.log"))
+            ready = f"http://127.0.0.1:{port}/health"
+            procs.append(start(cmd, base_env, ready, work / "b.log", cwd=baseline))
             targets["base"] = (port, procs[-1].pid)
             targets["base-resp"] = (port, procs[-1].pid)
+        if args.httpx:
+            port = free_port()
+            httpx_env = {**env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}
+            cmd = [
+                sys.executable,
+                str(HERE / "httpx_gateway.py"),
+                "chat-server",
+                "--port",
+                str(port),
+            ]
+            cmd += ["--provider", "openai", "--log-level", "warning"]
+            procs.append(start(cmd, httpx_env, f"http://127.0.0.1:{port}/health", work / "x.log"))
+            targets["httpx"] = (port, procs[-1].pid)
+            targets["httpx-resp"] = (port, procs[-1].pid)
 
         if not args.no_litellm:
             exe, why = litellm_binary(install=not args.no_install)
@@ -454,7 +489,7 @@ def main() -> None:
         for stream in (False, True):
             for concurrency in (1, 32):
                 for name, (target_port, pid) in targets.items():
-                    api = "responses" if name in ("responses", "base-resp") else "chat"
+                    api = "responses" if name.endswith(("responses", "-resp")) else "chat"
                     result = measure(target_port, pid, stream, concurrency, args.duration, api)
                     results[(name, stream, concurrency)] = result
                     print(
@@ -486,7 +521,7 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                 )
     print()
     checks = []
-    for stream, limit in ((False, 1.0), (True, 3.0)):
+    for stream, limit in ((False, 0.3), (True, 0.3)):
         kind = "stream" if stream else "non-stream"
         direct = results[("direct", stream, 1)].pct(0.5)
         added = {name: results[(name, stream, 1)].pct(0.5) - direct for name in names[1:]}
@@ -509,6 +544,21 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                 over <= 0.2,
             )
         )
+    for concurrency in (1, 32):
+        cpu = results[("nodetool", False, concurrency)].cpu_ms
+        checks.append(
+            (
+                f"gateway CPU per non-stream request at c={concurrency}: {cpu:.3f} ms "
+                "(target <= 0.25 ms)",
+                cpu <= 0.25,
+            )
+        )
+    rps = results[("nodetool", False, 32)].rps
+    checks.append((f"non-stream c=32 throughput: {rps:.0f} req/s (target >= 3000)", rps >= 3000))
+    ratio = results[("nodetool", True, 32)].rps / results[("direct", True, 32)].rps
+    checks.append(
+        (f"stream c=32 throughput: {ratio:.2f}x the stub's (target >= 0.9x)", ratio >= 0.9)
+    )
     for stream in (False, True):
         for concurrency in (1, 32):
             kind = f"{'stream' if stream else 'non-stream'} c={concurrency}"
@@ -529,6 +579,8 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
                     (f"throughput {kind}: {ratio:.1f}x LiteLLM (target >= 10x)", ratio >= 10)
                 )
             print(line)
+    if "httpx" in names:
+        checks += transport_checks(results)
     print()
     for text, ok in checks:
         print(f"[{'PASS' if ok else 'FAIL'}] {text}")

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     default_provider: str | None = Field(None, validation_alias=_env("NODETOOL_DEFAULT_PROVIDER"))
     default_model: str | None = Field(None, validation_alias=_env("NODETOOL_DEFAULT_MODEL"))
     upstream_timeout: float = Field(120.0, gt=0, validation_alias=_env("NODETOOL_UPSTREAM_TIMEOUT"))
+    # connections to one upstream (scheme, host, port) open at once; more requests wait for one
+    upstream_max_connections: int = Field(
+        256, ge=1, le=65536, validation_alias=_env("NODETOOL_UPSTREAM_MAX_CONNECTIONS")
+    )
     local_model_path: Path | None = Field(None, validation_alias=_env("NODETOOL_LOCAL_MODEL_PATH"))
     local_context_size: int = Field(2048, ge=256, validation_alias=_env("NODETOOL_LOCAL_N_CTX"))
     local_threads: int | None = Field(None, ge=1, validation_alias=_env("NODETOOL_LOCAL_THREADS"))

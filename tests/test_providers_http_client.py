@@ -1,26 +1,20 @@
 """The upstream HTTP client (nodetool.providers.http_client) and the openai provider's
 non-stream path, against real servers on loopback.
 
-A scripted raw HTTP/1.1 server (asyncio streams) produces exact wire shapes: Content-Length,
-chunked and close-delimited bodies, `Connection: close`, drops, garbage and silence. The OpenAI
-stub (uvicorn) serves the provider tests, over plain TCP and over TLS with a throwaway
-certificate made by the `openssl` CLI.
+The scripted raw HTTP/1.1 server (tests/support/raw_http.py) produces exact wire shapes:
+Content-Length, chunked and close-delimited bodies, `Connection: close`, drops, garbage and
+silence. The OpenAI stub (uvicorn) serves the provider tests, over plain TCP and over TLS.
+Proxies and the connection cap: tests/test_providers_http_proxy.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -39,95 +33,15 @@ from nodetool.providers.http_client import (
 from nodetool.providers.openai_provider import OpenAIProvider
 from nodetool.types.events import Finish, TextDelta, ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ToolSpec
-from tests.stubs.openai_stub import OpenAIStub
 from tests.support.collect import collect
-from tests.support.needs import OPENSSL, missing
-from tests.support.servers import ServerThread, free_port
+from tests.support.raw_http import CHUNKED, LAST, Act, RawServer, chunk, ok, serve_tls_stub
+from tests.support.servers import free_port
 from tests.support.v1 import running
 
+tls_stub = pytest.fixture(scope="module", name="tls_stub")(serve_tls_stub)
 WAIT = 5.0  # an upper bound for things that happen at once; never reached when they work
 NON_STREAM = ChatOptions(stream=False)
 WEATHER = ToolSpec(name="get_weather", parameters={"type": "object", "properties": {}})
-
-
-# ---- a scripted raw HTTP/1.1 server ----------------------------------------------------------
-
-
-def ok(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
-    head = "".join(f"{h}\r\n" for h in headers)
-    return f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n{head}\r\n".encode() + body
-
-
-def chunk(data: bytes) -> bytes:
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-
-CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-LAST = b"0\r\n\r\n"
-
-
-@dataclass
-class Act:
-    """The server's answer to one request: `parts` written in order (waiting for `gate` before
-    each part after the first), then `then`: keep | close | drop (close without answering) |
-    hang (wait until the client goes away)."""
-
-    parts: list[bytes] = field(default_factory=list)
-    then: str = "keep"
-    gate: asyncio.Event | None = None
-
-
-class RawServer:
-    def __init__(self, *acts: Act) -> None:
-        self.acts = deque(acts)
-        self.connections = 0
-        self.heads: list[str] = []
-        self.bodies: list[bytes] = []
-        self.left = asyncio.Event()  # a client connection ended (EOF or reset)
-        self.handlers: set[asyncio.Task] = set()
-
-    async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for task in self.handlers:
-            task.cancel()
-        await asyncio.gather(*self.handlers)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode()
-                length = 0
-                for line in head.split("\r\n"):
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                self.heads.append(head)
-                self.bodies.append(await reader.readexactly(length))
-                act = self.acts.popleft()
-                if act.then == "drop":
-                    return
-                for index, part in enumerate(act.parts):
-                    if index and act.gate is not None:
-                        await act.gate.wait()
-                    writer.write(part)
-                    await writer.drain()
-                if act.then == "close":
-                    return
-                if act.then == "hang":
-                    while await reader.read(65536):
-                        pass
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass  # the client left, or the test is over
-        finally:
-            self.left.set()
-            writer.close()
 
 
 # ---- framing, keep-alive, pooling ------------------------------------------------------------
@@ -331,6 +245,27 @@ async def test_read_timeout_while_waiting_for_headers_and_body() -> None:
         await client.aclose()
 
 
+async def test_a_slow_but_steady_body_never_times_out() -> None:
+    """The read timeout bounds each wait, not the whole body (its one timer re-arms)."""
+    gate = asyncio.Event()
+    parts = [CHUNKED] + [chunk(b"x")] * 6 + [LAST]
+    async with RawServer(Act(parts, gate=gate)) as server:
+        client = HttpClient(server.url, timeout=0.3)
+        response = await client.get("/")
+
+        async def drip() -> None:
+            for _ in parts:
+                await asyncio.sleep(0.15)  # 1 s in all, every wait well under the timeout
+                gate.set()
+                await asyncio.sleep(0)
+                gate.clear()
+
+        dripping = asyncio.create_task(drip())
+        assert await response.read() == b"x" * 6
+        await dripping
+        await client.aclose()
+
+
 def test_header_values_with_line_breaks_are_refused() -> None:
     with pytest.raises(ValueError, match="line break"):
         HttpClient("http://127.0.0.1/", headers={"authorization": "Bearer k\r\nx-evil: 1"})
@@ -373,25 +308,6 @@ async def test_drop_mid_body_is_remote_disconnected() -> None:
 # ---- TLS ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OpenAIStub, Path]]:
-    if shutil.which("openssl") is None:
-        missing("the openssl CLI is not installed", OPENSSL)
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-        + ["-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=local"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True,
-        capture_output=True,
-    )
-    stub = OpenAIStub()
-    tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    with ServerThread(stub.asgi, log_level="error", lifespan="off", **tls) as server:
-        yield f"https://127.0.0.1:{server.port}/v1/", stub, cert
-
-
 async def test_tls_request_stream_and_early_close(tls_stub) -> None:
     url, stub, cert = tls_stub
     client = HttpClient(url, ssl_context=ssl.create_default_context(cafile=str(cert)))
@@ -418,6 +334,9 @@ async def test_tls_with_an_untrusted_certificate_is_a_connect_error(tls_stub) ->
 
 
 # ---- the openai provider's non-stream path ---------------------------------------------------
+
+
+COMPLETION = {"choices": [{"message": {"content": "done"}, "finish_reason": "stop"}]}
 
 
 def user(text: str) -> list[Message]:

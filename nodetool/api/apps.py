@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from nodetool import __version__
 from nodetool.admission import Admission
 from nodetool.api.errors import install_error_handlers
-from nodetool.api.hot_paths import install_hot_paths
+from nodetool.api.hot_paths import HotLaneApp, install_hot_paths
 from nodetool.api.metrics import metrics_of
 from nodetool.api.openapi_docs import install_openapi
 from nodetool.config import Settings, server_settings
@@ -74,7 +74,7 @@ def _build(
         finally:
             await runtime.aclose()
 
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    app = HotLaneApp(title=title, version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.instance = new_instance_id()
     install_error_handlers(app)
@@ -101,18 +101,16 @@ def _build(
 def _install_middleware(
     app: FastAPI, settings: Settings, kind: str, admission: Admission, public: frozenset[str]
 ) -> None:
-    """Body limit, concurrency, auth, CORS, trusted hosts, metrics and request ids, as pure
-    ASGI middleware (outermost added last)."""
+    """Body limit, concurrency, auth, CORS, trusted hosts, and request ids with metrics, as
+    pure ASGI middleware (outermost added last)."""
     from nodetool.api.auth.middleware import install_auth
     from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
-    from nodetool.api.metrics import install_metrics
-    from nodetool.api.request_id import install_request_id
+    from nodetool.api.request_layer import install_request_layer
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ConcurrencyLimitMiddleware, admission=admission, prefix="/v1/")
     install_auth(app, settings, kind, public_paths=public)
-    install_metrics(app)
-    install_request_id(app)
+    install_request_layer(app)
 
 
 def create_editor_app(settings: Settings) -> FastAPI:

@@ -1,13 +1,18 @@
-"""The OpenAI hot routes dispatched straight to their endpoints, below FastAPI's router.
+"""The OpenAI hot routes dispatched straight to their endpoints, around FastAPI's layers.
 
 `POST /v1/chat/completions`, `/v1/responses`, `/v1/completions` and `/v1/embeddings` are
-plain Starlette routes (no dependencies, no response model). `HotPathMiddleware`, the
-innermost of the app's middleware, calls their endpoints directly for an exact path match,
-skipping the exception middleware, router matching, FastAPI's exit-stack layer and the
-included routers' own matching: work done per request for nothing on these routes. The
-routes stay registered, so OpenAPI documents them and any other method or path (405, 404,
-a trailing slash) takes the ordinary way. Errors are rendered by the same function the app's
-exception handler uses, so the wire output is unchanged.
+plain Starlette routes (no dependencies, no response model). `HotLaneApp` (the FastAPI class
+every app factory uses) sends a `POST` to one of these exact paths down a lane of its own: the
+app's middleware (request id, metrics, hosts, CORS, auth, limits: the same classes with the
+same settings and shared state, built a second time around the endpoint) under Starlette's
+server-error layer, skipping FastAPI's and Starlette's own per-request layers, the exception
+middleware, router matching and the included routers' own matching: work done per request for
+nothing on these routes. `HotPathMiddleware`, the innermost of the app's middleware, does the
+same below the middleware for the `/chat` WebSocket (and for hot requests on an app whose lane
+is off: FastAPI's native telemetry on). The routes stay registered, so OpenAPI documents them
+and any other method or path (405, 404, a trailing slash) takes the ordinary way. Errors are
+rendered by the same function the app's exception handler uses, so the wire output is
+unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.routing import APIWebSocketRoute
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -66,13 +73,27 @@ async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -
     The endpoint's own errors happen before any response starts; the responses it returns
     (`TaskResponse`, `EventStreamResponse`) turn later errors into their own error output.
     """
+    request = Request(scope, receive, send)
     try:
-        response = await endpoint(Request(scope, receive, send))
+        request._body = await _body(receive)  # `request.body()` returns it, no generator
+        response = await endpoint(request)
     except NodetoolError as exc:
         response = error_response(exc)
     except ClientDisconnect:
         return  # the client left mid-body: nobody to answer, and not a server error
     await response(scope, receive, send)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The request body; ClientDisconnect if the client leaves before its end."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def _run_socket(endpoint: SocketEndpoint, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,6 +136,54 @@ def hot_sockets(routes: list[Any]) -> dict[str, SocketEndpoint]:
         ):
             found.setdefault(route.path, route.endpoint)
     return found
+
+
+class _Endpoints:
+    """The lane's innermost app: the hot path's endpoint, run as `_run` does."""
+
+    __slots__ = ("endpoints",)
+
+    def __init__(self, endpoints: dict[str, Endpoint]) -> None:
+        self.endpoints = endpoints
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return _run(self.endpoints[scope["path"]], scope, receive, send)
+
+
+class HotLaneApp(FastAPI):
+    """FastAPI whose hot `POST`s take a lane with the app's middleware and nothing else."""
+
+    _lane: ASGIApp | None = None
+    _lane_paths: frozenset[str] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        paths = self._lane_paths
+        if paths is None:
+            paths = self._build_lane()
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in paths:
+            scope["app"] = self
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            await self._lane(scope, receive, send)  # type: ignore[misc]
+            return
+        await super().__call__(scope, receive, send)
+
+    def _build_lane(self) -> frozenset[str]:
+        """The app's middleware around the hot endpoints (built on the first request, when
+        every middleware has been added); no lane when FastAPI's native telemetry is on."""
+        telemetry = getattr(self, "_native_telemetry", None)
+        endpoints = hot_endpoints(self.routes)
+        if not endpoints or (telemetry is not None and telemetry.enabled()):
+            self._lane_paths = frozenset()
+            return self._lane_paths
+        lane: ASGIApp = _Endpoints(endpoints)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            if cls is not HotPathMiddleware:
+                lane = cls(lane, *args, **kwargs)
+        handler = self.exception_handlers.get(Exception) or self.exception_handlers.get(500)
+        self._lane = ServerErrorMiddleware(lane, handler=handler, debug=self.debug)
+        self._lane_paths = frozenset(endpoints)
+        return self._lane_paths
 
 
 def install_hot_paths(app: Any) -> None:

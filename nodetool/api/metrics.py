@@ -1,24 +1,22 @@
-"""Prometheus metrics: one CollectorRegistry per app, and a pure ASGI request counter.
+"""Prometheus metrics: one CollectorRegistry per app.
 
-`install_metrics(app)` (called by the app factory) creates the app's `Metrics` and adds the
-middleware; route code records chat metrics through `metrics_of(app)`, the job manager its
-job events through `Metrics.job_event`. Every series has an `instance` label: the process's
-instance id (the one the job queue knows it by). With `--workers N` the CLI sets
-`PROMETHEUS_MULTIPROC_DIR` and `/metrics` aggregates every worker process
-(prometheus-client's multiprocess mode). A request whose client hung up before the response
-was complete is counted with status 499.
-"""
+`metrics_of(app)` creates the app's `Metrics` (`nodetool.api.request_layer` counts every
+request with it); route code records chat metrics through `metrics_of(app)`, the job manager
+its job events through `Metrics.job_event`. Label children are looked up once per label set
+and kept, so a request records its series without building labels. Every series has an
+`instance` label: the process's instance id (the one the job queue knows it by). With
+`--workers N` the CLI sets `PROMETHEUS_MULTIPROC_DIR` and `/metrics` aggregates every worker
+process (prometheus-client's multiprocess mode). A request whose client hung up before the
+response was complete is counted with status 499."""
 
 from __future__ import annotations
 
 import os
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTE_KEY = "nodetool.route"  # scope key: route template set by plain Starlette routes
 CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before the end
@@ -35,6 +33,8 @@ class Metrics:
     def __init__(self, instance: str | None = None) -> None:
         self.instance = instance or uuid.uuid4().hex[:12]
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}  # (route, method, status) -> child
+        self._chats: dict[tuple[str, bool], tuple[Any, Any, Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -133,7 +133,13 @@ class Metrics:
         return registry
 
     def request(self, route: str, method: str, status: int) -> None:
-        self._child(self.requests, route, method, str(status)).inc()
+        key = (route, method, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(
+                self.instance, route, method, str(status)
+            )
+        child.inc()
 
     def chat_done(
         self,
@@ -146,13 +152,22 @@ class Metrics:
     ) -> None:
         """Record one finished chat completion (times from time.perf_counter())."""
         now = time.perf_counter()
-        self._child(self.latency, provider, "true" if stream else "false").observe(now - started)
+        children = self._chats.get((provider, stream))
+        if children is None:
+            children = self._chats[(provider, stream)] = (
+                self._child(self.latency, provider, "true" if stream else "false"),
+                self._child(self.ttft, provider),
+                self._child(self.tokens, provider, "in"),
+                self._child(self.tokens, provider, "out"),
+            )
+        latency, ttft, tokens_in, tokens_out = children
+        latency.observe(now - started)
         if first_token is not None:
-            self._child(self.ttft, provider).observe(first_token - started)
+            ttft.observe(first_token - started)
         if prompt_tokens:
-            self._child(self.tokens, provider, "in").inc(prompt_tokens)
+            tokens_in.inc(prompt_tokens)
         if completion_tokens:
-            self._child(self.tokens, provider, "out").inc(completion_tokens)
+            tokens_out.inc(completion_tokens)
 
     def upstream_error(self, provider: str, code: str | None) -> None:
         self._child(self.upstream_errors, provider, code or "error").inc()
@@ -164,54 +179,4 @@ def metrics_of(app: Any) -> Metrics:
     metrics = getattr(state, "metrics", None)
     if metrics is None:
         metrics = state.metrics = Metrics()
-    return metrics
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request by route template, method and final status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """Other scopes get the inner app's awaitable: no frame of ours held per socket."""
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-        return self._http(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status = 500
-        complete = gone = False
-
-        async def send_status(message: Message) -> None:
-            nonlocal status, complete
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                complete = True
-            await send(message)
-
-        async def watch_receive() -> Message:
-            nonlocal gone
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                gone = True
-            return message
-
-        try:
-            await self.app(scope, watch_receive, send_status)
-        except OSError:  # the peer went away mid-send
-            gone = True
-            raise
-        finally:
-            if gone and not complete:
-                status = CLIENT_CLOSED
-            path = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "unmatched")
-            metrics_of(scope["app"]).request(path, scope["method"], status)
-
-
-def install_metrics(app: Any) -> Metrics:
-    """Create the app's registry and count its requests (call from the factory)."""
-    metrics = metrics_of(app)
-    app.add_middleware(MetricsMiddleware)
     return metrics

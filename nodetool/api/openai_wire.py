@@ -16,11 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nodetool.api.request_id import random_hex
 from nodetool.errors import InvalidRequestError
 from nodetool.types.events import ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # no cycles
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _TOOL_CHOICES = ("none", "auto", "required")
@@ -356,7 +357,7 @@ def gated_fields(request: ChatCompletionRequest) -> dict[str, Any]:
 
 
 def completion_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(14)
+    return "chatcmpl-" + random_hex(28)
 
 
 def _call_dict(call: ToolCall) -> dict[str, Any]:

@@ -1,68 +1,48 @@
-"""`x-request-id` on every HTTP response, and in the access log line.
+"""Request ids: `x-request-id` on every HTTP response, and in the access log line.
 
 The client's `X-Request-Id` is echoed when it is a sane token (printable ASCII without spaces,
 at most 128 characters); otherwise a new id (`req_` + 32 hex digits) is made. The id is kept
 in a context variable for the request's task, so the uvicorn access log line (written while
 the response starts) ends with `request_id=<id>` when uvicorn runs with `uvicorn_log_config()`
-(the server commands do), and `scope["state"]["request_id"]` has it.
+(the server commands do), and `scope["state"]["request_id"]` has it. The layer that sets it is
+`nodetool.api.request_layer.RequestLayer`.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import random
 import re
-import secrets
-from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 HEADER = b"x-request-id"
+_random = random.Random()  # seeded from os.urandom (again in a forked child): unique ids
+os.register_at_fork(after_in_child=_random.seed)
+_bits = _random.getrandbits
 _SANE = re.compile(rb"^[\x21-\x7e]{1,128}$")
 current_request_id: ContextVar[str | None] = ContextVar("nodetool_request_id", default=None)
 
 
+def random_hex(digits: int) -> str:
+    """`digits` random hex digits for ids that must be unique, not secret (no system call)."""
+    return f"{_bits(digits * 4):0{digits}x}"
+
+
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(16)
+    return "req_" + random_hex(32)
 
 
-def _incoming(scope: Scope) -> str | None:
+def incoming(scope: Scope) -> str | None:
+    """The client's `X-Request-Id` if it is a sane token."""
     for name, value in scope.get("headers") or ():
         if name == HEADER:
             return value.decode("ascii") if _SANE.match(value) else None
     return None
-
-
-class RequestIdMiddleware:
-    """Pure ASGI: sets the id for the request and adds the header to its response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """Other scopes get the inner app's awaitable: no frame of ours held per socket."""
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-        return self._http(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = _incoming(scope) or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = current_request_id.set(request_id)
-        header = (HEADER, request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
-                message["headers"] = [*headers, header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            current_request_id.reset(token)
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -83,8 +63,3 @@ def uvicorn_log_config() -> dict[str, Any]:
     config["filters"] = {"request_id": {"()": RequestIdLogFilter}}
     config["handlers"]["access"]["filters"] = ["request_id"]
     return config
-
-
-def install_request_id(app: ASGIApp) -> None:
-    """Add the middleware (call it last: the outermost layer)."""
-    app.add_middleware(RequestIdMiddleware)  # type: ignore[attr-defined]

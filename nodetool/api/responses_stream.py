@@ -21,7 +21,7 @@ from nodetool.api.responses_wire import ResponsesRequest, new_id, response_forma
 from nodetool.errors import NodetoolError
 from nodetool.types.events import ToolCallDelta, Usage
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # no cycles
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 

@@ -1,10 +1,14 @@
 """A small async HTTP/1.1 client for upstream providers: keep-alive pool, httptools parsing.
 
 Built for the gateway's hot path (one JSON request, a JSON or streamed body back) on asyncio
-protocols, without per-chunk stream machinery:
+protocols (`nodetool.providers.http_connection`), without per-chunk stream machinery:
 
-- one pool of idle keep-alive connections per (scheme, host, port), at most `max_idle` each,
-  reused most-recently-used first and dropped after `keepalive_expiry` seconds idle;
+- at most `max_connections` connections per (scheme, host, port), idle or in use; a request
+  beyond that waits (up to `timeout`) for one to come free;
+- idle keep-alive connections are reused most-recently-used first and dropped after
+  `keepalive_expiry` seconds idle;
+- proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` (`nodetool.providers.http_proxy`)
+  unless `trust_env=False`;
 - TLS for `https` with `ssl.create_default_context()` (or the given context);
 - responses framed by Content-Length, chunked transfer coding, or the connection's end;
   `Accept-Encoding: identity` is always sent (no compression support);
@@ -15,230 +19,50 @@ protocols, without per-chunk stream machinery:
 - a request on a reused connection that the server had closed meanwhile (no byte of a response
   received) is retried once on a new connection.
 
-Not supported: proxies (`HTTP(S)_PROXY` are ignored), HTTP/2, redirects, cookies, 1xx answers,
-HEAD requests.
-Failures raise HttpError subclasses: ConnectError, ConnectTimeout/ReadTimeout (HttpTimeout),
-RemoteDisconnected, ProtocolError.
+Not supported: HTTP/2, redirects, cookies, 1xx answers, HEAD requests.
+Failures raise HttpError subclasses: ConnectError, ConnectTimeout/ReadTimeout/PoolTimeout
+(HttpTimeout), RemoteDisconnected, ProtocolError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
+from nodetool.providers.http_connection import (
+    ConnectError,
+    Connection,
+    ConnectionSlots,
+    ConnectTimeout,
+    HttpError,
+    HttpTimeout,
+    Origin,
+    PoolTimeout,
+    ProtocolError,
+    ReadTimeout,
+    RemoteDisconnected,
+)
+from nodetool.providers.http_proxy import Proxy, open_tunnel, proxy_for
 
-Origin = tuple[str, str, int]
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "HttpClient",
+    "HttpError",
+    "HttpTimeout",
+    "PoolTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "RemoteDisconnected",
+    "Response",
+]
 
-_HIGH_WATER = 1 << 20  # buffered body bytes at which the socket stops being read
-
-
-class HttpError(Exception):
-    """A request failed below HTTP: connecting, the connection, or the response's framing."""
-
-
-class ConnectError(HttpError):
-    """The connection (or its TLS handshake) could not be established."""
-
-
-class HttpTimeout(HttpError):
-    """The upstream did not answer in time."""
-
-
-class ConnectTimeout(HttpTimeout):
-    pass
-
-
-class ReadTimeout(HttpTimeout):
-    pass
-
-
-class RemoteDisconnected(HttpError):
-    """The upstream closed or reset the connection before the response was complete."""
-
-
-class ProtocolError(HttpError):
-    """The upstream sent something that is not a valid HTTP/1.1 response."""
-
-
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection; parses one response at a time into a queue of body pieces."""
-
-    def __init__(self, origin: Origin, read_timeout: float) -> None:
-        self.origin = origin
-        self.read_timeout = read_timeout
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        self._parser: Any = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._body: deque[bytes] = deque()
-        self._buffered = 0
-        self._paused = False
-        self.received = False  # any byte of the current response
-        self.headers_done = False
-        self.complete = False
-        self.error: HttpError | None = None
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.keep_alive = False
-
-    # ---- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._parser is not None and not self.complete and self.error is None:
-            if exc is None and self.headers_done and self._until_close():
-                self.complete = True  # a body delimited by the end of the connection
-                self.keep_alive = False
-            else:
-                reason = f": {exc}" if exc else ""
-                when = "mid-response" if self.received else "before responding"
-                self.error = RemoteDisconnected(
-                    f"the upstream closed the connection {when}{reason}"
-                )
-        self._wake()
-
-    def data_received(self, data: bytes) -> None:
-        parser = self._parser
-        if parser is None or self.complete:  # bytes nobody asked for: never reuse this one
-            self.closed = True
-            self.transport.abort()  # type: ignore[union-attr]
-            return
-        self.received = True
-        try:
-            parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.error = ProtocolError(f"invalid HTTP response from the upstream: {exc}")
-            self.closed = True
-            self.transport.abort()  # type: ignore[union-attr]
-        if self._buffered > _HIGH_WATER and not self._paused and not self.closed:
-            self._paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
-        self._wake()
-
-    # ---- httptools callbacks -------------------------------------------------------------
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-        self._buffered += len(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-        self.keep_alive = self._parser.should_keep_alive()
-
-    # ---- used by the client and Response ---------------------------------------------------
-    def send(self, data: bytes) -> None:
-        """Write a request and get ready to parse its response."""
-        self._parser = httptools.HttpResponseParser(self)
-        self._body.clear()
-        self._buffered = 0
-        self.received = self.headers_done = self.complete = self.keep_alive = False
-        self.error = None
-        self.status = 0
-        self.reason = b""
-        self.headers = []
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    @property
-    def usable(self) -> bool:
-        return not self.closed and not self.transport.is_closing()  # type: ignore[union-attr]
-
-    def abort(self) -> None:
-        """Close at once; an unfinished response fails instead of looking complete."""
-        self.closed = True
-        if self._parser is not None and not self.complete and self.error is None:
-            self.error = RemoteDisconnected("the connection was closed by this client")
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            _shutdown(transport)
-            transport.abort()
-        self._wake()
-
-    async def wait_headers(self) -> None:
-        while not self.headers_done:
-            if self.error is not None:
-                raise self.error
-            await self._wait()
-
-    async def next_piece(self) -> bytes:
-        """The body bytes received so far (joined), waiting for some; b"" at the end."""
-        body = self._body
-        while not body:
-            if self.complete:
-                return b""
-            if self.error is not None:
-                raise self.error
-            await self._wait()
-        piece = body.popleft() if len(body) == 1 else b"".join(body)
-        body.clear()
-        self._buffered = 0
-        if self._paused:
-            self._paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
-        return piece
-
-    async def _wait(self) -> None:
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self.read_timeout, self._expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-    def _expire(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_exception(ReadTimeout(f"no answer within {self.read_timeout:g} s"))
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _until_close(self) -> bool:
-        """Whether the body is delimited by the end of the connection (no length, not chunked)."""
-        for name, _value in self.headers:
-            if name == b"content-length" or name == b"transfer-encoding":
-                return False
-        return True
-
-
-def _shutdown(transport: asyncio.Transport) -> None:
-    """Send FIN now: transports close their socket only on the loop's next iteration."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except TypeError:  # uvloop's transport sockets refuse shutdown(); a duplicate fd does not
-        try:
-            with socket.socket(fileno=os.dup(sock.fileno())) as dup:
-                dup.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    except OSError:
-        pass
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 class Response:
@@ -246,11 +70,11 @@ class Response:
 
     __slots__ = ("status", "reason", "headers", "_conn", "_client")
 
-    def __init__(self, conn: _Connection, client: HttpClient) -> None:
+    def __init__(self, conn: Connection, client: HttpClient) -> None:
         self.status = conn.status
         self.reason = conn.reason.decode("latin-1")
         self.headers = conn.headers
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self._client = client
 
     def header(self, name: str) -> str | None:
@@ -294,8 +118,7 @@ class Response:
         """Drop an unfinished response: its connection is aborted at once (never reused)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.abort()
-            self._client._active.discard(conn)
+            self._client._drop(conn)
 
     async def aclose(self) -> None:
         self.close()
@@ -317,15 +140,21 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         timeout: float = 120.0,
         connect_timeout: float = 10.0,
-        max_idle: int = 256,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_idle: int | None = None,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "nodetool",
+        trust_env: bool = True,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.base_url = base_url
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.max_idle = max_idle
+        self.max_connections = max_connections
+        self.max_idle = max_connections if max_idle is None else max_idle
+        self.trust_env = trust_env
         self.keepalive_expiry = keepalive_expiry
         self._ssl = ssl_context
         self._default = {"user-agent": user_agent, "accept-encoding": "identity"}
@@ -333,8 +162,10 @@ class HttpClient:
         for name, value in self._default.items():
             if any(c in name + value for c in "\r\n\0"):
                 raise ValueError(f"HTTP header {name!r} contains a line break or NUL")
-        self._idle: dict[Origin, deque[_Connection]] = {}
-        self._active: set[_Connection] = set()
+        self._idle: dict[Origin, deque[Connection]] = {}
+        self._active: dict[Connection, ConnectionSlots] = {}  # in use -> its origin's slots
+        self._slots: dict[Origin, ConnectionSlots] = {}
+        self._proxies: dict[Origin, Proxy | None] = {}
         self._heads: dict[Origin, str] = {}
         self._targets: dict[str, tuple[Origin, str]] = {}
         self._closed = False
@@ -362,13 +193,22 @@ class HttpClient:
         if body is not None or method in ("POST", "PUT", "PATCH"):
             head += f"content-length: {len(body or b'')}\r\n"
         data = (head + "\r\n").encode("latin-1") + (body or b"")
+        slots = self._slots.get(origin) or self._slots.setdefault(
+            origin, ConnectionSlots(self.max_connections)
+        )
         fresh = False
         while True:
+            if not slots.take_now():
+                await self._wait_for_slot(slots, origin)
             conn = None if fresh else self._take_idle(origin)
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(origin)
-            self._active.add(conn)
+                try:
+                    conn = await self._connect(origin)
+                except BaseException:
+                    slots.give()
+                    raise
+            self._active[conn] = slots
             try:
                 conn.send(data)
                 await conn.wait_headers()
@@ -390,6 +230,24 @@ class HttpClient:
         return await self.request("GET", url)
 
     # ---- pool ------------------------------------------------------------------------------
+    async def _wait_for_slot(self, slots: ConnectionSlots, origin: Origin) -> None:
+        """Wait up to `timeout` for one of the origin's connection slots."""
+        try:
+            await slots.take(self.timeout)
+        except TimeoutError:
+            raise PoolTimeout(
+                f"all {self.max_connections} connections to {origin[1]}:{origin[2]} "
+                f"stayed busy for {self.timeout:g} s"
+            ) from None
+        if self._closed:
+            slots.give()
+            raise HttpError("the HTTP client is closed")
+
+    def _proxy(self, origin: Origin) -> Proxy | None:
+        if origin not in self._proxies:
+            self._proxies[origin] = proxy_for(*origin) if self.trust_env else None
+        return self._proxies[origin]
+
     def _target(self, url: str) -> tuple[Origin, str]:
         known = self._targets.get(url)
         if known is not None:
@@ -400,8 +258,11 @@ class HttpClient:
         if scheme not in ("http", "https") or not parts.hostname:
             raise HttpError(f"unsupported URL: {full!r} (http:// or https:// only)")
         port = parts.port or (443 if scheme == "https" else 80)
+        origin = (scheme, parts.hostname, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        result = ((scheme, parts.hostname, port), target)
+        if scheme == "http" and self._proxy(origin) is not None:  # forwarded: absolute-form
+            target = f"http://{self._authority(origin)}{target}"
+        result = (origin, target)
         if len(self._targets) < 1024:
             self._targets[url] = result
         return result
@@ -409,15 +270,21 @@ class HttpClient:
     def _head(self, origin: Origin) -> str:
         head = self._heads.get(origin)
         if head is None:
-            scheme, host, port = origin
-            shown = f"[{host}]" if ":" in host else host
-            if port != (443 if scheme == "https" else 80):
-                shown += f":{port}"
-            lines = [f"host: {shown}"] + [f"{k}: {v}" for k, v in self._default.items()]
+            lines = [f"host: {self._authority(origin)}"]
+            lines += [f"{k}: {v}" for k, v in self._default.items()]
+            proxy = self._proxy(origin)
+            if origin[0] == "http" and proxy is not None and proxy.authorization:
+                lines.append(f"proxy-authorization: {proxy.authorization}")
             head = self._heads[origin] = "\r\n".join(lines) + "\r\n"
         return head
 
-    def _take_idle(self, origin: Origin) -> _Connection | None:
+    @staticmethod
+    def _authority(origin: Origin) -> str:
+        scheme, host, port = origin
+        shown = f"[{host}]" if ":" in host else host
+        return shown if port == (443 if scheme == "https" else 80) else f"{shown}:{port}"
+
+    def _take_idle(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         if not idle:
             return None
@@ -429,7 +296,7 @@ class HttpClient:
             conn.abort()
         return None
 
-    async def _connect(self, origin: Origin) -> _Connection:
+    async def _connect(self, origin: Origin) -> Connection:
         scheme, host, port = origin
         context = None
         if scheme == "https":
@@ -438,15 +305,28 @@ class HttpClient:
             context = self._ssl
         loop = asyncio.get_running_loop()
         where = f"{scheme}://{host}:{port}"
+        proxy = self._proxy(origin)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(origin, self.timeout),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host if context else None,
-                )
+                if proxy is None:
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(origin, self.timeout),
+                        host,
+                        port,
+                        ssl=context,
+                        server_hostname=host if context else None,
+                    )
+                elif context is None:  # plain HTTP: requests are forwarded by the proxy
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(origin, self.timeout), proxy.host, proxy.port
+                    )
+                else:
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(origin, self.timeout),
+                        sock=await open_tunnel(proxy, host, port),
+                        ssl=context,
+                        server_hostname=host,
+                    )
         except TimeoutError:
             raise ConnectTimeout(
                 f"connecting to {where} timed out after {self.connect_timeout:g} s"
@@ -457,9 +337,9 @@ class HttpClient:
             raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
         return conn
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         """A response was read to its end: pool the connection if it may be reused."""
-        self._active.discard(conn)
+        self._deactivate(conn)
         idle = self._idle.get(conn.origin)
         if idle is None:
             idle = self._idle[conn.origin] = deque()
@@ -470,9 +350,14 @@ class HttpClient:
         else:
             conn.abort()
 
-    def _drop(self, conn: _Connection) -> None:
-        self._active.discard(conn)
+    def _drop(self, conn: Connection) -> None:
+        self._deactivate(conn)
         conn.abort()
+
+    def _deactivate(self, conn: Connection) -> None:
+        slots = self._active.pop(conn, None)
+        if slots is not None:
+            slots.give()
 
     def idle_count(self, url: str = "") -> int:
         """Idle pooled connections to the origin of `url` (default: the base URL's)."""
@@ -486,5 +371,4 @@ class HttpClient:
             while idle:
                 idle.pop().abort()
         for conn in list(self._active):
-            conn.abort()
-        self._active.clear()
+            self._drop(conn)

@@ -215,7 +215,7 @@ class ProviderRegistry:
         names = list(self._providers)
         listed = self._fresh_ids(names)  # the per-request case: no tasks, no loop round trip
         if listed is None:
-            listed = await asyncio.gather(*(self._cached_ids(name) for name in names))
+            listed = await self._all_ids(names)
         owners = [n for n, ids in zip(names, listed, strict=True) if ids and _lists(model, ids)]
         if len(owners) == 1:
             return self._providers[owners[0]], model
@@ -267,6 +267,26 @@ class ProviderRegistry:
             listed.append(entry[2])
         return listed
 
+    async def _all_ids(self, names: list[str]) -> list[set[str] | None]:
+        """Every provider's ids; concurrent listings only for more than one stale provider
+        (the local model's listing is never cached: awaited directly, no task per request)."""
+        now = time.monotonic()
+        known: dict[str, set[str] | None] = {}
+        stale = []
+        for name in names:
+            entry = self._cache.get(name)
+            if entry is None or entry[0] <= now:
+                stale.append(name)
+            else:
+                known[name] = entry[2]
+        if len(stale) > 1:
+            listings = await asyncio.gather(*map(self._cached_ids, stale))
+            known.update(zip(stale, listings, strict=True))
+        else:
+            for name in stale:
+                known[name] = await self._cached_ids(name)
+        return [known[name] for name in names]
+
     async def _cached_ids(self, name: str) -> set[str] | None:
         """The provider's model ids (None when its listing failed)."""
         return (await self._listing(name))[1]
@@ -276,21 +296,27 @@ class ProviderRegistry:
         entry = self._cache.get(name)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1], entry[2]
+        if not getattr(self._providers[name], "cache_models", True):
+            return await self._list(name)  # never cached: nothing for a lock to share
         async with self._locks.setdefault(name, asyncio.Lock()):
             entry = self._cache.get(name)
             if entry is not None and entry[0] > time.monotonic():
                 return entry[1], entry[2]
-            models: list[ModelInfo] | None
-            try:
-                provider = self._providers[name]
-                models = await provider.list_models()
-                ids: set[str] | None = {m.id for m in models}
-                ttl = MODELS_TTL if getattr(provider, "cache_models", True) else 0.0
-            except Exception as exc:  # a failed listing must not fail routing or listing
-                log.warning("listing models of %s failed: %s", name, exc)
-                models, ids, ttl = None, None, 5.0
-            self._cache[name] = (time.monotonic() + ttl, models, ids)
-            return models, ids
+            return await self._list(name)
+
+    async def _list(self, name: str) -> tuple[list[ModelInfo] | None, set[str] | None]:
+        """List the provider's models now and cache the result."""
+        models: list[ModelInfo] | None
+        try:
+            provider = self._providers[name]
+            models = await provider.list_models()
+            ids: set[str] | None = {m.id for m in models}
+            ttl = MODELS_TTL if getattr(provider, "cache_models", True) else 0.0
+        except Exception as exc:  # a failed listing must not fail routing or listing
+            log.warning("listing models of %s failed: %s", name, exc)
+            models, ids, ttl = None, None, 5.0
+        self._cache[name] = (time.monotonic() + ttl, models, ids)
+        return models, ids
 
     async def list_models(self) -> list[ModelInfo]:
         """Every configured provider's models (cached like the routing lists); a provider
