@@ -170,12 +170,20 @@ def _v5(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_jobs_owner ON jobs (owner)"))
 
 
+def _v6(conn: Connection) -> None:
+    """Job leases (PostgreSQL without Redis: the jobs table is the queue, docs/jobs.md)."""
+    stamp = DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE jobs ADD COLUMN lease_until {stamp}"))
+    conn.execute(text("CREATE INDEX ix_jobs_status_lease ON jobs (status, lease_until)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
     Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
     Migration(3, "jobs.owner and jobs.heartbeat_at (job ownership)", _v3),
     Migration(4, "responses (stored /v1/responses objects)", _v4),
     Migration(5, "jobs.attempt, max_attempts, cancel_requested; no heartbeat_at", _v5),
+    Migration(6, "jobs.lease_until (job leases without Redis)", _v6),
 )
 LATEST = MIGRATIONS[-1].version
 

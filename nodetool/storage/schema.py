@@ -1,4 +1,4 @@
-"""The current schema (version 4) as SQLAlchemy Core tables, used by the queries.
+"""The current schema (version 6) as SQLAlchemy Core tables, used by the queries.
 
 Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
 that the migrated database matches these tables. JSON values are stored as text.
@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def id_type(length: int = 128) -> String:
@@ -100,9 +100,11 @@ jobs = Table(
     Column("attempt", Integer, nullable=False, server_default="0"),  # v5: runs started
     Column("max_attempts", Integer, nullable=False, server_default="2"),  # v5
     Column("cancel_requested", Integer, nullable=False, server_default="0"),  # v5: 0/1
+    Column("lease_until", timestamp(), nullable=True),  # v6: the owner's lease (no Redis)
     Index("ix_jobs_user_id", "user_id", "id"),
     Index("ix_jobs_status", "status"),  # v2
     Index("ix_jobs_owner", "owner"),  # v5
+    Index("ix_jobs_status_lease", "status", "lease_until"),  # v6
 )
 
 job_events = Table(

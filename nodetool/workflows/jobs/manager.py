@@ -24,7 +24,14 @@ from nodetool.runtime import new_instance_id
 from nodetool.workflows.graph import normalize_workflow
 from nodetool.workflows.jobs.events import FINISHED, Hub, Publisher, is_terminal, job_update
 from nodetool.workflows.jobs.follow import Follower
-from nodetool.workflows.jobs.queue import Delivery, JobQueue, LocalQueue, RedisQueue
+from nodetool.workflows.jobs.queue import (
+    QUEUE_CHANNEL,
+    Delivery,
+    JobQueue,
+    LocalQueue,
+    PostgresQueue,
+    RedisQueue,
+)
 from nodetool.workflows.jobs.redis_link import RedisLink
 from nodetool.workflows.jobs.runner import JobRunner
 from nodetool.workflows.jobs.signals import Signals
@@ -67,11 +74,15 @@ class JobManager:
         self.signals = Signals(settings.database_url)
         self.hub = Hub()
         self.publisher = Publisher(self.hub, self.redis, self.signals)
-        self.queue: JobQueue = (
-            RedisQueue(self.redis, self.instance, settings.job_claim_idle)
-            if self.redis is not None
-            else LocalQueue()
-        )
+        self.queue: JobQueue
+        if self.redis is not None:
+            self.queue = RedisQueue(self.redis, self.instance, settings.job_claim_idle)
+        elif self.signals.remote and store.job_leases.supported:
+            self.queue = PostgresQueue(
+                store.job_leases, self.signals, self.instance, settings.job_claim_idle
+            )
+        else:
+            self.queue = LocalQueue()
         self.runner = JobRunner(
             settings,
             store,
@@ -105,7 +116,7 @@ class JobManager:
             if count:
                 log.warning("marked %d unfinished job(s) failed at startup", count)
         self.signals.on(CANCEL_CHANNEL, self._cancel_signal)
-        await self.signals.start((CANCEL_CHANNEL, "nodetool_job_events"))
+        await self.signals.start((CANCEL_CHANNEL, "nodetool_job_events", QUEUE_CHANNEL))
         if self.redis is not None:
             self._tasks.append(asyncio.create_task(self.redis.listen_control(self._control)))
         self._tasks.append(asyncio.create_task(self.sandbox.warm()))
