@@ -24,7 +24,8 @@ from nodetool.storage.db import Database
 from nodetool.storage.ids import new_id
 from nodetool.storage.schema import job_events, jobs
 
-_INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")  # bookkeeping, not in job records
+# bookkeeping, not in job records
+_INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")
 _COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
 _UNFINISHED = ("queued", "running")
 
