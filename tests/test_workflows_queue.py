@@ -1,5 +1,6 @@
 """Job managers sharing one PostgreSQL database (each with its own store connection, like
-separate processes): following and cancelling through LISTEN/NOTIFY without Redis; on Redis,
+separate processes): without Redis, jobs leased from the jobs table by either, followed and
+cancelled from the other through LISTEN/NOTIFY; on Redis,
 a lost worker's job claimed by another, attempts limited per workflow, with a stored final
 event; Redis outages reported once."""
 
@@ -63,6 +64,16 @@ async def gate_running(manager: JobManager, user: str, job_id: str) -> list[dict
     raise AssertionError(f"job ended first: {seen}")
 
 
+async def runner_of(managers: tuple[JobManager, ...], job_id: str) -> JobManager:
+    """The manager whose runner took the job (without Redis: whoever leased it first)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            for manager in managers:
+                if job_id in manager.runner.running:
+                    return manager
+            await asyncio.sleep(0.005)
+
+
 async def test_without_redis_followers_and_cancels_travel_by_notify(
     settings, stores, monkeypatch
 ) -> None:
@@ -71,9 +82,10 @@ async def test_without_redis_followers_and_cancels_travel_by_notify(
     gate, stuck = f"notify-{uuid.uuid4().hex}", f"stuck-{uuid.uuid4().hex}"
     try:
         job = await a.start_job("u1", graph=gate_graph(gate), params={"text": "hi"})
+        other = b if await runner_of((a, b), job["id"]) is a else a
         async with asyncio.timeout(WAIT):
-            replay = await gate_running(b, "u1", job["id"])
-            stream = b.subscribe("u1", job["id"])
+            replay = await gate_running(other, "u1", job["id"])
+            stream = other.subscribe("u1", job["id"])
             open_gate(gate)
             followed = [event async for event in stream]
         statuses = [(e["status"], e["attempt"]) for e in followed if e["type"] == "job_update"]
@@ -81,12 +93,14 @@ async def test_without_redis_followers_and_cancels_travel_by_notify(
         assert followed[: len(replay)] == replay and followed[-1]["result"] == {"echo": "hi"}
 
         job = await a.start_job("u1", graph=gate_graph(stuck), params={"text": "x"})
+        owner = await runner_of((a, b), job["id"])
+        other = b if owner is a else a
         async with asyncio.timeout(WAIT):
-            await gate_running(b, "u1", job["id"])
-            answer = await b.cancel("u1", job["id"])  # A runs it; B's NOTIFY reaches it
-        assert answer["status"] == "cancelled"  # confirmed by A's final event
-        async with asyncio.timeout(WAIT):  # A's run ends (its final event is already out)
-            while a.runner.running:
+            await gate_running(other, "u1", job["id"])
+            answer = await other.cancel("u1", job["id"])  # the NOTIFY reaches the owner
+        assert answer["status"] == "cancelled"  # confirmed by the owner's final event
+        async with asyncio.timeout(WAIT):  # the owner's run ends (its final event is out)
+            while owner.runner.running:
                 await asyncio.sleep(0.01)
         events = await stores[1].jobs.events(job["id"])
         assert events[-1]["status"] == "cancelled" and events[-1]["attempt"] == 1

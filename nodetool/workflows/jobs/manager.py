@@ -124,9 +124,9 @@ class JobManager:
 
     async def aclose(self) -> None:
         """Cancel jobs running here (they end `cancelled`) and close the connections."""
-        await self.runner.aclose()
+        unstarted = await self.runner.aclose()
         if isinstance(self.queue, LocalQueue):  # nobody else will ever run these
-            for job_id in self.queue.drain():
+            for job_id in self.queue.drain() + unstarted:
                 with contextlib.suppress(Exception):
                     await self._cancel_queued(job_id)
         for task in self._tasks:
@@ -213,6 +213,11 @@ class JobManager:
             graph=None if workflow_id else graph_json,
             max_attempts=max_attempts,
         )
+        # a stored job is always enqueued, even when the caller is cancelled meanwhile
+        await asyncio.shield(self._enqueue(record))
+        return record
+
+    async def _enqueue(self, record: dict[str, Any]) -> None:
         await self._log_one(record, job_update(record, "queued", attempt=0))
         self.observe("queued", None)
         try:
@@ -221,7 +226,6 @@ class JobManager:
             if self.redis is not None:
                 self.redis.outage.failed(exc)
             self.runner.launch(Delivery(record["id"], None))
-        return record
 
     async def _log_one(self, record: Mapping[str, Any], event: dict[str, Any]) -> None:
         """Store and send one event while no attempt writes (queued, cancelled unstarted)."""
@@ -313,13 +317,17 @@ class JobManager:
 
         Cancelling the caller cancels the job.
         """
-        record = await self.start_job(user_id, workflow_id=workflow_id, graph=graph, params=params)
+        submitting = asyncio.ensure_future(
+            self.start_job(user_id, workflow_id=workflow_id, graph=graph, params=params)
+        )
         final: dict[str, Any] = {}
         try:
+            record = await asyncio.shield(submitting)
             async for event in self.subscribe(user_id, record["id"]):
                 final = event
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # (a job that could not start raises here)
+                record = await submitting
                 await asyncio.shield(self.cancel(user_id, record["id"]))
             raise
         if final.get("status") == "completed":
