@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 FINISHED = FINISHED_JOB_STATUSES
 Event = dict[str, Any]
 EVENTS_CHANNEL = "nodetool_job_events"  # Signals channel: payload is the job id
+STORED_CHANNEL = "stored"  # in-process only: a batch that followers had from Redis is stored
 WRITE_BATCH = 200  # events sent and stored together (bounded event-loop work per step)
 STORE_LINGER = 0.25  # seconds events sent to Redis may wait to be stored with later ones
 NOTIFY_LINGER = 0.03  # the same without Redis (followers elsewhere read the store)
@@ -102,7 +103,7 @@ class Publisher:
 
     async def stored(self, job_id: str, *, sent: bool) -> None:
         if sent:  # followers here that found a gap wait for the store
-            self.signals.fire_local(EVENTS_CHANNEL, job_id)
+            self.signals.fire_local(STORED_CHANNEL, job_id)
         else:  # no Redis, or Redis is away: followers elsewhere read the store
             await self.signals.send(EVENTS_CHANNEL, job_id)
 
