@@ -108,8 +108,10 @@ class JobStore(Protocol):
         thread_id: str | None = None,
         graph: Record | None = None,
         max_attempts: int = 2,
+        first_event: Any = None,
     ) -> Record:
-        """A queued job (attempt 0) that may be started up to `max_attempts` times."""
+        """A queued job (attempt 0) that may be started up to `max_attempts` times.
+        `first_event(record)`, if given, is stored as its event 1 in the same transaction."""
         ...
 
     async def update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, select, update
@@ -74,6 +75,7 @@ class SqlJobStore:
         thread_id: str | None = None,
         graph: Record | None = None,
         max_attempts: int = 2,
+        first_event: Callable[[Record], Record] | None = None,
     ) -> Record:
         if not isinstance(params, dict):
             raise InvalidRequestError("params must be an object", param="params")
@@ -95,11 +97,19 @@ class SqlJobStore:
             "max_attempts": max_attempts,
         }
 
+        record = {key: values[key] for key in ("id", "user_id", "workflow_id", "thread_id")}
+        event = dumps(first_event(record)) if first_event is not None else None
+
         async def run(conn: AsyncConnection) -> None:
-            await conn.execute(insert(jobs).values(values))
+            await conn.execute(insert(jobs).values({**values, "event_seq": 1 if event else 0}))
+            if event is not None:
+                await conn.execute(
+                    insert(job_events).values(
+                        job_id=values["id"], seq=1, event=event, created_at=stamp
+                    )
+                )
 
         await self._db.run_write(run)
-        record = {key: values[key] for key in ("id", "user_id", "workflow_id", "thread_id")}
         record.update(
             status="queued",
             params=loads(values["params"]),

@@ -212,13 +212,18 @@ class JobManager:
             thread_id=thread_id,
             graph=None if workflow_id else graph_json,
             max_attempts=max_attempts,
+            first_event=_queued_event,
         )
         # a stored job is always enqueued, even when the caller is cancelled meanwhile
         await asyncio.shield(self._enqueue(record))
         return record
 
     async def _enqueue(self, record: dict[str, Any]) -> None:
-        await self._log_one(record, job_update(record, "queued", attempt=0))
+        """Announce a job stored with its `queued` event (seq 1), and put it on the queue."""
+        queued = {**_queued_event(record), "seq": 1}
+        self.hub.publish(record["id"], [queued])
+        sent = await self.publisher.to_redis(record["id"], [queued], final=False)
+        await self.publisher.stored(record["id"], sent=sent)
         self.observe("queued", None)
         try:
             await self.queue.submit(record["id"])
@@ -335,6 +340,10 @@ class JobManager:
         raise WorkflowError(
             str(final.get("error") or final.get("status") or "job ended"), status=400
         )
+
+
+def _queued_event(record: Mapping[str, Any]) -> dict[str, Any]:
+    return job_update(record, "queued", attempt=0)
 
 
 def read_workflow_file(path: Path) -> dict[str, Any]:
