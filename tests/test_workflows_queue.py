@@ -194,3 +194,26 @@ async def test_a_redis_outage_is_one_warning(caplog) -> None:
     assert all(r.exc_info is None for r in caplog.records)  # no tracebacks
     assert delays == sorted(delays) and delays[0] < 1 and delays[-1] == 5.0  # backoff, capped
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+async def test_leases_are_taken_once_and_claimed_when_they_run_out(stores) -> None:
+    """Without Redis the jobs table is the queue: concurrent takers never share a job; a
+    running job's lease that runs out is claimed by another process, ending the first's."""
+    first, second = (store.job_leases for store in stores)
+    assert first.supported
+    mine = set()
+    for _ in range(6):
+        mine.add((await stores[0].jobs.create("u9", None, {}, graph=gate_graph("lease")))["id"])
+    took_a, took_b = await asyncio.gather(first.take("A", 100, 30), second.take("B", 100, 30))
+    assert mine <= set(took_a) | set(took_b) and not set(took_a) & set(took_b)
+    assert not mine & set(await first.take("C", 100, 30))  # leased: nobody else takes them
+
+    job = (await stores[0].jobs.create("u9", None, {}, graph=gate_graph("lease")))["id"]
+    assert job in await first.take("A", 100, 0.3)
+    assert (await stores[0].jobs.begin_attempt(job, "A")) is not None
+    assert await first.renew("A", [job], 0.3) == {job}
+    assert job not in await second.claim("B", 100, 30)  # the lease is alive
+    await asyncio.sleep(0.5)  # A stops renewing: its lease runs out
+    assert job in await second.claim("B", 100, 30)
+    assert await first.renew("A", [job], 30) == set()  # A learns the job is no longer its
+    assert job not in await first.claim("A", 100, 30)  # B's lease is alive
