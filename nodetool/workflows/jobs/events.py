@@ -181,9 +181,11 @@ class EventLog:
                 store_at = min(store_at, loop.time() + linger) if unstored else loop.time() + linger
                 all_sent = all_sent and sent
                 unstored.extend(chunk)
-            if unstored and (now_please or loop.time() >= store_at or len(unstored) >= WRITE_BATCH):
-                await self._store(unstored)
-                await self.publisher.stored(self.job_id, sent=all_sent)
+                if len(unstored) >= WRITE_BATCH:  # bounded transactions; the loop breathes
+                    await self._save(unstored, all_sent)
+                    unstored, all_sent = [], True
+            if unstored and (now_please or loop.time() >= store_at):
+                await self._save(unstored, all_sent)
                 unstored, all_sent = [], True
             elif not unstored:
                 self._progress.set()  # a flush with nothing left to store
@@ -195,6 +197,10 @@ class EventLog:
         self.publisher.hub.publish(self.job_id, [e for e in chunk if is_terminal(e)])
         sent = await self.publisher.to_redis(self.job_id, chunk, final=True)
         await self.publisher.stored(self.job_id, sent=sent and all_sent)
+
+    async def _save(self, events: list[Event], all_sent: bool) -> None:
+        await self._store(events)
+        await self.publisher.stored(self.job_id, sent=all_sent)
 
     async def _store(self, events: list[Event]) -> None:
         try:
