@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _PydanticSettingsError
 
 AuthProvider = Literal["none", "local", "static", "supabase"]
+DEFAULT_USER = "1"  # the user when auth is off, of the static token, and of stdio MCP
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 

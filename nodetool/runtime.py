@@ -7,8 +7,9 @@ through typed dependencies. Each part is optional: an app builds only what it mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 from nodetool.admission import Admission
 from nodetool.config import Settings
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from nodetool.chat.engine import ChatEngine
     from nodetool.providers.registry import ProviderRegistry
     from nodetool.storage.base import Store
+    from nodetool.storage.responses import ResponseStore, SqlResponseStore
+    from nodetool.tools.base import ToolContext
     from nodetool.tools.registry import ToolRegistry
     from nodetool.workflows.jobs import JobManager
 
@@ -30,7 +33,8 @@ class Runtime:
     engine: ChatEngine | None = None
     jobs: JobManager | None = None
     admission: Admission | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    responses: ResponseStore | None = None  # stored /v1/responses: the store's, or its own
+    own_responses: SqlResponseStore | None = None  # chat-server: a responses-only store
 
     async def aclose(self) -> None:
         """Close parts in reverse order of creation."""
@@ -42,6 +46,8 @@ class Runtime:
             await self.providers.aclose()
         if self.store is not None:
             await self.store.close()
+        if self.own_responses is not None:
+            await self.own_responses.close()
 
 
 def new_instance_id() -> str:
@@ -62,8 +68,12 @@ async def open_runtime(
     observe_jobs: Callable[[str, float | None], None] | None = None,
     kind: str = "serve",
     admission: Admission | None = None,
+    responses: bool = False,
 ) -> Runtime:
     """Build the runtime: providers, optional store, tools, chat engine, optional job manager.
+
+    Stored `/v1/responses` use the store's table; without a store, `responses=True` opens
+    that table alone on the same database (chat-server).
 
     `kind` (serve | worker | chat-server) picks the default tool allow-list; `admission` is
     the concurrency limit shared by `/v1` and `/chat` turns (one is made when omitted); jobs
@@ -77,23 +87,49 @@ async def open_runtime(
     runtime = Runtime(settings=settings, admission=admission)
     try:
         runtime.providers = await ProviderRegistry.create(settings)
+        workflow_tools = None
         if store:
             from nodetool.storage import open_store
+            from nodetool.workflows.as_tool import WorkflowTools
 
             runtime.store = await open_store(settings)
-        runtime.tools = build_tool_registry(settings, runtime.store, kind)
-        runtime.engine = ChatEngine(settings, runtime.providers, runtime.tools)
-        runtime.engine.store = runtime.store
-        if jobs and runtime.store is not None:
-            from nodetool.workflows.jobs import JobManager
+            runtime.responses = runtime.store.responses
+            if jobs:
+                from nodetool.workflows.jobs import JobManager
 
-            runtime.jobs = JobManager(
-                settings, runtime.store, runtime.providers, instance=instance, observe=observe_jobs
-            )
+                runtime.jobs = JobManager(
+                    settings,
+                    runtime.store,
+                    runtime.providers,
+                    instance=instance,
+                    observe=observe_jobs,
+                )
+            workflow_tools = WorkflowTools(runtime.jobs)
+        elif responses:
+            from nodetool.storage import open_response_store
+
+            runtime.own_responses = await open_response_store(settings)
+            runtime.responses = runtime.own_responses
+        runtime.tools = build_tool_registry(settings, workflow_tools, kind)
+        runtime.engine = ChatEngine(
+            settings,
+            runtime.providers,
+            runtime.tools,
+            tool_context=partial(_tool_context, settings, runtime.store),
+        )
+        if runtime.jobs is not None:
             await runtime.jobs.start()
-            runtime.engine.jobs = runtime.jobs
             await runtime.jobs.load_workflow_files(settings.workflow_files)
     except BaseException:
         await runtime.aclose()
         raise
     return runtime
+
+
+def _tool_context(
+    settings: Settings, store: Store | None, user_id: str, thread_id: str | None
+) -> ToolContext:
+    """The context a chat turn's tools run in: the user, the settings and the store."""
+    from nodetool.tools.base import ToolContext
+
+    return ToolContext(user_id=user_id, settings=settings, store=store, thread_id=thread_id)

@@ -59,3 +59,11 @@ def test_the_worker_checks_too() -> None:
     proc = start("worker", NODETOOL_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith("error: NODETOOL_REDIS_URL: cannot reach Redis (")
+
+
+def test_the_chat_server_checks_its_database() -> None:
+    """chat-server stores /v1/responses in the database, so a bad one stops it too."""
+    port = free_port()
+    proc = start("chat-server", NODETOOL_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/x")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith("error: NODETOOL_DATABASE_URL: cannot connect to")

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from nodetool.client.base import root_cause, server_message, split_names
 from nodetool.client.commands import COMMANDS, Command, Text, Unknown, parse
-from nodetool.client.render import JobView, PlainView, TerminalView, paragraph_boundary
+from nodetool.client.job_view import JobView
+from nodetool.client.render import PlainView, TerminalView, paragraph_boundary
 from nodetool.client.ws import decode, encode, ws_url
 
 
@@ -142,6 +143,22 @@ def test_job_view_shows_nodes_progress_and_outputs() -> None:
     text = console.export_text()
     assert "workflow shout" in text and "failed" in text
     assert "cat Concat" in text and "hey!!" in text and "division by 0" in text
+
+
+def test_job_view_seeded_nodes_streaming_and_marks() -> None:
+    """`nodetool run` seeds the graph's nodes as pending; streamed text is counted."""
+    job = JobView([("in", "nodetool.input.IntegerInput"), ("llm", "nodetool.llm.Agent")])
+    job.update({"type": "node_update", "node_id": "in", "status": "completed"})
+    for piece in ("Hel", "lo"):
+        job.update(
+            {"type": "output_update", "node_id": "llm", "output_name": "chunk", "value": piece}
+        )
+    console = Console(record=True, width=100, color_system=None)
+    console.print(job)
+    lines = console.export_text().splitlines()
+    assert any("in IntegerInput" in line and "✓ completed" in line for line in lines), lines
+    assert any("llm Agent" in line and "· pending" in line for line in lines), lines
+    assert any("streaming: 5 chars" in line for line in lines), lines
 
 
 def test_terminal_view_renders_panels_markdown_and_errors() -> None:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from nodetool.workflows.jobs import FINISHED
+from nodetool.types.jobs import TERMINAL_JOB_STATUSES
 from tests.reliability.support import cli_env
 from tests.support.redis import REDIS_URL, redis_prefix
 from tests.support.servers import CliServer
@@ -143,7 +143,7 @@ async def follow_predict(server: CliServer, job_id: str) -> list[dict[str, Any]]
             if frame["type"] == "command_result":
                 continue
             events.append(frame)
-            if frame["type"] == "job_update" and frame["status"] in FINISHED:
+            if frame["type"] == "job_update" and frame["status"] in TERMINAL_JOB_STATUSES:
                 return events
 
 

@@ -16,11 +16,12 @@ import pytest
 
 from nodetool.config import Settings
 from nodetool.errors import ProviderError, ProviderTimeoutError
-from nodetool.providers.base import ChatProvider, collect
+from nodetool.providers.base import ChatProvider
 from nodetool.types.events import Finish, TextDelta, ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ToolSpec
 from tests.stubs.ollama_stub import OllamaStub
 from tests.stubs.openai_stub import OpenAIStub
+from tests.support.collect import collect
 from tests.support.servers import free_port
 
 WEATHER = ToolSpec(

@@ -27,7 +27,6 @@ import pytest
 import uvloop
 
 from nodetool.errors import ProviderError, ProviderTimeoutError
-from nodetool.providers.base import collect
 from nodetool.providers.http_client import (
     ConnectError,
     ConnectTimeout,
@@ -41,6 +40,7 @@ from nodetool.providers.openai_provider import OpenAIProvider
 from nodetool.types.events import Finish, TextDelta, ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ToolSpec
 from tests.stubs.openai_stub import OpenAIStub
+from tests.support.collect import collect
 from tests.support.needs import OPENSSL, missing
 from tests.support.servers import ServerThread, free_port
 from tests.support.v1 import running

@@ -20,13 +20,13 @@ from nodetool.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from nodetool.providers.base import collect
 from nodetool.providers.llama_process import describe_exit
 from nodetool.providers.local import MODEL_ID, LocalProvider
 from nodetool.providers.local_model import assemble, ensure_model_file
 from nodetool.providers.local_prompt import build_prompt
 from nodetool.types.events import Finish, TextDelta, Usage
 from nodetool.types.messages import ChatOptions, Message, ToolSpec
+from tests.support.collect import collect
 from tests.support.local_model import needs_model, shared_data_dir
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -14,7 +14,6 @@ from nodetool.errors import (
     ProviderUnavailableError,
     UnknownProviderError,
 )
-from nodetool.providers.base import collect
 from nodetool.providers.ollama import OllamaProvider, normalize_host
 from nodetool.providers.openai_provider import OpenAIProvider
 from nodetool.providers.registry import (
@@ -28,6 +27,7 @@ from nodetool.providers.registry import (
 from nodetool.types.messages import Message
 from tests.stubs.ollama_stub import OllamaStub
 from tests.stubs.openai_stub import OpenAIStub
+from tests.support.collect import collect
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -1,4 +1,5 @@
-"""The stored-responses contract, for SQLite, PostgreSQL and the in-memory store alike."""
+"""The stored-responses contract, for SQLite and PostgreSQL: the full store's `responses` and
+the responses-only store chat-server opens on the same database."""
 
 from __future__ import annotations
 
@@ -7,18 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from nodetool.storage import open_store
-from nodetool.storage.memory_responses import MemoryResponseStore
+from nodetool.storage import open_response_store, open_store
 from tests.support.storage import BACKENDS, backend_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest.fixture(scope="module", params=[*BACKENDS, "memory"])
+@pytest.fixture(scope="module", params=BACKENDS)
 async def responses(request, tmp_path_factory) -> AsyncIterator:
-    if request.param == "memory":
-        yield MemoryResponseStore(capacity=3)
-        return
     async with backend_settings(request.param, tmp_path_factory.mktemp("resp")) as settings:
         store = await open_store(settings)
         yield store.responses
@@ -51,10 +48,21 @@ async def test_save_get_replace_delete_per_user(responses) -> None:
     assert await responses.delete("alice", first["id"]) is False
 
 
-async def test_memory_store_keeps_the_newest() -> None:
-    store = MemoryResponseStore(capacity=2)
-    made = [response() for _ in range(3)]
-    for item in made:
-        await store.save("u", item, [], [])
-    assert await store.get("u", made[0]["id"]) is None
-    assert await store.get("u", made[2]["id"]) is not None
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_responses_only_store_shares_the_database(backend: str, tmp_path) -> None:
+    """chat-server's own responses store reads and writes the same table as the full store."""
+    async with backend_settings(backend, tmp_path) as settings:
+        alone = await open_response_store(settings)
+        full = await open_store(settings)
+        try:
+            first, second = response(), response()
+            await alone.save("u", first, [], [{"role": "user", "content": "a"}])
+            await full.responses.save("u", second, [], [])
+            record = await full.responses.get("u", first["id"])
+            assert record is not None and record["history"] == [{"role": "user", "content": "a"}]
+            assert (await alone.get("u", second["id"]))["response"] == second
+            assert await alone.delete("u", second["id"]) is True
+            assert await full.responses.get("u", second["id"]) is None
+        finally:
+            await alone.close()
+            await full.close()

@@ -1,5 +1,6 @@
-"""Stored workflows as `workflow_<tool_name>` tools, run by the real job manager on SQLite;
-and the registry's name validation."""
+"""Stored workflows as `workflow_<tool_name>` tools (`workflows/as_tool.py`), run by the real
+job manager on SQLite; their arguments described by the input node classes; and the registry's
+name validation."""
 
 from __future__ import annotations
 
@@ -17,14 +18,9 @@ from nodetool.errors import InvalidRequestError, ToolError
 from nodetool.storage import open_store
 from nodetool.tools.base import ToolContext
 from nodetool.tools.registry import ToolRegistry, build_tool_registry
-from nodetool.tools.workflow_tools import (
-    args_model,
-    find_workflow_tool,
-    list_workflow_tools,
-    tool_name_of,
-)
 from nodetool.types.events import ToolResultEvent
 from nodetool.types.messages import FunctionCall, Message, ToolCall
+from nodetool.workflows.as_tool import WorkflowTool, WorkflowTools, args_model, tool_name_of
 from nodetool.workflows.jobs import JobManager
 from tests.fakes import FakeProvider, calls, reply
 from tests.support.workflows import EXAMPLES
@@ -109,8 +105,14 @@ async def runtime(settings: Settings) -> AsyncIterator[tuple[Any, JobManager]]:
 
 @pytest.fixture()
 def alice(settings: Settings, runtime: tuple[Any, JobManager]) -> ToolContext:
-    store, jobs = runtime
-    return ToolContext(user_id="alice", settings=settings, store=store, jobs=jobs)
+    store, _ = runtime
+    return ToolContext(user_id="alice", settings=settings, store=store)
+
+
+@pytest.fixture()
+def family(runtime: tuple[Any, JobManager]) -> WorkflowTools:
+    _, jobs = runtime
+    return WorkflowTools(jobs)
 
 
 def test_tool_names() -> None:
@@ -133,9 +135,7 @@ def test_arguments_come_from_the_input_nodes() -> None:
 
 
 def find_schema(workflow: dict[str, Any]) -> dict[str, Any]:
-    from nodetool.tools.workflow_tools import WorkflowTool
-
-    return WorkflowTool(workflow).parameters()
+    return WorkflowTool(workflow, None).parameters()
 
 
 def test_an_example_workflow() -> None:
@@ -154,15 +154,16 @@ def test_an_example_workflow() -> None:
 
 
 @module_loop
-async def test_listing_is_per_user(alice: ToolContext, runtime: tuple[Any, JobManager]) -> None:
-    names = sorted(tool.name for tool in await list_workflow_tools(alice))
+async def test_listing_is_per_user(alice: ToolContext, family: WorkflowTools) -> None:
+    names = sorted(tool.name for tool in await family.list(alice))
     assert names == ["workflow_broken", "workflow_greet", "workflow_say_hi_"]
-    store, jobs = runtime
-    bob = ToolContext(user_id="bob", settings=alice.settings, store=store, jobs=jobs)
-    assert [tool.name for tool in await list_workflow_tools(bob)] == ["workflow_bob_only"]
-    assert await find_workflow_tool("workflow_bob_only", alice) is None
-    assert await find_workflow_tool("calculator", alice) is None
-    tool = await find_workflow_tool("workflow_greet", alice)
+    bob = ToolContext(user_id="bob", settings=alice.settings, store=alice.store)
+    assert [tool.name for tool in await family.list(bob)] == ["workflow_bob_only"]
+    assert await family.find("workflow_bob_only", alice) is None
+    assert await family.find("calculator", alice) is None
+    storeless = ToolContext(user_id="alice", settings=alice.settings)
+    assert await family.list(storeless) == [] and await family.every(storeless) == []
+    tool = await family.find("workflow_greet", alice)
     assert tool is not None and "Greets someone" in tool.description
 
 
@@ -171,8 +172,8 @@ def execute_call(name: str) -> ToolCall:
 
 
 @module_loop
-async def test_runs_through_the_job_manager(alice: ToolContext) -> None:
-    registry = ToolRegistry(["*"])
+async def test_runs_through_the_job_manager(alice: ToolContext, family: WorkflowTools) -> None:
+    registry = ToolRegistry(["*"], workflows=family)
     (tool,) = await registry.resolve(["workflow_greet"], alice)
     tools = {tool.name: tool}
     outcome = await registry.execute(
@@ -199,16 +200,20 @@ async def test_runs_through_the_job_manager(alice: ToolContext) -> None:
     ],
 )
 @module_loop
-async def test_bad_arguments(alice: ToolContext, args: dict[str, Any], reason: str) -> None:
-    registry = ToolRegistry(["*"])
+async def test_bad_arguments(
+    alice: ToolContext, family: WorkflowTools, args: dict[str, Any], reason: str
+) -> None:
+    registry = ToolRegistry(["*"], workflows=family)
     (tool,) = await registry.resolve(["workflow_greet"], alice)
     outcome = await registry.execute(execute_call(tool.name), args, alice, {tool.name: tool})
     assert not outcome.ok and (outcome.error or "").startswith(reason)
 
 
 @module_loop
-async def test_a_failing_workflow_is_an_error_result(alice: ToolContext) -> None:
-    registry = ToolRegistry(["*"])
+async def test_a_failing_workflow_is_an_error_result(
+    alice: ToolContext, family: WorkflowTools
+) -> None:
+    registry = ToolRegistry(["*"], workflows=family)
     (tool,) = await registry.resolve(["workflow_broken"], alice)
     outcome = await registry.execute(
         execute_call(tool.name), {"mood": "x"}, alice, {tool.name: tool}
@@ -218,26 +223,38 @@ async def test_a_failing_workflow_is_an_error_result(alice: ToolContext) -> None
 
 @module_loop
 async def test_without_a_job_manager(alice: ToolContext) -> None:
-    context = ToolContext(user_id="alice", settings=alice.settings, store=alice.store)
-    tool = await find_workflow_tool("workflow_greet", context)
+    without_jobs = WorkflowTools(None)
+    tool = await without_jobs.find("workflow_greet", alice)
     assert tool is not None
     with pytest.raises(ToolError) as info:
-        await tool.run(context, tool.Args.model_validate({"mood": "x"}))
+        await tool.run(alice, tool.Args.model_validate({"mood": "x"}))
     assert "not available" in info.value.message
+    assert await without_jobs.every(alice) == []  # MCP offers no workflow it cannot run
 
 
 @module_loop
-async def test_unknown_workflow_tool_is_a_clear_400(alice: ToolContext) -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        await ToolRegistry(["*"]).resolve(["workflow_nope"], alice)
-    assert info.value.param == "tools" and "workflow_nope" in info.value.message
+async def test_unknown_workflow_tool_is_a_clear_400(
+    alice: ToolContext, family: WorkflowTools
+) -> None:
+    for registry in (ToolRegistry(["*"], workflows=family), ToolRegistry(["*"])):
+        with pytest.raises(InvalidRequestError) as info:
+            await registry.resolve(["workflow_nope"], alice)
+        assert info.value.param == "tools" and "workflow_nope" in info.value.message
 
 
 @module_loop
-async def test_in_the_engine_loop(settings: Settings, runtime: tuple[Any, JobManager]) -> None:
-    store, jobs = runtime
-    engine = ChatEngine(settings, providers=None, tools=build_tool_registry(settings, store))  # type: ignore[arg-type]
-    engine.store, engine.jobs = store, jobs
+async def test_in_the_engine_loop(
+    settings: Settings, runtime: tuple[Any, JobManager], family: WorkflowTools
+) -> None:
+    store, _ = runtime
+    contexts: list[tuple[str, str | None]] = []
+
+    def tool_context(user_id: str, thread_id: str | None) -> ToolContext:
+        contexts.append((user_id, thread_id))
+        return ToolContext(user_id=user_id, settings=settings, store=store, thread_id=thread_id)
+
+    registry = build_tool_registry(settings, family)
+    engine = ChatEngine(settings, None, registry, tool_context=tool_context)  # type: ignore[arg-type]
     fake = FakeProvider().enqueue(
         calls(("workflow_greet", {"who": "Grace", "mood": "happy"})), reply("Greeted.")
     )
@@ -245,12 +262,14 @@ async def test_in_the_engine_loop(settings: Settings, runtime: tuple[Any, JobMan
         messages=[Message(role="user", content="greet Grace")],
         server_tools=["calculator", "workflow_greet"],
         user_id="alice",
+        thread_id="t1",
     )
     events = [e async for e in engine.stream_turn(req, route=(fake, "fake-model"))]
     assert fake.requests[0].tool_names == ["calculator", "workflow_greet"]
     (result,) = [e for e in events if isinstance(e, ToolResultEvent)]
     assert result.ok and result.result == {"greeting": "Hello Grace x1 (happy)"}
     assert json.loads(fake.requests[1].last("tool")[0].content) == result.result  # type: ignore[arg-type]
+    assert contexts and set(contexts) == {("alice", "t1")}  # the engine's factory made them
 
 
 def test_build_tool_registry_refuses_unknown_names(tmp_path: Path) -> None:

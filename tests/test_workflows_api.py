@@ -79,7 +79,7 @@ def editor(openai_stub, tmp_path_factory) -> Iterator[ServerThread]:
 def worker_settings(openai_stub, tmp_path_factory) -> Settings:
     data_dir = tmp_path_factory.mktemp("worker")
     files = []
-    for data in (DIVIDE, gate_workflow("gate-sse", "sse")):
+    for data in (DIVIDE, gate_workflow("gate-sse", "sse"), gate_workflow("gate-cancel", "cancel")):
         path = data_dir / f"{data['id']}.json"
         path.write_text(json.dumps(data))
         files.append(path)
@@ -325,3 +325,26 @@ def test_worker_stream_client_disconnect_cancels_the_job(worker, worker_settings
             await store.close()
 
     assert asyncio.run(status()) == "cancelled"
+
+
+def test_worker_stream_of_a_cancelled_job_ends_with_its_error(worker) -> None:
+    """Cancelled elsewhere (`POST /jobs/{id}/cancel`): the stream's error event, then [DONE]."""
+    url = f"{worker.url}/workflows/gate-cancel/run/stream"
+    events: list[Any] = []
+    with httpx.stream("POST", url, json={"text": "x"}, timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            payload = line[6:]
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
+            event = events[-1]
+            gate_running = isinstance(event, dict) and event.get("node_id") == "g"
+            if gate_running and event.get("status") == "running":
+                cancel = httpx.post(f"{worker.url}/jobs/{event['job_id']}/cancel")
+                assert cancel.status_code == 200, cancel.text
+    assert events[-1] == "[DONE]"
+    assert events[-2] == {
+        "error": {"message": "cancelled", "type": "cancelled", "param": None, "code": "cancelled"}
+    }
+    assert events[-3]["type"] == "job_update" and events[-3]["status"] == "cancelled"

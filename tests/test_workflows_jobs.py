@@ -16,7 +16,7 @@ from nodetool.errors import NotFoundError, WorkflowError
 from nodetool.providers.registry import ProviderRegistry
 from nodetool.storage import open_store
 from nodetool.workflows.jobs import JobManager
-from tests.support.workflows import EXAMPLES, GATES, gate_graph
+from tests.support.workflows import EXAMPLES, GATES, gate_graph, wire
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -52,7 +52,7 @@ async def jobs(settings, parts) -> AsyncIterator[JobManager]:
 
 
 async def collect(manager: JobManager, user: str, job_id: str) -> list[dict[str, Any]]:
-    return [event async for event in manager.subscribe(user, job_id)]
+    return [event async for event in wire(manager.subscribe(user, job_id))]
 
 
 async def wait_for_event(stream: AsyncIterator[dict], **match: Any) -> list[dict]:
@@ -150,7 +150,7 @@ async def test_users_only_see_their_own_jobs_and_workflows(jobs, parts) -> None:
 
 async def test_late_subscriber_replays_then_follows_live(jobs) -> None:
     record = await jobs.start_job("u2", graph=gate_graph("live"), params={"text": "hello"})
-    first = jobs.subscribe("u2", record["id"])
+    first = wire(jobs.subscribe("u2", record["id"]))
     seen = await wait_for_event(first, type="node_update", node_id="g", status="running")
     await first.aclose()  # the client goes away; the job keeps running
     (unfinished,) = await jobs.unfinished("u2")
@@ -159,7 +159,7 @@ async def test_late_subscriber_replays_then_follows_live(jobs) -> None:
         "running",
         1,
     )
-    second = jobs.subscribe("u2", record["id"])
+    second = wire(jobs.subscribe("u2", record["id"]))
     replayed = [await anext(second) for _ in range(len(seen))]
     assert replayed == seen  # the state so far, in order
     GATES.setdefault("live", threading.Event()).set()
@@ -175,7 +175,7 @@ async def test_late_subscriber_replays_then_follows_live(jobs) -> None:
 
 async def test_cancel_marks_the_job_cancelled(jobs) -> None:
     record = await jobs.start_job("u3", graph=gate_graph("never"), params={"text": "x"})
-    stream = jobs.subscribe("u3", record["id"])
+    stream = wire(jobs.subscribe("u3", record["id"]))
     await wait_for_event(stream, type="node_update", node_id="g", status="running")
     cancelled = await jobs.cancel("u3", record["id"])
     assert cancelled["status"] == "cancelled"  # the runner confirmed
@@ -245,7 +245,7 @@ async def test_restart_recovers_and_other_processes_replay_from_the_store(settin
     first = JobManager(settings, store, providers)
     await first.start()
     job = await first.start_job("u6", graph=gate_graph("shared-db"), params={"text": "hi"})
-    live = first.subscribe("u6", job["id"])
+    live = wire(first.subscribe("u6", job["id"]))
     await wait_for_event(live, type="node_update", node_id="g", status="running")
     await live.aclose()
     second = JobManager(settings, store, providers)
@@ -266,7 +266,7 @@ async def test_aclose_cancels_running_jobs(settings, parts) -> None:
     manager = JobManager(settings, store, providers)
     await manager.start()
     running = await manager.start_job("u7", graph=gate_graph("closed"), params={"text": "x"})
-    stream = manager.subscribe("u7", running["id"])
+    stream = wire(manager.subscribe("u7", running["id"]))
     await wait_for_event(stream, type="node_update", node_id="g", status="running")
     await stream.aclose()
     manager.runner.limit = 0  # the next job stays in the queue

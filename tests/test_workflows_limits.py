@@ -12,6 +12,7 @@ import pytest
 
 from nodetool.config import Settings
 from nodetool.errors import WorkflowError
+from nodetool.types.jobs import to_wire
 from nodetool.workflows.graph import Graph, validate_graph
 from nodetool.workflows.limits import (
     LimitExceeded,
@@ -184,10 +185,13 @@ async def test_thread_and_process_nodes_run_off_the_event_loop() -> None:
     sandbox = NodeSandbox(DEFAULTS)
     try:
         await sandbox.warm()
-        context = RunContext(emit=events.append, limits=DEFAULTS, sandbox=sandbox)
+        context = RunContext(
+            emit=lambda e: events.append(to_wire(e)), limits=DEFAULTS, sandbox=sandbox
+        )
         first = await run_graph(prepare(graph), context)
         second = await run_graph(
-            prepare(graph), RunContext(emit=events.append, limits=DEFAULTS, sandbox=sandbox)
+            prepare(graph),
+            RunContext(emit=lambda e: events.append(to_wire(e)), limits=DEFAULTS, sandbox=sandbox),
         )
     finally:
         await sandbox.aclose()
@@ -232,12 +236,14 @@ async def test_foreach_cap_and_coarse_progress() -> None:
         "edges": [{"source": "each", "target": "out", "targetHandle": "value"}],
     }
     events: list[dict[str, Any]] = []
-    results = await run_graph(prepare(graph), RunContext(emit=events.append))
+    results = await run_graph(prepare(graph), RunContext(emit=lambda e: events.append(to_wire(e))))
     assert len(results["out"]) == 600
     progress = [e for e in events if e["type"] == "node_progress"]
     assert 1 <= len(progress) <= 101 and progress[-1]["progress"] == 600
     with pytest.raises(WorkflowError, match="600 items.*NODETOOL_WORKFLOW_MAX_FOREACH_ITEMS"):
-        context = RunContext(emit=events.append, limits=limits(max_foreach_items=599))
+        context = RunContext(
+            emit=lambda e: events.append(to_wire(e)), limits=limits(max_foreach_items=599)
+        )
         await run_graph(prepare(graph), context)
 
 
@@ -259,6 +265,7 @@ class RawResult(BaseNode):
 async def test_a_result_the_store_refuses_fails_the_job_and_ends_its_log(tmp_path) -> None:
     from nodetool.storage import open_store
     from nodetool.workflows.jobs import JobManager
+    from tests.support.workflows import wire
 
     settings = Settings(data_dir=tmp_path, config_dir=tmp_path / "config")
     store = await open_store(settings)
@@ -267,8 +274,10 @@ async def test_a_result_the_store_refuses_fails_the_job_and_ends_its_log(tmp_pat
     try:
         graph = {"nodes": [{"id": "raw", "type": RawResult.type_name}], "edges": []}
         job = await manager.start_job("u1", graph=graph)
-        live = [event async for event in manager.subscribe("u1", job["id"])]
-        replayed = [event async for event in manager.subscribe("u1", job["id"])]  # the store's
+        live = [event async for event in wire(manager.subscribe("u1", job["id"]))]
+        replayed = [
+            event async for event in wire(manager.subscribe("u1", job["id"]))
+        ]  # the store's
         record = await manager.get("u1", job["id"])
     finally:
         await manager.aclose()

@@ -22,7 +22,7 @@ from nodetool.workflows.jobs import JobManager, follow
 from nodetool.workflows.jobs.redis_link import GROUP, Outage
 from tests.support.redis import REDIS_URL, redis_prefix
 from tests.support.storage import temp_postgres_database
-from tests.support.workflows import GATES, gate_graph
+from tests.support.workflows import GATES, gate_graph, wire
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.postgres]
 
@@ -57,7 +57,7 @@ def open_gate(name: str) -> None:
 
 async def gate_running(manager: JobManager, user: str, job_id: str) -> list[dict[str, Any]]:
     seen = []
-    async for event in manager.subscribe(user, job_id):
+    async for event in wire(manager.subscribe(user, job_id)):
         seen.append(event)
         if event.get("node_id") == "g" and event.get("status") == "running":
             return seen
@@ -85,7 +85,7 @@ async def test_without_redis_followers_and_cancels_travel_by_notify(
         other = b if await runner_of((a, b), job["id"]) is a else a
         async with asyncio.timeout(WAIT):
             replay = await gate_running(other, "u1", job["id"])
-            stream = other.subscribe("u1", job["id"])
+            stream = wire(other.subscribe("u1", job["id"]))
             open_gate(gate)
             followed = [event async for event in stream]
         statuses = [(e["status"], e["attempt"]) for e in followed if e["type"] == "job_update"]
@@ -144,8 +144,8 @@ async def test_lost_workers_jobs_are_claimed_and_attempts_are_limited(
         try:
             open_gate("again")
             async with asyncio.timeout(WAIT):
-                failed = [e async for e in a.subscribe("u3", ghost)]
-                completed = [e async for e in a.subscribe("u3", retried)]
+                failed = [e async for e in wire(a.subscribe("u3", ghost))]
+                completed = [e async for e in wire(a.subscribe("u3", retried))]
             assert failed[-1] == {
                 "type": "job_update",
                 "status": "failed",

@@ -13,6 +13,7 @@ import pytest
 from nodetool.config import Settings
 from nodetool.errors import WorkflowError
 from nodetool.providers.registry import ProviderRegistry
+from nodetool.types.jobs import to_wire
 from nodetool.workflows.nodes.base import BaseNode, NodeContext, RunContext
 from nodetool.workflows.registry import register
 from nodetool.workflows.runner import prepare, run_graph
@@ -123,7 +124,9 @@ async def run(
     graph: dict, params: dict | None = None, providers: ProviderRegistry | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    context = RunContext(emit=events.append, job_id="j1", workflow_id="w1", providers=providers)
+    context = RunContext(
+        emit=lambda e: events.append(to_wire(e)), job_id="j1", workflow_id="w1", providers=providers
+    )
     results = await run_graph(prepare(graph, params), context)
     return results, events
 
@@ -303,7 +306,7 @@ async def test_node_failure_fails_the_run_with_node_id_and_message() -> None:
     }
     events: list[dict] = []
     with pytest.raises(WorkflowError) as info:
-        await run_graph(prepare(graph), RunContext(emit=events.append))
+        await run_graph(prepare(graph), RunContext(emit=lambda e: events.append(to_wire(e))))
     assert info.value.message == "node 'd' (nodetool.math.Divide) failed: division by zero"
     assert info.value.node_id == "d" and info.value.status == 400
     (failed,) = of_type(events, "node_update", status="error")

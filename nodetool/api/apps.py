@@ -62,6 +62,7 @@ def _build(
             observe_jobs=metrics.job_event,
             kind=kind,
             admission=admission,
+            responses=True,
         )
         app.state.runtime = runtime
         try:

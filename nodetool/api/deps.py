@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from nodetool.chat.engine import ChatEngine
+from nodetool.api.request_user import user_id_of
 from nodetool.errors import ProviderUnavailableError
-from nodetool.providers.registry import ProviderRegistry
 from nodetool.runtime import Runtime
 from nodetool.storage.base import Store
 from nodetool.workflows.jobs import JobManager
@@ -20,8 +19,8 @@ def get_runtime(conn: HTTPConnection) -> Runtime:
 
 
 def get_user_id(conn: HTTPConnection) -> str:
-    """The user the auth middleware authenticated (`"1"` when auth is off)."""
-    return conn.scope.get("state", {}).get("user_id", "1")
+    """The user the auth middleware authenticated (`DEFAULT_USER` when auth is off)."""
+    return user_id_of(conn.scope)
 
 
 def get_store(conn: HTTPConnection) -> Store:
@@ -29,18 +28,6 @@ def get_store(conn: HTTPConnection) -> Store:
     if store is None:
         raise ProviderUnavailableError("this server has no storage")
     return store
-
-
-def get_engine(conn: HTTPConnection) -> ChatEngine:
-    engine = get_runtime(conn).engine
-    assert engine is not None
-    return engine
-
-
-def get_providers(conn: HTTPConnection) -> ProviderRegistry:
-    providers = get_runtime(conn).providers
-    assert providers is not None
-    return providers
 
 
 def get_jobs(conn: HTTPConnection) -> JobManager:
@@ -53,8 +40,6 @@ def get_jobs(conn: HTTPConnection) -> JobManager:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 UserDep = Annotated[str, Depends(get_user_id)]
 StoreDep = Annotated[Store, Depends(get_store)]
-EngineDep = Annotated[ChatEngine, Depends(get_engine)]
-ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
 
 __all__ = [
@@ -62,7 +47,5 @@ __all__ = [
     "RuntimeDep",
     "UserDep",
     "StoreDep",
-    "EngineDep",
-    "ProvidersDep",
     "JobsDep",
 ]

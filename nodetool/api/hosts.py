@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nodetool.api.sse import send_error
+from nodetool.api.asgi_json import send_error
 from nodetool.config import Settings
 from nodetool.errors import InvalidRequestError
 

@@ -8,12 +8,11 @@ passes the limit. Concurrency: `/v1/*` requests beyond the shared admission limi
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodetool.admission import Admission
-from nodetool.errors import NodetoolError, PayloadTooLargeError
+from nodetool.api.asgi_json import send_error
+from nodetool.errors import PayloadTooLargeError
 
 
 def _too_large(limit: int, size: int | None) -> PayloadTooLargeError:
@@ -42,7 +41,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     size = -1
                 if size > self.max_bytes:
-                    await _reject(send, _too_large(self.max_bytes, size))
+                    await send_error(send, _too_large(self.max_bytes, size), close=True)
                     return
                 await self.app(scope, receive, send)  # the server enforces the declared size
                 return
@@ -78,20 +77,7 @@ class BodyLimitMiddleware:
         except PayloadTooLargeError as exc:
             if started:
                 raise
-            await _reject(send, exc)
-
-
-async def _reject(send: Send, exc: NodetoolError, *, close: bool = True) -> None:
-    body = json.dumps(exc.envelope()).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+            await send_error(send, exc, close=True)
 
 
 class ConcurrencyLimitMiddleware:
@@ -109,7 +95,7 @@ class ConcurrencyLimitMiddleware:
             return
         admission = self.admission
         if not admission.try_acquire():
-            await _reject(send, admission.overloaded(), close=False)
+            await send_error(send, admission.overloaded())
             return
         try:
             await self.app(scope, receive, send)

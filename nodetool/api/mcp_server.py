@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nodetool import __version__
+from nodetool.api.request_user import user_id_of
+from nodetool.config import DEFAULT_USER
 from nodetool.errors import NodetoolError
 from nodetool.tools.base import Tool, ToolContext
 from nodetool.types.messages import FunctionCall, ToolCall
@@ -37,14 +39,14 @@ INSTRUCTIONS = (
 
 def stdio_user(ctx: ServerRequestContext[Any, Any]) -> str:
     """stdio has one local user."""
-    return "1"
+    return DEFAULT_USER
 
 
 def http_user(ctx: ServerRequestContext[Any, Any]) -> str:
     """The user the auth middleware authenticated for this HTTP request."""
     request = ctx.request
     scope = getattr(request, "scope", None) or {}
-    return str(scope.get("state", {}).get("user_id", "1"))
+    return user_id_of(scope)
 
 
 class McpSurface:
@@ -56,14 +58,12 @@ class McpSurface:
 
     def context(self, user_id: str) -> ToolContext:
         runtime = self.runtime
-        return ToolContext(
-            user_id=user_id, settings=runtime.settings, store=runtime.store, jobs=runtime.jobs
-        )
+        return ToolContext(user_id=user_id, settings=runtime.settings, store=runtime.store)
 
     async def tools(self, user_id: str) -> dict[str, Tool]:
         """The enabled tools (a name that cannot be resolved is logged and left out), then
         every workflow the user can see."""
-        from nodetool.tools.workflow_tools import all_workflow_tools
+        from nodetool.workflows.as_tool import WorkflowTools
 
         registry = self.runtime.tools
         assert registry is not None
@@ -76,7 +76,7 @@ class McpSurface:
                 log.warning("MCP: tool %s is not offered: %s", name, exc.message)
                 continue
             tools.setdefault(tool.name, tool)
-        for tool in await all_workflow_tools(context):
+        for tool in await WorkflowTools(self.runtime.jobs).every(context):
             tools.setdefault(tool.name, tool)
         return tools
 

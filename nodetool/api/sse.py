@@ -9,6 +9,7 @@ that happens before any output (upstream refused, answered 4xx/5xx, timed out) s
 real HTTP status; if nothing arrives within the keep-alive interval, the 200 headers and a
 `: keep-alive` comment go out, and again after every idle interval. A failure after the
 headers is one `data: {"error": {...}}` event, then the done marker (`data: [DONE]`).
+Every SSE route answers through `EventStreamResponse`; `sse_data` frames a JSON payload.
 Events produced back to back (a fast upstream) are written in one batch: one send and one
 syscall instead of one per event.
 """
@@ -16,17 +17,14 @@ syscall instead of one per event.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from nodetool.errors import NodetoolError
-
-log = logging.getLogger("nodetool.api.sse")
+from nodetool.api.asgi_json import error_parts, send_error, send_json
+from nodetool.api.json_encoding import compact_json
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
@@ -36,43 +34,16 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 MAX_BUFFER = 256  # events buffered while the client is slow before the producer waits
-_JSON = (b"content-type", b"application/json")
-_INTERNAL = {
-    "error": {
-        "message": "Internal server error",
-        "type": "server_error",
-        "param": None,
-        "code": "internal_error",
-    }
-}
 
 
-def error_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, OpenAI envelope, headers) for an exception; unexpected ones are logged."""
-    if isinstance(exc, NodetoolError):
-        return exc.status, exc.envelope(), exc.headers
-    log.error("request failed", exc_info=exc)
-    return 500, _INTERNAL, {}
+def sse_data(payload: Any) -> str:
+    """One `data:` event of a JSON payload (compact; bytes as base64, see json_encoding)."""
+    return f"data: {compact_json(payload)}\n\n"
 
 
 def default_error_event(exc: BaseException) -> str:
     """The mid-stream failure event: `data: {"error": {...}}`."""
-    return "data: " + json.dumps(error_parts(exc)[1]) + "\n\n"
-
-
-async def send_json(
-    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
-) -> None:
-    raw = [_JSON, (b"content-length", str(len(body)).encode())]
-    if headers:
-        raw.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_error(send: Send, exc: BaseException) -> None:
-    status, envelope, headers = error_parts(exc)
-    await send_json(send, status, json.dumps(envelope).encode(), headers)
+    return sse_data(error_parts(exc)[1])
 
 
 class DisconnectWatch:

@@ -10,16 +10,16 @@ bytes are sent base64-encoded, never dropped. A frame over the size limit closes
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime
 from typing import Any
 
 import msgpack
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from nodetool.api.json_encoding import compact_json, plain
 
 log = logging.getLogger("nodetool.ws")
 
@@ -44,28 +44,10 @@ class FrameTooLarge(Exception):
     """A frame over the size limit; the connection must be closed with 1009."""
 
 
-def _plain(value: Any) -> Any:
-    """A JSON/MessagePack-native form of a value neither encoder knows."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset):
-        return list(value)
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    return str(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return _plain(value)
-
-
 def _msgpack_default(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
-    return _plain(value)
+    return plain(value)
 
 
 def _too_deep() -> FrameError:
@@ -148,7 +130,7 @@ class FrameCodec:
         if self.binary:
             data = msgpack.packb(frame, default=_msgpack_default, use_bin_type=True)
             return {"type": "websocket.send", "bytes": data}
-        text = json.dumps(frame, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        text = compact_json(frame)
         return {"type": "websocket.send", "text": text}
 
 

@@ -14,6 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nodetool.config import DEFAULT_USER
 from nodetool.providers.base import ChatProvider, ToolCallAccumulator
 from nodetool.tools.base import Tool, ToolContext, ToolOutcome
 from nodetool.types.events import (
@@ -34,11 +35,10 @@ from nodetool.types.messages import ChatOptions, Message, ToolCall, ToolSpec
 if TYPE_CHECKING:
     from nodetool.config import Settings
     from nodetool.providers.registry import ProviderRegistry
-    from nodetool.storage.base import Store
     from nodetool.tools.registry import ToolRegistry
-    from nodetool.workflows.jobs import JobManager
 
 ClientToolRunner = Callable[[ToolCall, dict[str, Any]], Awaitable[ToolOutcome]]
+ToolContextFactory = Callable[[str, str | None], ToolContext]  # (user_id, thread_id)
 
 CAP_NOTICE = (
     "The tool-call limit for this turn has been reached. "
@@ -58,7 +58,7 @@ class TurnRequest:
     server_tools: list[str] | None = None  # None: the server's enabled tools
     client_tools: list[ToolSpec] = field(default_factory=list)
     client_tool_runner: ClientToolRunner | None = None
-    user_id: str = "1"
+    user_id: str = DEFAULT_USER
     thread_id: str | None = None
 
 
@@ -66,22 +66,24 @@ class ChatEngine:
     """Runs turns against the provider registry with the shared tool loop."""
 
     def __init__(
-        self, settings: Settings, providers: ProviderRegistry, tools: ToolRegistry
+        self,
+        settings: Settings,
+        providers: ProviderRegistry,
+        tools: ToolRegistry,
+        tool_context: ToolContextFactory | None = None,
     ) -> None:
+        """`tool_context` makes the context a turn's tools run in (by default: the user's
+        workspace and no store)."""
         self.settings = settings
         self.providers = providers
         self.tools = tools
-        self.jobs: JobManager | None = None
-        self.store: Store | None = None
+        self._tool_context = tool_context or self._plain_context
+
+    def _plain_context(self, user_id: str, thread_id: str | None) -> ToolContext:
+        return ToolContext(user_id=user_id, settings=self.settings, thread_id=thread_id)
 
     def tool_context(self, req: TurnRequest) -> ToolContext:
-        return ToolContext(
-            user_id=req.user_id,
-            settings=self.settings,
-            store=self.store,
-            jobs=self.jobs,
-            thread_id=req.thread_id,
-        )
+        return self._tool_context(req.user_id, req.thread_id)
 
     async def resolve(self, req: TurnRequest) -> tuple[ChatProvider, str]:
         """Route the request to a provider and model (errors before any streaming starts)."""

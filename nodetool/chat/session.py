@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 from nodetool.chat.engine import ClientToolRunner, TurnRequest
 from nodetool.errors import WorkflowError
 from nodetool.storage.ids import new_id
-from nodetool.types.events import ChatEvent, Done, JobEvent, MessageEvent, TextDelta
+from nodetool.types.events import ChatEvent, Done, MessageEvent, TextDelta
+from nodetool.types.jobs import JobUpdate, is_terminal
 from nodetool.types.messages import Message, ToolCall, ToolSpec
+from nodetool.workflows.graph import Graph
+from nodetool.workflows.params import chat_text_inputs
 
 if TYPE_CHECKING:
     from nodetool.chat.engine import ChatEngine
@@ -30,9 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("nodetool.chat")
 
 TITLE_LENGTH = 60
-FINISHED = ("completed", "failed", "cancelled")
-_TEXT_INPUTS = ("nodetool.input.StringInput", "nodetool.input.TextInput")
-_MESSAGE_INPUTS = ("nodetool.input.MessageInput", "nodetool.input.ChatInput")
 
 
 @dataclass
@@ -204,25 +204,22 @@ class PersistedTurn:
         return job
 
     async def _follow_job(self, job: dict[str, Any]) -> AsyncIterator[ChatEvent]:
-        """Relay the job's frames; its outputs become the answer."""
-        session, turn = self.session, self.turn
+        """Relay the job's events; its outputs become the answer."""
+        session = self.session
         jobs = session.jobs
         assert jobs is not None
         job_id = job["id"]
-        workflow_id = job.get("workflow_id", turn.workflow_id)
-        final: dict[str, Any] = {}
-        async for frame in jobs.subscribe(session.user_id, job_id):
-            frame = {**frame, "job_id": frame.get("job_id", job_id)}
-            frame.setdefault("workflow_id", workflow_id)
-            if frame.get("type") == "job_update" and frame.get("status") in FINISHED:
-                final = frame
-            yield JobEvent(str(frame.get("type")), frame)
+        final: JobUpdate | None = None
+        async for event in jobs.subscribe(session.user_id, job_id):
+            if is_terminal(event):
+                final = event
+            yield event
         self._job_id = None
-        status = final.get("status")
-        if status != "completed":
-            reason = final.get("error") or f"workflow job {job_id} {status or 'ended'}"
-            raise WorkflowError(str(reason), param="workflow_id")
-        text = results_text(final.get("result"))
+        if final is None or final.status != "completed":
+            ended = f"workflow job {job_id} {final.status if final is not None else 'ended'}"
+            reason = (final.error if final is not None else None) or ended
+            raise WorkflowError(reason, param="workflow_id")
+        text = results_text(final.result)
         if text:
             yield TextDelta(text)
         reply = Message(role="assistant", content=text)
@@ -283,26 +280,16 @@ def feed_text(
     is, to the first message input (else string input) that `params` does not set.
     """
     out = dict(params or {})
-    nodes = (graph or {}).get("nodes") if isinstance(graph, dict) else None
-    message_inputs: list[str] = []
-    text_inputs: list[str] = []
-    for node in nodes if isinstance(nodes, list) else []:
-        if not isinstance(node, dict):
-            continue
-        data = node.get("data") if isinstance(node.get("data"), dict) else {}
-        name = data.get("name") or node.get("id")
-        if not isinstance(name, str):
-            continue
-        if node.get("type") in _MESSAGE_INPUTS:
-            message_inputs.append(name)
-        elif node.get("type") in _TEXT_INPUTS:
-            text_inputs.append(name)
-    named = [n for n in message_inputs + text_inputs if n in out and out[n] is None]
+    try:
+        inputs = chat_text_inputs(Graph.from_dict(graph or {}))
+    except WorkflowError:
+        return out  # starting the job reports what is wrong with the graph
+    named = [n for n in inputs if n in out and out[n] is None]
     if named:
         for name in named:
             out[name] = text
         return out
-    free = [n for n in message_inputs + text_inputs if n not in out]
+    free = [n for n in inputs if n not in out]
     if free and text:
         out[free[0]] = text
     return out

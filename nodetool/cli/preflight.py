@@ -89,17 +89,17 @@ def _check_mcp_tools(settings: Settings) -> str | None:
     return asyncio.run(check())
 
 
-def check_services(settings: Settings) -> None:
-    """The database and Redis a server will use: a bad URL or an unreachable server is one
-    line naming the setting and exit code 2, not a traceback from the app's startup."""
+def check_services(settings: Settings, *, redis: bool = True) -> None:
+    """The database and (with `redis`) Redis a server will use: a bad URL or an unreachable
+    server is one line naming the setting and exit code 2, not a traceback from startup."""
     import asyncio
 
-    problem = asyncio.run(_service_problem(settings))
+    problem = asyncio.run(_service_problem(settings, redis))
     if problem:
         raise fail(problem, code=2)
 
 
-async def _service_problem(settings: Settings) -> str | None:
+async def _service_problem(settings: Settings, redis: bool) -> str | None:
     from nodetool.config import SettingsError
     from nodetool.storage.db import database_url
 
@@ -111,7 +111,7 @@ async def _service_problem(settings: Settings) -> str | None:
         problem = await _postgres_problem("postgresql://" + url.partition("://")[2])
         if problem:
             return f"NODETOOL_DATABASE_URL: cannot connect to PostgreSQL ({problem})"
-    if settings.redis_url:
+    if redis and settings.redis_url:
         return await _redis_problem(settings.redis_url)
     return None
 

@@ -10,18 +10,10 @@ import typer
 from nodetool.cli.common import build_settings, err_console, fail
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
+    from nodetool.client.job_view import JobView
     from nodetool.config import Settings
+    from nodetool.types.jobs import JobEvent
     from nodetool.workflows.runner import Prepared
-
-_STYLES = {
-    "pending": ("·", "dim"),
-    "running": ("…", "yellow"),
-    "completed": ("✓", "green"),
-    "error": ("✗", "red"),
-    "skipped": ("-", "dim"),
-}
 
 
 def run(
@@ -59,20 +51,20 @@ def run(
     except NodetoolError as exc:
         raise fail(f"{file.name}: {exc.message}", code=2) from None
 
-    view = _ProgressView(prepared)
+    progress = _Progress(prepared, workflow["id"])
     try:
-        results = asyncio.run(_execute(settings, prepared, workflow["id"], view))
+        results = asyncio.run(_execute(settings, prepared, workflow["id"], progress))
     except NodetoolError as exc:
-        view.finish()
+        progress.finish("failed")  # the error is the one line below
         raise fail(exc.message) from None
     except KeyboardInterrupt:
-        view.finish()
+        progress.finish("cancelled")
         raise fail("cancelled", code=130) from None
-    view.finish()
+    progress.finish("completed")
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=2, default=str))
         return
-    shown = results or {k: v[0] if len(v) == 1 else v for k, v in view.shown.items()}
+    shown = results or {k: v[0] if len(v) == 1 else v for k, v in progress.shown.items()}
     if not results and shown:
         err_console().print("[dim](no outputs; showing the previews)[/dim]")
     for name, value in shown.items():
@@ -83,7 +75,7 @@ def run(
 
 
 async def _execute(
-    settings: Settings, prepared: Prepared, workflow_id: str, view: _ProgressView
+    settings: Settings, prepared: Prepared, workflow_id: str, progress: _Progress
 ) -> dict[str, Any]:
     from nodetool.workflows.nodes.base import RunContext
     from nodetool.workflows.runner import run_graph
@@ -93,10 +85,10 @@ async def _execute(
         from nodetool.providers.registry import ProviderRegistry
 
         providers = await ProviderRegistry.create(settings)
-    view.start()
+    progress.start()
     try:
         context = RunContext(
-            emit=view.on_event, workflow_id=workflow_id, providers=providers, settings=settings
+            emit=progress.on_event, workflow_id=workflow_id, providers=providers, settings=settings
         )
         return await run_graph(prepared, context)
     finally:
@@ -104,75 +96,40 @@ async def _execute(
             await providers.aclose()
 
 
-class _ProgressView:
-    """A live table on stderr: one row per node with its status and latest detail."""
+class _Progress:
+    """The job's live `JobView` on stderr, and the values its Preview nodes showed."""
 
-    def __init__(self, prepared: Prepared) -> None:
-        self.rows: dict[str, list[str]] = {
-            node.id: [node.type.rsplit(".", 1)[-1], "pending", ""]
-            for node in prepared.graph.nodes
-            if prepared.classes[node.id].runnable
-        }
-        self.previews = {
-            node.id: node.name for node in prepared.graph.nodes if node.type.endswith(".Preview")
-        }
+    def __init__(self, prepared: Prepared, workflow_id: str) -> None:
+        from nodetool.client.job_view import JobView
+
+        nodes = prepared.graph.nodes
+        self.view: JobView = JobView(
+            (node.id, node.type) for node in nodes if prepared.classes[node.id].runnable
+        )
+        self.view.update({"type": "job_update", "workflow_id": workflow_id, "status": "running"})
+        self.previews = {node.id: node.name for node in nodes if node.type.endswith(".Preview")}
         self.shown: dict[str, list[Any]] = {}  # preview name -> values
-        self.chunks: dict[str, int] = {}
         self.live: Any = None
 
     def start(self) -> None:
         from rich.live import Live
 
-        self.live = Live(
-            get_renderable=self.table, console=err_console(), refresh_per_second=8, transient=False
-        )
+        self.live = Live(self.view, console=err_console(), refresh_per_second=8)
         self.live.start()
 
-    def finish(self) -> None:
+    def on_event(self, job_event: JobEvent) -> None:
+        from nodetool.types.jobs import to_wire
+
+        event = to_wire(job_event)
+        self.view.update(event)
+        name = self.previews.get(event.get("node_id", ""))
+        if name is None:
+            return
+        if event.get("type") == "output_update" and event.get("output_name") != "chunk":
+            self.shown.setdefault(name, []).append(event.get("value"))
+
+    def finish(self, status: str) -> None:
+        self.view.update({"type": "job_update", "status": status})
         if self.live is not None:
             self.live.stop()
             self.live = None
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        row = self.rows.get(event.get("node_id", ""))
-        if row is None:
-            return
-        kind = event.get("type")
-        if kind == "node_update":
-            row[1] = str(event.get("status"))
-            if event.get("error"):
-                row[2] = str(event["error"])
-        elif kind == "node_progress":
-            row[2] = f"{event.get('progress')}/{event.get('total')}"
-        elif kind == "output_update":
-            if event.get("output_name") == "chunk":
-                count = self.chunks.get(event["node_id"], 0) + len(str(event.get("value")))
-                self.chunks[event["node_id"]] = count
-                row[2] = f"streaming: {count} chars"
-            else:
-                row[2] = _snippet(event.get("value"))
-                if event["node_id"] in self.previews:
-                    name = self.previews[event["node_id"]]
-                    self.shown.setdefault(name, []).append(event.get("value"))
-
-    def table(self) -> Table:
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        id_width = min(max((len(i) for i in self.rows), default=4), 24)
-        type_width = min(max((len(r[0]) for r in self.rows.values()), default=4), 22)
-        table.add_column("node", no_wrap=True, min_width=id_width, overflow="ellipsis")
-        table.add_column("type", no_wrap=True, min_width=type_width, overflow="ellipsis")
-        table.add_column("status", no_wrap=True, min_width=11)
-        table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1)
-        for node_id, (kind, status, detail) in self.rows.items():
-            mark, style = _STYLES.get(status, ("?", ""))
-            table.add_row(node_id, kind, Text(f"{mark} {status}", style=style), Text(detail))
-        return table
-
-
-def _snippet(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -136,8 +136,7 @@ def _launch(
         )
     from nodetool.cli.preflight import check_services, check_startup
 
-    if kind != "chat-server":  # the chat-only server keeps no state
-        check_services(settings)
+    check_services(settings, redis=kind != "chat-server")  # chat-server: stored responses only
     check_startup(settings)  # after the services: no token is generated for a failed start
     problem = _port_free(host, port)
     if problem:
@@ -149,9 +148,7 @@ def _launch(
     from nodetool.api.request_id import uvicorn_log_config
 
     log_level = settings.log_level
-    if kind == "chat-server":
-        storage = "none"
-    elif (settings.database_url or "").startswith("postgres"):
+    if (settings.database_url or "").startswith("postgres"):
         storage = "postgresql"
     else:
         storage = f"sqlite in {settings.data_dir}"

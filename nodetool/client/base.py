@@ -7,12 +7,14 @@ Both transports yield frames in the `/chat` vocabulary (docs/protocol.md §4: `c
 from __future__ import annotations
 
 import errno
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SHORT = 240  # characters of a one-line preview
 TOKEN_ENV = "NODETOOL_API_KEY"
 
 Frame = dict[str, Any]
@@ -151,3 +153,16 @@ def message_text(content: Any) -> str:
             if isinstance(part, dict) and part.get("type", "text") == "text"
         )
     return str(content)
+
+
+def short(value: Any, limit: int = SHORT) -> str:
+    """A one-line preview of a value (JSON for structures)."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

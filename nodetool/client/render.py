@@ -4,12 +4,11 @@
 fixed rate, a chunk only appends to a list). Finished paragraphs of long answers are printed
 above the live area so the live part stays shorter than the screen and never scrolls (no
 flicker, no duplicated lines). Tool calls and results are compact panels; workflow job/node
-updates are a live progress table; errors are red with the server's message.
+updates are the live `JobView` table (job_view.py); errors are red with the server's message.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any, TextIO
@@ -18,37 +17,15 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.panel import Panel
-from rich.progress_bar import ProgressBar
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from nodetool.client.base import Frame, message_text
+from nodetool.client.base import Frame, message_text, short
+from nodetool.client.job_view import JOB_EVENTS, JobView
 
 REFRESH_PER_SECOND = 12
 COMMIT_CHECK_INTERVAL = 0.25
-SHORT = 240
-STATUS_STYLE = {
-    "queued": "dim",
-    "running": "yellow",
-    "completed": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-}
-WORKFLOW_FRAMES = ("job_update", "node_update", "node_progress", "output_update")
-
-
-def short(value: Any, limit: int = SHORT) -> str:
-    """A one-line preview of a value (JSON for structures)."""
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            text = str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class TurnView:
@@ -76,7 +53,7 @@ class TurnView:
             self.on_tool_result(frame)
         elif kind == "message":
             self._on_message(frame)
-        elif kind in WORKFLOW_FRAMES:
+        elif kind in JOB_EVENTS:
             self.on_workflow(frame)
         elif kind == "generation_stopped":
             self.stopped = True
@@ -136,61 +113,6 @@ class PlainView(TurnView):
         if self.echo and self.text and not self.text.endswith("\n"):
             self.out.write("\n")
             self.out.flush()
-
-
-class JobView:
-    """The live state of one workflow job: its status and each node's progress."""
-
-    def __init__(self) -> None:
-        self.job: Frame = {}
-        self.nodes: dict[str, Frame] = {}
-
-    def update(self, frame: Frame) -> None:
-        kind = frame.get("type")
-        if kind == "job_update":
-            self.job.update({k: v for k, v in frame.items() if v is not None})
-            return
-        node_id = str(frame.get("node_id") or "?")
-        node = self.nodes.setdefault(node_id, {"status": "running"})
-        if kind == "node_update":
-            node.update({k: frame[k] for k in ("node_type", "status", "error") if k in frame})
-        elif kind == "node_progress":
-            node["progress"] = frame.get("progress") or 0
-            node["total"] = frame.get("total") or 0
-        elif kind == "output_update":
-            node.setdefault("outputs", {})[str(frame.get("output_name", "output"))] = short(
-                frame.get("value"), 60
-            )
-
-    def __rich__(self) -> RenderableType:
-        status = str(self.job.get("status") or "running")
-        title = f"workflow {self.job.get('workflow_id') or ''} · [{STATUS_STYLE.get(status, '')}]"
-        table = Table(
-            title=f"{title}{status}[/]",
-            title_justify="left",
-            show_header=False,
-            box=None,
-            padding=(0, 1),
-        )
-        for node_id, node in self.nodes.items():
-            node_status = str(node.get("status") or "")
-            total = node.get("total") or 0
-            if total:
-                bar: RenderableType = ProgressBar(
-                    total=float(total), completed=float(node.get("progress") or 0), width=20
-                )
-            else:
-                bar = Text(short(node.get("outputs"), 50) if node.get("outputs") else "")
-            name = Text(node_id, style="bold")
-            if node.get("node_type"):
-                name.append(f" {str(node['node_type']).rsplit('.', 1)[-1]}", style="dim")
-            detail = Text(str(node.get("error") or ""), style="red")
-            table.add_row(name, Text(node_status, style=STATUS_STYLE.get(node_status, "")), bar)
-            if node.get("error"):
-                table.add_row("", detail, "")
-        if self.job.get("error"):
-            table.add_row(Text("error", style="red"), Text(str(self.job["error"]), style="red"))
-        return table
 
 
 def tool_call_panel(name: str, args: Any) -> Panel:

@@ -63,8 +63,8 @@ def make_history(data_dir: Path | None) -> Any:
         return InMemoryHistory()
 
 
-class ChatSession:
-    """One interactive session over a connection."""
+class ChatRepl:
+    """The terminal prompt loop of `nodetool chat` over one connection (HTTP or WebSocket)."""
 
     def __init__(self, conn: Connection, console: Console, data_dir: Path | None) -> None:
         self.conn = conn
@@ -213,6 +213,6 @@ async def run_session(conn: Connection, data_dir: Path | None) -> None:
     """The interactive loop; fatal connection problems raise ClientError."""
     console = Console(highlight=False)
     try:
-        await ChatSession(conn, console, data_dir).run()
+        await ChatRepl(conn, console, data_dir).run()
     finally:
         await conn.aclose()

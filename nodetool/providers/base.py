@@ -1,4 +1,4 @@
-"""The provider protocols and the one place non-streaming results are assembled.
+"""The provider protocols, field gating and tool-call assembly.
 
 Every provider implements `ChatProvider`. Two capabilities are optional, each its own protocol
 (checked with `isinstance`, so a provider simply defines the method or not):
@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from nodetool.errors import InvalidRequestError
 from nodetool.types.events import (
-    Finish,
-    FinishReason,
     ProviderEvent,
-    TextDelta,
-    TokenLogprobs,
     ToolCallDelta,
-    Usage,
 )
 from nodetool.types.messages import (
     ChatOptions,
@@ -224,40 +219,3 @@ class ToolCallAccumulator:
                 )
             )
         return result
-
-
-@dataclass(slots=True)
-class ChatResult:
-    """A whole completion assembled from a provider stream."""
-
-    message: Message
-    finish_reason: FinishReason = "stop"
-    usage: Usage = field(default_factory=Usage)
-    logprobs: list[dict] | None = None  # OpenAI chat shape, when asked for
-
-
-async def collect(stream: AsyncIterator[ProviderEvent]) -> ChatResult:
-    """Assemble a provider stream into one ChatResult (the non-streaming path)."""
-    parts: list[str] = []
-    logprobs: list[dict] = []
-    tools = ToolCallAccumulator()
-    usage = Usage()
-    finish: FinishReason | None = None
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        elif isinstance(event, ToolCallDelta):
-            tools.add(event)
-        elif isinstance(event, Usage):
-            usage = event
-        elif isinstance(event, Finish):
-            finish = event.reason
-        elif isinstance(event, TokenLogprobs):
-            logprobs.extend(event.content)
-    calls = tools.calls() if tools else None
-    if finish is None:
-        finish = "tool_calls" if calls else "stop"
-    message = Message(
-        role="assistant", content="".join(parts) if parts or not calls else None, tool_calls=calls
-    )
-    return ChatResult(message=message, finish_reason=finish, usage=usage, logprobs=logprobs or None)

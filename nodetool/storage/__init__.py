@@ -1,4 +1,5 @@
-"""Async persistence: threads, messages, workflows, jobs (SQLite by default, or PostgreSQL).
+"""Async persistence: threads, messages, workflows, jobs, responses (SQLite by default, or
+PostgreSQL).
 
 `open_store(settings)` opens the configured database, migrates it to the current schema and
 returns a `Store` (see `base.py`). SQLAlchemy is imported only when a store is opened.
@@ -12,6 +13,7 @@ from nodetool.storage.base import JobStore, MessageStore, Store, ThreadStore, Wo
 
 if TYPE_CHECKING:
     from nodetool.config import Settings
+    from nodetool.storage.responses import SqlResponseStore
 
 
 async def open_store(settings: Settings) -> Store:
@@ -21,4 +23,19 @@ async def open_store(settings: Settings) -> Store:
     return await open_sql_store(settings)
 
 
-__all__ = ["JobStore", "MessageStore", "Store", "ThreadStore", "WorkflowStore", "open_store"]
+async def open_response_store(settings: Settings) -> SqlResponseStore:
+    """Only the stored `/v1/responses`, on the same database `open_store` would open."""
+    from nodetool.storage.responses import SqlResponseStore
+
+    return await SqlResponseStore.open(settings)
+
+
+__all__ = [
+    "JobStore",
+    "MessageStore",
+    "Store",
+    "ThreadStore",
+    "WorkflowStore",
+    "open_response_store",
+    "open_store",
+]

@@ -21,8 +21,6 @@ Record = dict[str, Any]
 Page = tuple[list[Record], str | None]
 
 ROLES = ("system", "user", "assistant", "tool")
-JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED_JOB_STATUSES = ("completed", "failed", "cancelled")
 
 
 class ThreadStore(Protocol):

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodetool.errors import InvalidRequestError, NotFoundError
-from nodetool.storage.base import FINISHED_JOB_STATUSES, JOB_STATUSES, Page, Record
+from nodetool.storage.base import Page, Record
 from nodetool.storage.codec import (
     check_limit,
     check_str,
@@ -24,11 +24,11 @@ from nodetool.storage.codec import (
 from nodetool.storage.db import Database
 from nodetool.storage.ids import new_id
 from nodetool.storage.schema import job_events, jobs
+from nodetool.types.jobs import JOB_STATUSES, TERMINAL_JOB_STATUSES, UNFINISHED_JOB_STATUSES
 
 # bookkeeping, not in job records
 _INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")
 _COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
-_UNFINISHED = ("queued", "running")
 
 
 class JobAttempt:
@@ -154,11 +154,11 @@ class SqlJobStore:
                 return None
             if status == "running" and current.started_at is None:
                 values["started_at"] = stamp
-            if status in FINISHED_JOB_STATUSES and current.finished_at is None:
+            if status in TERMINAL_JOB_STATUSES and current.finished_at is None:
                 values["finished_at"] = stamp
             # A finished job is final (e.g. cancelled from another process): the guard sits in
             # the UPDATE itself so a concurrent finish cannot slip between check and write.
-            unfinished = jobs.c.status.notin_(FINISHED_JOB_STATUSES)
+            unfinished = jobs.c.status.notin_(TERMINAL_JOB_STATUSES)
             # A superseded attempt (its job was claimed by another worker) changes nothing.
             current_attempt = jobs.c.attempt == attempt if attempt is not None else unfinished
             result = await conn.execute(
@@ -324,7 +324,7 @@ class SqlJobStore:
         async def run(conn: AsyncConnection) -> Any:
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status.in_(_UNFINISHED))
+                .where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED_JOB_STATUSES))
                 .values(attempt=jobs.c.attempt + 1, owner=owner, status="running", updated_at=stamp)
                 .returning(*_COLUMNS, jobs.c.cancel_requested, jobs.c.event_seq)
             )
@@ -382,7 +382,7 @@ class SqlJobStore:
     async def _fail(self, reason: str, condition: ColumnElement[bool] | None) -> int:
         async def run(conn: AsyncConnection) -> int:
             stamp = now()
-            query = update(jobs).where(jobs.c.status.in_(_UNFINISHED))
+            query = update(jobs).where(jobs.c.status.in_(UNFINISHED_JOB_STATUSES))
             if condition is not None:
                 query = query.where(condition)
             result = await conn.execute(

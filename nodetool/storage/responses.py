@@ -1,4 +1,4 @@
-"""Stored `/v1/responses` objects, per user: SQL (the `responses` table) and in-memory.
+"""Stored `/v1/responses` objects, per user, in the `responses` table.
 
 A record is `{id, previous_response_id, response, input_items, history, created_at}`:
 `response` is the object as last sent to the client, `input_items` the request's own input
@@ -6,8 +6,9 @@ items (with ids), `history` the whole conversation after the response (chat mess
 instructions excluded) so `previous_response_id` can continue it. Every call is scoped by
 `user_id`: another user's id reads as missing.
 
-`nodetool.storage.memory_responses.MemoryResponseStore` serves `nodetool chat-server`, which
-has no database.
+`serve` and `worker` use their store's `responses`; `nodetool chat-server`, which keeps no
+other state, opens only this store (`open_response_store`) on the same database, so stored
+responses survive restarts and are shared by its worker processes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, Protocol
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nodetool.config import Settings
 from nodetool.storage.base import Record
 from nodetool.storage.codec import dumps, iso, loads, now
 from nodetool.storage.db import Database
+from nodetool.storage.migrations import migrate
 from nodetool.storage.schema import responses
 
 
@@ -55,6 +58,22 @@ def _record(row: Any) -> Record:
 class SqlResponseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @classmethod
+    async def open(cls, settings: Settings) -> SqlResponseStore:
+        """A store on its own connection to the settings' database, migrated (the caller
+        closes it); for servers that keep no other state."""
+        db = Database.from_settings(settings)
+        try:
+            await migrate(db)
+        except BaseException:
+            await db.dispose()
+            raise
+        return cls(db)
+
+    async def close(self) -> None:
+        """Dispose of the database connections (only for a store made by `open`)."""
+        await self._db.dispose()
 
     async def save(
         self,

@@ -1,10 +1,10 @@
-"""The Tool protocol, the context a tool runs in, and its outcome."""
+"""The Tool protocol, the context a tool runs in, its outcome, and tool families."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -13,7 +13,6 @@ from nodetool.types.messages import ToolSpec
 if TYPE_CHECKING:
     from nodetool.config import Settings
     from nodetool.storage.base import Store
-    from nodetool.workflows.jobs import JobManager
 
 
 @dataclass(slots=True)
@@ -23,7 +22,6 @@ class ToolContext:
     user_id: str
     settings: Settings
     store: Store | None = None
-    jobs: JobManager | None = None
     thread_id: str | None = None
 
     @property
@@ -76,3 +74,16 @@ class Tool:
 
     async def run(self, context: ToolContext, args: BaseModel) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+
+class ToolFamily(Protocol):
+    """Tools made per user on demand and found by name (stored workflows: `workflow_*`);
+    the layer that owns them implements this and hands it to the registry."""
+
+    async def find(self, name: str, context: ToolContext) -> Tool | None:
+        """The tool called `name` for the context's user, or None."""
+        ...
+
+    async def list(self, context: ToolContext) -> list[Tool]:
+        """The family's tools the context's user may name."""
+        ...

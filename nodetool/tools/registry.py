@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from nodetool.errors import InvalidRequestError, ToolError
-from nodetool.tools.base import Tool, ToolContext, ToolOutcome
+from nodetool.tools.base import Tool, ToolContext, ToolFamily, ToolOutcome
 from nodetool.types.messages import ToolCall
 
 if TYPE_CHECKING:
     from nodetool.config import Settings
-    from nodetool.storage.base import Store
     from nodetool.tools.mcp_tools import McpHub
 
 log = logging.getLogger("nodetool.tools")
@@ -39,17 +38,19 @@ DEFAULT_DYNAMIC = {"serve": (WORKFLOW_PREFIX + "*",)}
 
 class ToolRegistry:
     """Static tools by name, dynamic tool families by prefix (`workflow_<tool_name>` from
-    stored workflows, `mcp__<server>__<tool>` of the configured MCP servers), and the
-    allow-list of what this server may run."""
+    stored workflows, given as `workflows`; `mcp__<server>__<tool>` of the configured MCP
+    servers), and the allow-list of what this server may run."""
 
     def __init__(
         self,
         enabled: Iterable[str] | None = None,
         mcp: McpHub | None = None,
         offered: Iterable[str] | None = None,
+        workflows: ToolFamily | None = None,
     ) -> None:
         self._tools: dict[str, Tool] = {}
         self.mcp = mcp
+        self.workflows = workflows
         self.dynamic_prefixes: set[str] = {WORKFLOW_PREFIX} | ({MCP_PREFIX} if mcp else set())
         self.enabled: tuple[str, ...] = tuple(enabled or ())
         # offered when a request names no tools: `--tools` names (the kind's default: none)
@@ -133,9 +134,7 @@ class ToolRegistry:
         return tools
 
     async def _workflow_tool(self, name: str, context: ToolContext) -> Tool:
-        from nodetool.tools.workflow_tools import find_workflow_tool
-
-        tool = await find_workflow_tool(name, context)
+        tool = None if self.workflows is None else await self.workflows.find(name, context)
         if tool is None:
             raise InvalidRequestError(
                 f"unknown tool: {name} (no stored workflow has that tool_name)",
@@ -204,16 +203,18 @@ def default_enabled(kind: str, tools: Iterable[Tool]) -> list[str]:
 
 
 def build_tool_registry(
-    settings: Settings, store: Store | None, kind: str = "serve"
+    settings: Settings, workflows: ToolFamily | None = None, kind: str = "serve"
 ) -> ToolRegistry:
-    """A registry with every built-in tool and the configured MCP servers' tools (started
-    lazily); the allow-list is `--tools` or the kind's default."""
+    """A registry with every built-in tool, the configured MCP servers' tools (started
+    lazily) and the `workflows` family; the allow-list is `--tools` or the kind's default."""
     from nodetool.tools.builtins import builtin_tools
     from nodetool.tools.mcp_tools import McpHub
 
     tools = builtin_tools()
     enabled = settings.tools if settings.tools is not None else default_enabled(kind, tools)
-    registry = ToolRegistry(enabled, McpHub.from_settings(settings), offered=settings.tools)
+    registry = ToolRegistry(
+        enabled, McpHub.from_settings(settings), offered=settings.tools, workflows=workflows
+    )
     for tool in tools:
         registry.register(tool)
     registry.check_enabled(registry.enabled)

@@ -1,15 +1,16 @@
 """Typed stream events.
 
 Provider events (what a ChatProvider yields) and chat events (what the chat engine yields to
-the edges: OpenAI SSE, /chat frames, terminal). Plain slotted dataclasses: they are created per
-streamed chunk, so they stay cheap.
+the edges: OpenAI SSE, /chat frames, terminal); job events are in `types/jobs.py`. Plain
+slotted dataclasses: they are created per streamed chunk, so they stay cheap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from nodetool.types.jobs import JobUpdate, NodeProgress, NodeUpdate, OutputUpdate
 from nodetool.types.messages import Message, ToolCall
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -104,21 +105,6 @@ class MessageEvent:
 
 
 @dataclass(slots=True)
-class JobEvent:
-    """A workflow event: job_update, node_update, node_progress, output_update."""
-
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class ErrorEvent:
-    message: str
-    code: str | None = None
-    status: int = 500
-
-
-@dataclass(slots=True)
 class Done:
     """The turn ended (normally, stopped or failed)."""
 
@@ -134,8 +120,11 @@ ChatEvent = (
     | ToolCallStarted
     | ToolResultEvent
     | MessageEvent
-    | JobEvent
-    | Usage
-    | ErrorEvent
+    | JobUpdate
+    | NodeUpdate
+    | NodeProgress
+    | OutputUpdate
     | Done
 )
+"""What the chat engine (and a `/chat` workflow turn, which relays its job's events) yields.
+Failures are exceptions, never events; usage is totalled on `Done`."""

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import WorkflowError
-from nodetool.workflows.graph import Graph, node_classes
+from nodetool.workflows.graph import Graph, NodeSpec, node_classes
+
+if TYPE_CHECKING:
+    from nodetool.workflows.nodes.io import InputNode
+
+
+def input_nodes(graph: Graph) -> list[tuple[NodeSpec, type[InputNode]]]:
+    """The workflow's input nodes with their classes, in graph order (the classes describe
+    each param: type, schema, coercion); unknown node types raise `WorkflowError`."""
+    classes = node_classes(graph)
+    return [(node, classes[node.id]) for node in graph.nodes if classes[node.id].role == "input"]  # type: ignore[misc]
 
 
 def describe_inputs(graph: Graph) -> list[dict[str, Any]]:
     """The workflow's inputs: `{name, type, default, description, node_id}` in graph order."""
-    classes = node_classes(graph)
-    described = []
-    for node in graph.nodes:
-        cls = classes[node.id]
-        if cls.role == "input":
-            described.append(
-                {
-                    "name": node.name,
-                    "type": getattr(cls, "json_type", "any"),
-                    "default": node.data.get("value", cls.inputs.get("value")),
-                    "description": node.data.get("description") or "",
-                    "node_id": node.id,
-                }
-            )
-    return described
+    return [
+        {
+            "name": node.name,
+            "type": cls.json_type,
+            "default": node.data.get("value", cls.inputs.get("value")),
+            "description": node.data.get("description") or "",
+            "node_id": node.id,
+        }
+        for node, cls in input_nodes(graph)
+    ]
+
+
+def chat_text_inputs(graph: Graph) -> list[str]:
+    """The names of the inputs a chat user's text may feed, preferred first (message inputs,
+    then string inputs)."""
+    ranked = [(cls.chat_text, i, node.name) for i, (node, cls) in enumerate(input_nodes(graph))]
+    return [name for rank, _, name in sorted(ranked) if rank > 0]
 
 
 def output_names(graph: Graph) -> list[str]:
@@ -39,11 +51,11 @@ def coerce_params(graph: Graph, params: Mapping[str, Any] | None) -> dict[str, A
         return {}
     if not isinstance(params, Mapping):
         raise WorkflowError("params must be an object of input name -> value", param="params")
-    classes = node_classes(graph)
+    classes: dict[str, type[InputNode]] = {}
     by_name: dict[str, list[str]] = {}
-    for node in graph.nodes:
-        if classes[node.id].role == "input":
-            by_name.setdefault(node.name, []).append(node.id)
+    for node, cls in input_nodes(graph):
+        classes[node.id] = cls
+        by_name.setdefault(node.name, []).append(node.id)
     values: dict[str, Any] = {}
     for name, raw in params.items():
         node_ids = by_name.get(name)
@@ -57,7 +69,7 @@ def coerce_params(graph: Graph, params: Mapping[str, Any] | None) -> dict[str, A
         for node_id in node_ids:
             cls = classes[node_id]
             try:
-                values[node_id] = cls.coerce(raw)  # type: ignore[attr-defined]
+                values[node_id] = cls.coerce(raw)
             except ValueError as exc:
                 raise WorkflowError(
                     f"param '{name}': {exc}", param=f"params.{name}", code="invalid_param"

@@ -6,9 +6,9 @@ concurrently. Streams work as in NodeTool: a node fed a stream runs once per arr
 (`zip_all`); `collect` inputs gather a whole stream into a list. When a node is done its
 outgoing edges close; a node whose inputs close without ever getting a value is skipped.
 
-Events (the job events of docs/protocol.md §6) go to the run context's `emit`: `node_update`
-(running, completed, error, skipped), `node_progress`, `output_update`. The first node failure
-cancels the rest and raises `WorkflowError` naming the node.
+Events (the typed job events of `types/jobs.py`, docs/protocol.md §6) go to the run context's
+`emit`: `NodeUpdate` (running, completed, error, skipped), `NodeProgress`, `OutputUpdate`.
+The first node failure cancels the rest and raises `WorkflowError` naming the node.
 
 Nothing heavy runs on the event loop: "process" and "thread" nodes compute in the run's
 `NodeSandbox` (the server's shared one, else one started for this run), within the
@@ -141,9 +141,7 @@ def _as_workflow_error(failure: _NodeFailed, context: RunContext) -> WorkflowErr
         status = 400 if isinstance(error, ValueError | TypeError | ArithmeticError) else 500
         if status == 500:
             log.error("node %s (%s) crashed", spec.id, spec.type, exc_info=error)
-    context.event(
-        "node_update", node_id=spec.id, node_type=spec.type, status="error", error=message
-    )
+    context.node_update(spec, "error", message)
     return WorkflowError(
         f"node '{spec.id}' ({spec.type}) failed: {message}", node_id=spec.id, status=status
     )
@@ -178,9 +176,7 @@ class _Runner:
         async def fire() -> None:
             nonlocal runs
             if runs == 0:
-                self.context.event(
-                    "node_update", node_id=spec.id, node_type=spec.type, status="running"
-                )
+                self.context.node_update(spec, "running")
             runs += 1
             emitted = 0
             try:
@@ -235,5 +231,4 @@ class _Runner:
         for targets in actor.out_edges.values():
             for target, target_handle in targets:
                 target.inbox.put_nowait((target_handle, _EOS))
-        status = "completed" if runs else "skipped"
-        self.context.event("node_update", node_id=spec.id, node_type=spec.type, status=status)
+        self.context.node_update(spec, "completed" if runs else "skipped")

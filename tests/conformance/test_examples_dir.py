@@ -19,6 +19,7 @@ import pytest
 
 from nodetool.config import Settings
 from nodetool.providers.registry import ProviderRegistry
+from nodetool.types.jobs import to_wire
 from nodetool.workflows.jobs import read_workflow_file
 from nodetool.workflows.nodes.base import RunContext
 from nodetool.workflows.runner import prepare, run_graph
@@ -83,7 +84,9 @@ async def run(
     workflow: dict[str, Any], params: dict[str, Any] | None, providers: ProviderRegistry
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    context = RunContext(emit=events.append, job_id="j", workflow_id=workflow["id"])
+    context = RunContext(
+        emit=lambda event: events.append(to_wire(event)), job_id="j", workflow_id=workflow["id"]
+    )
     context.providers = providers
     results = await run_graph(prepare(workflow["graph"], params), context)
     return results, events

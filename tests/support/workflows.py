@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from nodetool.types.jobs import JobEvent, to_wire
 from nodetool.workflows.nodes.base import BaseNode, NodeContext
 from nodetool.workflows.registry import register
 
@@ -41,3 +43,12 @@ def gate_graph(gate: str) -> dict[str, Any]:
             {"source": "g", "sourceHandle": "output", "target": "out", "targetHandle": "value"},
         ],
     }
+
+
+async def wire(stream: AsyncIterator[JobEvent]) -> AsyncIterator[dict[str, Any]]:
+    """A job's typed events (`JobManager.subscribe`) as the wire dicts the edges send."""
+    try:
+        async for event in stream:
+            yield to_wire(event)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]

@@ -1,22 +1,22 @@
 """Pure ASGI auth for HTTP and WebSocket scopes (docs/protocol.md §10, §4).
 
-The authenticated user id goes to `scope["state"]["user_id"]`, where `deps.get_user_id`
-reads it. Modes `none`/`local` let everything through as user "1". With `static` or
-`supabase`, only `/health`, `/ping`, CORS preflights (and `/metrics` when configured public)
-are open; HTTP failures are 401 OpenAI envelopes with `WWW-Authenticate: Bearer`, WebSocket
-failures are accepted and then closed with 1008.
+The authenticated user id goes to the scope (`request_user.set_user_id`), where handlers read
+it (`request_user.user_id_of`). Modes `none`/`local` let everything through as user "1".
+With `static` or `supabase`, only `/health`, `/ping`, CORS preflights (and `/metrics` when
+configured public) are open; HTTP failures are 401 OpenAI envelopes with
+`WWW-Authenticate: Bearer`, WebSocket failures are accepted and then closed with 1008.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import math
 from typing import Protocol
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nodetool.api.asgi_json import send_error
 from nodetool.api.auth.cors import install_cors
 from nodetool.api.auth.logs import install_log_redaction
 from nodetool.api.auth.supabase import (
@@ -26,10 +26,10 @@ from nodetool.api.auth.supabase import (
 )
 from nodetool.api.auth.tokens import AuthConfigError, ensure_static_token
 from nodetool.api.hosts import install_hosts
-from nodetool.config import Settings
+from nodetool.api.request_user import set_user_id
+from nodetool.config import DEFAULT_USER, Settings
 from nodetool.errors import AuthenticationError, NodetoolError, OverloadedError
 
-DEFAULT_USER = "1"
 PUBLIC_PATHS = frozenset({"/health", "/ping"})
 APP_KINDS = {
     "nodetool editor": "serve",
@@ -106,10 +106,6 @@ def request_token(scope: Scope) -> bytes | None:
     return None
 
 
-def _body(error: NodetoolError) -> bytes:
-    return json.dumps(error.envelope()).encode("utf-8")
-
-
 class AuthMiddleware:
     """Authenticate every HTTP request and WebSocket handshake before the app sees it."""
 
@@ -133,7 +129,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         if self.authenticator is None:
-            scope.setdefault("state", {})["user_id"] = DEFAULT_USER
+            set_user_id(scope, DEFAULT_USER)
             await self.app(scope, receive, send)
             return
         if kind == "http" and self._is_public(scope):
@@ -156,7 +152,7 @@ class AuthMiddleware:
         if user_id is None:
             await self._reject(scope, receive, send, missing=token is None)
             return
-        scope.setdefault("state", {})["user_id"] = user_id
+        set_user_id(scope, user_id)
         await self.app(scope, receive, send)
 
     def _is_public(self, scope: Scope) -> bool:
@@ -185,16 +181,20 @@ class AuthMiddleware:
         if scope["type"] == "websocket":
             await _close_ws(receive, send, 1008, WS_MISSING if missing else WS_INVALID)
             return
-        body = _body(AuthenticationError(MISSING if missing else INVALID))
-        await _respond(send, 401, body, [(b"www-authenticate", b"Bearer")])
+        error = AuthenticationError(
+            MISSING if missing else INVALID, headers={"WWW-Authenticate": "Bearer"}
+        )
+        await send_error(send, error)
 
     async def _unavailable(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
         message = f"Authentication service unavailable ({why}); try again later."
         if scope["type"] == "websocket":
             await _close_ws(receive, send, 1013, "authentication service unavailable")
             return
-        body = _body(NodetoolError(message, status=503, code="auth_unavailable"))
-        await _respond(send, 503, body, [(b"retry-after", b"5")])
+        error = NodetoolError(
+            message, status=503, code="auth_unavailable", headers={"Retry-After": "5"}
+        )
+        await send_error(send, error)
 
     async def _rate_limited(
         self, scope: Scope, receive: Receive, send: Send, retry_after: float
@@ -206,18 +206,9 @@ class AuthMiddleware:
         error = OverloadedError(
             "Too many authentication attempts from this client; retry later.",
             code="auth_rate_limited",
+            headers={"Retry-After": seconds},
         )
-        await _respond(send, 429, _body(error), [(b"retry-after", seconds.encode())])
-
-
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await send_error(send, error)
 
 
 async def _close_ws(receive: Receive, send: Send, code: int, reason: str) -> None:

@@ -32,13 +32,12 @@ from nodetool.tools.client_bridge import ClientToolBridge
 from nodetool.types.events import (
     ChatEvent,
     Done,
-    ErrorEvent,
-    JobEvent,
     MessageEvent,
     TextDelta,
     ToolCallStarted,
     ToolResultEvent,
 )
+from nodetool.types.jobs import JOB_EVENT_TYPES, to_wire
 from nodetool.types.messages import ToolSpec
 
 log = logging.getLogger("nodetool.chat_ws")
@@ -289,13 +288,11 @@ class ChatConnection:
             return frame
         if isinstance(event, MessageEvent):
             return _message_frame(event, thread_id)
-        if isinstance(event, JobEvent):
-            return {**event.data, "type": event.type, "thread_id": thread_id}
+        if isinstance(event, JOB_EVENT_TYPES):
+            return {**to_wire(event), "thread_id": thread_id}
         if isinstance(event, Done):
             active.done_sent = True
             return _done(thread_id)
-        if isinstance(event, ErrorEvent):
-            return {"type": "error", "message": event.message, "code": event.code}
         return None
 
     async def _stop(self, notify: bool) -> None:

@@ -9,15 +9,14 @@ A client that leaves the event stream does not cancel the job.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
 
 from nodetool.api.deps import JobsDep, RuntimeDep, UserDep
-from nodetool.api.sse import EventStreamResponse
+from nodetool.api.sse import EventStreamResponse, sse_data
+from nodetool.types.jobs import to_wire
 from nodetool.workflows.jobs import JobManager
 
 router = APIRouter(tags=["jobs"])
@@ -28,18 +27,6 @@ def job_public(record: dict[str, Any]) -> dict[str, Any]:
     public = {k: v for k, v in record.items() if k != "user_id"}
     public["job_id"] = record["id"]
     return public
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
-
-
-def sse_data(payload: Any) -> str:
-    """One SSE `data:` event of a JSON payload (bytes as base64)."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    return f"data: {text}\n\n"
 
 
 @router.get("/jobs/{job_id}")
@@ -59,7 +46,7 @@ async def job_events(
 
 async def _events(jobs: JobManager, user_id: str, job_id: str) -> AsyncIterator[str]:
     async for event in jobs.subscribe(user_id, job_id):
-        yield sse_data(event)
+        yield sse_data(to_wire(event))
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -28,13 +28,13 @@ from nodetool.api.openai_wire import (
     to_options,
     to_tool_specs,
 )
+from nodetool.api.request_user import user_id_of
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
-from nodetool.errors import ModelNotFoundError, NodetoolError, ProviderError
+from nodetool.errors import ModelNotFoundError, ProviderError
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
     Done,
-    ErrorEvent,
     MessageEvent,
     TextDelta,
     TokenLogprobs,
@@ -84,10 +84,6 @@ class _Turn:
             self.metrics.upstream_error(exc.provider or self.route[0].name, exc.code)
 
 
-def _event_error(event: ErrorEvent) -> NodetoolError:
-    return NodetoolError(event.message, code=event.code, status=event.status)
-
-
 async def chat_completions(request: Request) -> Response:
     """`POST /v1/chat/completions` (a plain Starlette route: no per-request dependency solving)."""
     started = time.perf_counter()
@@ -101,7 +97,7 @@ async def chat_completions(request: Request) -> Response:
         provider=wire.provider,
         options=to_options(wire),
         client_tools=to_tool_specs(wire),
-        user_id=request.scope.get("state", {}).get("user_id", "1"),
+        user_id=user_id_of(request.scope),
     )
     route = await engine.resolve(turn_request)
     check_fields(route[0], gated_fields(wire))
@@ -153,8 +149,6 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
                     out = encoder.finish(event.finish_reason or "stop")
                     if encoder.include_usage:
                         out += encoder.usage(usage)
-                elif kind is ErrorEvent:
-                    raise _event_error(event)
                 else:  # server-side tool activity is invisible to OpenAI clients
                     continue
                 if held is not None and kind is not TextDelta:
@@ -202,8 +196,6 @@ async def _complete(turn: _Turn) -> bytes:
                     reply = event.message
                 elif kind is Done:
                     done = event
-                elif kind is ErrorEvent:
-                    raise _event_error(event)
     except Exception as exc:
         turn.failed(exc)
         raise

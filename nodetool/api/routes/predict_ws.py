@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from nodetool.api.deps import get_runtime, get_user_id
 from nodetool.api.ws_codec import FrameError, FrameSocket
 from nodetool.errors import InvalidRequestError, NodetoolError
+from nodetool.types.jobs import to_wire
 from nodetool.workflows.jobs import JobManager
 
 log = logging.getLogger("nodetool.predict_ws")
@@ -143,7 +144,7 @@ class PredictConnection:
     async def _relay(self, job_id: str) -> None:
         try:
             async for event in self.jobs.subscribe(self.user_id, job_id):
-                if not await self.socket.send(event):
+                if not await self.socket.send(to_wire(event)):
                     return
         except NodetoolError as exc:
             await self.socket.send(_error("reconnect_job", exc, {"job_id": job_id}))

@@ -2,8 +2,8 @@
 
 A response is one chat-engine turn, exactly like `/v1/chat/completions`: server tools
 (`--tools`) run inside it, client function tools come back as `function_call` items. Stored
-responses (`store`, default true) live in the database per user (`nodetool chat-server`, which
-has none, keeps them in memory); `previous_response_id` continues a stored conversation.
+responses (`store`, default true) live in the database's `responses` table per user (on every
+server, chat-server included); `previous_response_id` continues a stored conversation.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY, Metrics, metrics_of
 from nodetool.api.openai_wire import dumps
+from nodetool.api.request_user import user_id_of
 from nodetool.api.responses_stream import ResponseBuilder
 from nodetool.api.responses_wire import (
     ResponsesRequest,
@@ -32,11 +33,16 @@ from nodetool.api.responses_wire import (
 )
 from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
-from nodetool.errors import InvalidRequestError, NodetoolError, NotFoundError, ProviderError
+from nodetool.errors import (
+    InvalidRequestError,
+    NodetoolError,
+    NotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
     Done,
-    ErrorEvent,
     MessageEvent,
     TextDelta,
     TokenLogprobs,
@@ -58,20 +64,11 @@ _JSON = "application/json"
 
 
 def response_store(request: Request) -> ResponseStore:
-    """The database's responses, or (chat-server, no database) the process's memory store."""
-    runtime = request.app.state.runtime
-    if runtime.store is not None:
-        return runtime.store.responses
-    store = runtime.extras.get("responses")
+    """The runtime's stored responses (built at startup from the settings' database)."""
+    store = request.app.state.runtime.responses
     if store is None:
-        from nodetool.storage.memory_responses import MemoryResponseStore
-
-        store = runtime.extras["responses"] = MemoryResponseStore()
+        raise ProviderUnavailableError("this server does not store responses")
     return store
-
-
-def _user(request: Request) -> str:
-    return request.scope.get("state", {}).get("user_id", "1")
 
 
 class _Run:
@@ -132,8 +129,6 @@ class _Run:
                         self.done = event
                         out = b.finish(event.finish_reason, event.usage)
                         await self.save()  # before `response.completed` reaches the client
-                    elif kind is ErrorEvent:
-                        raise NodetoolError(event.message, code=event.code, status=event.status)
                     else:
                         continue
                     if out:
@@ -193,7 +188,7 @@ async def create_response(request: Request) -> Response:
     runtime = request.app.state.runtime
     engine: ChatEngine = runtime.engine
     store = response_store(request)
-    user_id = _user(request)
+    user_id = user_id_of(request.scope)
     history: list[Message] = []
     if wire.previous_response_id:
         record = await store.get(user_id, wire.previous_response_id)
@@ -229,7 +224,7 @@ router.add_route(PATH, create_response, methods=["POST"])
 
 
 async def _stored(request: Request, response_id: str) -> dict[str, Any]:
-    record = await response_store(request).get(_user(request), response_id)
+    record = await response_store(request).get(user_id_of(request.scope), response_id)
     if record is None:
         raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
     return record
@@ -243,7 +238,7 @@ async def retrieve_response(response_id: str, request: Request) -> Response:
 
 @router.delete(PATH + "/{response_id}")
 async def delete_response(response_id: str, request: Request) -> Response:
-    if not await response_store(request).delete(_user(request), response_id):
+    if not await response_store(request).delete(user_id_of(request.scope), response_id):
         raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
     body = {"id": response_id, "object": "response.deleted", "deleted": True}
     return Response(dumps(body), media_type=_JSON)

@@ -14,7 +14,6 @@ from pydantic import BaseModel
 
 from nodetool.api.deps import RuntimeDep, UserDep
 from nodetool.tools.base import Tool, ToolContext
-from nodetool.tools.workflow_tools import list_workflow_tools
 
 router = APIRouter(tags=["tools"])
 
@@ -48,8 +47,9 @@ async def list_tools(runtime: RuntimeDep, user: UserDep) -> ToolList:
     settings = runtime.settings
     registry = runtime.tools
     builtins = [registry.get(name) for name in registry.names()] if registry else []
-    context = ToolContext(user_id=user, settings=settings, store=runtime.store, jobs=runtime.jobs)
-    workflows = await list_workflow_tools(context)
+    context = ToolContext(user_id=user, settings=settings, store=runtime.store)
+    family = registry.workflows if registry is not None else None
+    workflows = await family.list(context) if family is not None else []
     every = [tool for tool in builtins if tool is not None] + list(workflows)
     enabled = {t.name for t in every if registry is not None and registry.allows(t.name)}
     tools = [_public(tool, "builtin", enabled) for tool in builtins if tool is not None]

@@ -3,7 +3,8 @@
 `POST /workflows/{id}/run` takes the params object as its body and answers `{results}`.
 `POST /workflows/{id}/run/stream` answers `text/event-stream`: the job's `job_update`,
 `node_update`, `node_progress` and `output_update` events, then `{type: complete, results}`
-(or one `{error}` event when the job failed) and `data: [DONE]`. Params and graph are checked
+(or one `{error}` event when the job failed or was cancelled) and `data: [DONE]`, with the
+keep-alives and error envelope of every SSE route (`api/sse.py`). Params and graph are checked
 before the stream starts, so bad input is a plain 400. A client going away cancels its job.
 """
 
@@ -13,16 +14,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Body
-from fastapi.responses import StreamingResponse
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
-from nodetool.api.routes.jobs import sse_data
-from nodetool.errors import InvalidRequestError, WorkflowError
+from nodetool.api.sse import EventStreamResponse, sse_data
+from nodetool.errors import InvalidRequestError, NodetoolError, WorkflowError
+from nodetool.types.jobs import JobUpdate, is_terminal, to_wire
 from nodetool.workflows.graph import Graph
-from nodetool.workflows.jobs import FINISHED, JobManager
+from nodetool.workflows.jobs import JobManager
 from nodetool.workflows.params import describe_inputs, output_names
 
 log = logging.getLogger("nodetool.worker_workflows")
@@ -72,58 +74,42 @@ async def run_workflow_stream(
     runtime: RuntimeDep,
     user_id: UserDep,
     body: Any = Body(None),
-) -> StreamingResponse:
+) -> EventStreamResponse:
     record = await jobs.start_job(user_id, workflow_id=workflow_id, params=_params(body))
-    stream = _sse(jobs, user_id, record["id"], runtime.settings.keepalive_interval)
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return EventStreamResponse(
+        _events(jobs, user_id, record["id"]), keepalive=runtime.settings.keepalive_interval
     )
 
 
-async def _sse(jobs: JobManager, user_id: str, job_id: str, keepalive: float) -> AsyncIterator[str]:
-    events = jobs.subscribe(user_id, job_id)
-    pending: asyncio.Future[dict[str, Any]] | None = None
+async def _events(jobs: JobManager, user_id: str, job_id: str) -> AsyncIterator[str]:
+    """The job's events, then `complete`; a failed or cancelled job raises its error (the
+    stream's error event). A client that leaves cancels the job."""
     finished = False
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive)
-            if not done:
-                yield ": keep-alive\n\n"
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                break
-            pending = None
-            yield sse_data(event)
-            if event.get("type") == "job_update" and event.get("status") in FINISHED:
-                finished = True
-                yield sse_data(_ending(event))
-                break
-        yield "data: [DONE]\n\n"
+        async with aclosing(jobs.subscribe(user_id, job_id)) as events:
+            async for event in events:
+                yield sse_data(to_wire(event))
+                if isinstance(event, JobUpdate) and is_terminal(event):
+                    finished = True
+                    if event.status != "completed":
+                        raise _job_error(event)
+                    yield sse_data({"type": "complete", "results": event.result or {}})
+                    return
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-        with contextlib.suppress(Exception):
-            await events.aclose()
         if not finished:  # the client went away: its job goes too
             with contextlib.suppress(Exception):
                 await asyncio.shield(jobs.cancel(user_id, job_id))
 
 
-def _ending(event: dict[str, Any]) -> dict[str, Any]:
-    if event.get("status") == "completed":
-        return {"type": "complete", "results": event.get("result") or {}}
-    message = event.get("error") or f"job {event.get('status')}"
-    return {
-        "error": {
-            "message": str(message),
-            "type": "invalid_request_error" if event.get("status") == "failed" else "cancelled",
-            "param": None,
-            "code": "workflow_failed" if event.get("status") == "failed" else "cancelled",
-        }
-    }
+class JobCancelledError(NodetoolError):
+    """The streamed job was cancelled (by `POST /jobs/{id}/cancel` or a shutdown)."""
+
+    type = "cancelled"
+    code = "cancelled"
+
+
+def _job_error(event: JobUpdate) -> NodetoolError:
+    message = str(event.error or f"job {event.status}")
+    if event.status == "failed":
+        return WorkflowError(message, code="workflow_failed")
+    return JobCancelledError(message)

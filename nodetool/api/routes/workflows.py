@@ -19,7 +19,7 @@ from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
 from nodetool.api.routes.jobs import job_public
 from nodetool.api.routes.threads import CursorQuery
 from nodetool.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from nodetool.storage.base import JOB_STATUSES
+from nodetool.types.jobs import JOB_STATUSES
 from nodetool.workflows.graph import normalize_workflow
 from nodetool.workflows.limits import WorkflowLimits, check_body_size
 

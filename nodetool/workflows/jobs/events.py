@@ -1,5 +1,7 @@
-"""Job events: their shapes, and the event log that numbers, stores and publishes them.
+"""The job event log: numbers, stores and publishes a job's events.
 
+Events are typed (`nodetool/types/jobs.py`); the log keeps their wire dicts (`to_wire`), as
+the store and the Redis stream hold them, and followers turn them back (`from_wire`).
 Every event of a job carries a `seq` (1, 2, ... per job), given by the one writer of the job
 at that moment (the submitter, then each attempt's runner, numbering on from what the store
 and the Redis stream have). `EventLog.emit` never waits: it numbers the event and hands it to
@@ -17,7 +19,14 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nodetool.storage.base import FINISHED_JOB_STATUSES
+from nodetool.types.jobs import (
+    TERMINAL_JOB_STATUSES,
+    JobEvent,
+    JobStatus,
+    JobUpdate,
+    is_terminal,
+    to_wire,
+)
 
 if TYPE_CHECKING:
     from nodetool.storage.base import JobStore
@@ -26,8 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FINISHED = FINISHED_JOB_STATUSES
-Event = dict[str, Any]
+Event = dict[str, Any]  # a numbered event's wire dict, as stored and streamed
 EVENTS_CHANNEL = "nodetool_job_events"  # Signals channel: payload is the job id
 STORED_CHANNEL = "stored"  # in-process only: a batch that followers had from Redis is stored
 WRITE_BATCH = 200  # events sent and stored together (bounded event-loop work per step)
@@ -36,22 +44,17 @@ NOTIFY_LINGER = 0.03  # the same without Redis (followers elsewhere read the sto
 _FLUSH = object()  # store what is waiting now
 
 
-def is_terminal(event: Mapping[str, Any]) -> bool:
-    return event.get("type") == "job_update" and event.get("status") in FINISHED
+def is_terminal_wire(event: Mapping[str, Any]) -> bool:
+    """Whether a stored or streamed wire dict is a job's final `job_update`."""
+    return event.get("type") == "job_update" and event.get("status") in TERMINAL_JOB_STATUSES
 
 
-def job_update(record: Mapping[str, Any], status: str, **extra: Any) -> Event:
-    """A `job_update` frame for the job `record`."""
-    return {
-        "type": "job_update",
-        "status": status,
-        "job_id": record["id"],
-        "workflow_id": record.get("workflow_id"),
-        **extra,
-    }
+def job_update(record: Mapping[str, Any], status: JobStatus, **extra: Any) -> JobUpdate:
+    """A `job_update` for the job `record`."""
+    return JobUpdate(record["id"], record.get("workflow_id"), status, **extra)
 
 
-def terminal_of(record: Mapping[str, Any]) -> Event:
+def terminal_of(record: Mapping[str, Any]) -> JobUpdate:
     """The final `job_update` of a finished job record (when no stored event says it)."""
     attempt = record.get("attempt", 0)
     if record["status"] == "completed":
@@ -124,9 +127,10 @@ class EventLog:
         self._unsaved: asyncio.Queue[Event | object | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write())
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: JobEvent) -> None:
         self._seq += 1
-        numbered = {**event, "seq": self._seq}
+        numbered = to_wire(event)
+        numbered["seq"] = self._seq
         if not is_terminal(event):  # the final event is shown once all is stored
             self.publisher.hub.publish(self.job_id, [numbered])
         self._unsaved.put_nowait(numbered)
@@ -172,7 +176,7 @@ class EventLog:
             events = [item for item in items if isinstance(item, dict)]
             for start in range(0, len(events), WRITE_BATCH):  # the loop breathes between
                 chunk = events[start : start + WRITE_BATCH]
-                if any(is_terminal(e) for e in chunk):
+                if any(is_terminal_wire(e) for e in chunk):
                     await self._end(unstored, chunk, all_sent)
                     unstored, all_sent = [], True
                     continue
@@ -194,7 +198,7 @@ class EventLog:
         """Store everything, then show the final event (in `chunk`, with the events emitted
         just before it): whoever sees it can replay the whole job from the store."""
         await self._store(unstored + chunk)
-        self.publisher.hub.publish(self.job_id, [e for e in chunk if is_terminal(e)])
+        self.publisher.hub.publish(self.job_id, [e for e in chunk if is_terminal_wire(e)])
         sent = await self.publisher.to_redis(self.job_id, chunk, final=True)
         await self.publisher.stored(self.job_id, sent=sent and all_sent)
 

@@ -7,28 +7,23 @@ complete fallback. Live events come from, in this order of preference:
 - this process's `Hub` when the job runs here, or a database signal (PostgreSQL
   `LISTEN/NOTIFY`) telling that new events are stored.
 
-A follower drops what it already has by `seq`; a gap, a signal or `QUIET` seconds of silence
-send it to the store for the missing events and the job's status (which also ends the follow
-of a job that finished without a stored final event).
+Events travel as wire dicts; a follower yields them typed (`from_wire`) and drops what it
+already has by `seq`; a gap, a signal or `QUIET` seconds of silence send it to the store for
+the missing events and the job's status (which also ends the follow of a job that finished
+without a stored final event).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nodetool.workflows.jobs.events import (
-    EVENTS_CHANNEL,
-    FINISHED,
-    STORED_CHANNEL,
-    Event,
-    Hub,
-    is_terminal,
-    terminal_of,
-)
+from nodetool.types.jobs import TERMINAL_JOB_STATUSES, JobEvent, from_wire, is_terminal
+from nodetool.workflows.jobs.events import EVENTS_CHANNEL, STORED_CHANNEL, Event, Hub, terminal_of
 from nodetool.workflows.jobs.redis_link import parse_entry
 
 if TYPE_CHECKING:
@@ -36,8 +31,19 @@ if TYPE_CHECKING:
     from nodetool.workflows.jobs.redis_link import RedisLink
     from nodetool.workflows.jobs.signals import Signals
 
+log = logging.getLogger(__name__)
+
 QUIET = 5.0  # seconds without news before a follower checks the store
 POLL = 1.0  # SQLite without Redis, job in another process: how often the store is read
+
+
+def _typed(wire: Mapping[str, Any]) -> JobEvent | None:
+    """A logged wire dict as its typed event; None (logged) for one that is not an event."""
+    try:
+        return from_wire(wire)
+    except (ValueError, TypeError) as exc:
+        log.warning("skipping a malformed job event: %s", exc)
+        return None
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -110,21 +116,26 @@ class Follower:
         self,
         record: Mapping[str, Any],
         get_record: Callable[[], Awaitable[Mapping[str, Any]]],
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[JobEvent]:
         """The job's events in order, ending after its final `job_update`."""
         state = _Follow(record["id"], self.hub, self.signals)
         try:
-            need_store = record["status"] in FINISHED or not self._use_redis(state.job_id)
+            finished = record["status"] in TERMINAL_JOB_STATUSES
+            need_store = finished or not self._use_redis(state.job_id)
             while True:
                 if need_store:
                     state.wake.clear()  # before reading: a signal from now on is not lost
-                    for event in await self.jobs.events(state.job_id, after_seq=state.seq):
-                        state.seq = event.pop("seq", state.seq)
+                    for stored in await self.jobs.events(state.job_id, after_seq=state.seq):
+                        state.seq = stored.pop("seq", state.seq)
+                        event = _typed(stored)
+                        if event is None:
+                            continue
                         yield event
                         if is_terminal(event):
                             return
                     current = await get_record()
-                    if current["status"] in FINISHED:  # ended without a stored final event
+                    # ended without a stored final event
+                    if current["status"] in TERMINAL_JOB_STATUSES:
                         yield terminal_of(current)
                         return
                 batch = await self._next(state)
@@ -138,7 +149,9 @@ class Follower:
                         break
                     state.gap = False
                     state.seq = number
-                    event = {k: v for k, v in numbered.items() if k != "seq"}
+                    event = _typed(numbered)
+                    if event is None:
+                        continue
                     yield event
                     if is_terminal(event):
                         return

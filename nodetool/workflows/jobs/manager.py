@@ -21,8 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import NotFoundError, WorkflowError
 from nodetool.runtime import new_instance_id
+from nodetool.types.jobs import (
+    TERMINAL_JOB_STATUSES,
+    UNFINISHED_JOB_STATUSES,
+    JobEvent,
+    JobUpdate,
+    to_wire,
+)
 from nodetool.workflows.graph import normalize_workflow
-from nodetool.workflows.jobs.events import FINISHED, Hub, Publisher, is_terminal, job_update
+from nodetool.workflows.jobs.events import Hub, Publisher, job_update
 from nodetool.workflows.jobs.follow import Follower
 from nodetool.workflows.jobs.queue import (
     QUEUE_CHANNEL,
@@ -232,12 +239,13 @@ class JobManager:
                 self.redis.outage.failed(exc)
             self.runner.launch(Delivery(record["id"], None))
 
-    async def _log_one(self, record: Mapping[str, Any], event: dict[str, Any]) -> None:
+    async def _log_one(self, record: Mapping[str, Any], event: JobUpdate) -> None:
         """Store and send one event while no attempt writes (queued, cancelled unstarted)."""
-        seq = await self.store.jobs.add_event(record["id"], event)
-        numbered = {**event, "seq": seq}
+        wire = to_wire(event)
+        seq = await self.store.jobs.add_event(record["id"], wire)
+        numbered = {**wire, "seq": seq}
         self.hub.publish(record["id"], [numbered])
-        sent = await self.publisher.to_redis(record["id"], [numbered], final=is_terminal(event))
+        sent = await self.publisher.to_redis(record["id"], [numbered], final=event.terminal)
         await self.publisher.stored(record["id"], sent=sent)
 
     # ---- reading jobs -----------------------------------------------------------------------
@@ -255,10 +263,11 @@ class JobManager:
 
     async def unfinished(self, user_id: str) -> list[dict[str, Any]]:
         """The user's queued and running jobs, cluster-wide (at most 200, newest first)."""
-        page, _ = await self.store.jobs.list(user_id, status="queued,running", limit=200)
+        unfinished = ",".join(UNFINISHED_JOB_STATUSES)
+        page, _ = await self.store.jobs.list(user_id, status=unfinished, limit=200)
         return page
 
-    async def subscribe(self, user_id: str, job_id: str) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe(self, user_id: str, job_id: str) -> AsyncIterator[JobEvent]:
         """The job's events so far, then live ones; ends after the final `job_update`."""
         record = await self.get(user_id, job_id)
         async for event in self.follower.follow(record, partial(self.get, user_id, job_id)):
@@ -271,7 +280,7 @@ class JobManager:
         its runner confirmed, the final status when it ended first, else `cancel_requested`
         (the runner has been told; the job's final event will say)."""
         record = await self.get(user_id, job_id)
-        if record["status"] in FINISHED:
+        if record["status"] in TERMINAL_JOB_STATUSES:
             return record
         outcome = await self.store.jobs.request_cancel(job_id)
         if outcome == "cancelled":  # it had not started: no runner will start it now
@@ -325,25 +334,26 @@ class JobManager:
         submitting = asyncio.ensure_future(
             self.start_job(user_id, workflow_id=workflow_id, graph=graph, params=params)
         )
-        final: dict[str, Any] = {}
+        final: JobUpdate | None = None
         try:
             record = await asyncio.shield(submitting)
             async for event in self.subscribe(user_id, record["id"]):
-                final = event
+                if type(event) is JobUpdate:
+                    final = event
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # (a job that could not start raises here)
                 record = await submitting
                 await asyncio.shield(self.cancel(user_id, record["id"]))
             raise
-        if final.get("status") == "completed":
-            return final.get("result") or {}
-        raise WorkflowError(
-            str(final.get("error") or final.get("status") or "job ended"), status=400
-        )
+        if final is not None and final.status == "completed":
+            return final.result or {}
+        reason = (final.error or final.status) if final is not None else None
+        raise WorkflowError(str(reason or "job ended"), status=400)
 
 
 def _queued_event(record: Mapping[str, Any]) -> dict[str, Any]:
-    return job_update(record, "queued", attempt=0)
+    """A new job's first event, as stored (its wire dict)."""
+    return to_wire(job_update(record, "queued", attempt=0))
 
 
 def read_workflow_file(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from nodetool.errors import (
     UnknownProviderError,
     WorkflowError,
 )
+from nodetool.types.jobs import JobEvent, NodeProgress, NodeStatus, NodeUpdate, OutputUpdate
 
 if TYPE_CHECKING:
     from nodetool.config import Settings
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from nodetool.workflows.limits import WorkflowLimits
     from nodetool.workflows.sandbox import NodeSandbox
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[JobEvent], None]
 
 # NodeTool provider names -> ours. Anything else is "not configured here": use the default.
 PROVIDER_NAMES = {
@@ -60,8 +61,8 @@ class RunContext:
     cpu_used: float = 0.0  # sandbox CPU seconds spent by this job
     output_bytes: int = 0  # bytes of node outputs produced off the loop by this job
 
-    def event(self, type_: str, **data: Any) -> None:
-        self.emit({"type": type_, "job_id": self.job_id, "workflow_id": self.workflow_id, **data})
+    def node_update(self, spec: NodeSpec, status: NodeStatus, error: str | None = None) -> None:
+        self.emit(NodeUpdate(self.job_id, self.workflow_id, spec.id, spec.type, status, error))
 
     def set_result(self, name: str, value: Any) -> None:
         """One output value; an output that receives a stream collects a list."""
@@ -89,10 +90,12 @@ class NodeContext:
         return self.spec.id
 
     def progress(self, progress: float, total: float) -> None:
-        self.run.event("node_progress", node_id=self.spec.id, progress=progress, total=total)
+        run = self.run
+        run.emit(NodeProgress(run.job_id, run.workflow_id, self.spec.id, progress, total))
 
     def output_update(self, output_name: str, value: Any) -> None:
-        self.run.event("output_update", node_id=self.spec.id, output_name=output_name, value=value)
+        run = self.run
+        run.emit(OutputUpdate(run.job_id, run.workflow_id, self.spec.id, output_name, value))
 
     async def offload(self, node: BaseNode, values: dict[str, Any]) -> Any:
         """`node.compute(values)` off the event loop, within the limits."""

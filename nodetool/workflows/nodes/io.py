@@ -1,12 +1,16 @@
 """Workflow inputs (`nodetool.input.*`), outputs (`nodetool.output.*`), Preview and Comment.
 
 Inputs are keyed by `data.name` and default to `data.value`; a param replaces the value after
-`coerce` checked it (min/max in the JSON are editor hints, as in NodeTool). Outputs are keyed by
+`coerce` checked it (min/max in the JSON are editor hints, as in NodeTool). Each input class is
+the one description of its param: `json_type` (the worker's listing), `param_schema` (tool
+arguments, with min/max as bounds), `coerce`, and `chat_text` (whether a chat user's text
+feeds it). Outputs are keyed by
 `data.name` and become the run's results.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from nodetool.workflows.nodes.base import BaseNode, NodeContext
@@ -22,11 +26,23 @@ class InputNode(BaseNode):
     role = "input"
     inputs: ClassVar[dict[str, Any]] = {"name": "", "value": None, "description": ""}
     json_type: ClassVar[str] = "any"
+    # a `/chat` workflow turn feeds the user's text to the input of the lowest rank (0: never)
+    chat_text: ClassVar[int] = 0
 
     @classmethod
     def coerce(cls, value: Any) -> Any:
         """The param value as this input's type; ValueError says what was expected."""
         return value
+
+    @classmethod
+    def param_schema(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON schema of this input's param (a workflow tool's argument)."""
+        return {} if cls.json_type == "any" else {"type": cls.json_type}
+
+    @classmethod
+    def param_default(cls, data: Mapping[str, Any]) -> Any:
+        """The value the input has when no param is given (None or "": none)."""
+        return data.get("value", cls.inputs.get("value"))
 
     async def process(self, ctx: NodeContext, values: dict[str, Any]) -> Any:
         return values.get("value")
@@ -38,6 +54,7 @@ class StringInput(InputNode):
     aliases = ("nodetool.input.TextInput",)
     inputs = {**InputNode.inputs, "value": ""}
     json_type = "string"
+    chat_text = 2
 
     @classmethod
     def coerce(cls, value: Any) -> Any:
@@ -48,8 +65,21 @@ class StringInput(InputNode):
         raise ValueError(f"expected a string, got {_show(value)}")
 
 
+class NumberInput(InputNode):
+    """An integer or float input: its `min`/`max` bound a tool's argument."""
+
+    @classmethod
+    def param_schema(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        schema = super().param_schema(data)
+        for key, word in (("min", "minimum"), ("max", "maximum")):
+            bound = data.get(key)
+            if isinstance(bound, int | float) and not isinstance(bound, bool):
+                schema[word] = bound
+        return schema
+
+
 @register
-class IntegerInput(InputNode):
+class IntegerInput(NumberInput):
     type_name = "nodetool.input.IntegerInput"
     inputs = {**InputNode.inputs, "value": 0}
     json_type = "integer"
@@ -71,7 +101,7 @@ class IntegerInput(InputNode):
 
 
 @register
-class FloatInput(InputNode):
+class FloatInput(NumberInput):
     type_name = "nodetool.input.FloatInput"
     inputs = {**InputNode.inputs, "value": 0.0}
     json_type = "number"
@@ -113,6 +143,16 @@ class MessageInput(InputNode):
     aliases = ("nodetool.input.ChatInput",)
     inputs = {**InputNode.inputs, "value": {"type": "message", "role": "user", "content": ""}}
     json_type = "object"
+    chat_text = 1
+
+    @classmethod
+    def param_schema(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"type": "string"}  # a model gives the message's text
+
+    @classmethod
+    def param_default(cls, data: Mapping[str, Any]) -> Any:
+        value = super().param_default(data)
+        return value.get("content") if isinstance(value, dict) else value
 
     @classmethod
     def coerce(cls, value: Any) -> Any:
