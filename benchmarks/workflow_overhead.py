@@ -9,7 +9,9 @@ Measures side by side, in one run:
   2. graph validation time at growing sizes with the node lookup used before (a linear scan)
      and the index used now;
   3. `{{ key }}` placeholder parsing of the attack text `"{{" + spaces` with the old regex and
-     the linear scanner.
+     the linear scanner;
+  4. the job memory account: a ForEach of many values into an Output, with an account that
+     charges nothing (as before the budget) and with the real one.
 Prints each pair and the ratio; everything runs in this process (the sandbox starts its own
 worker processes).
 """
@@ -26,6 +28,7 @@ from typing import Any
 
 from nodetool.workflows.graph import Graph, validate_graph
 from nodetool.workflows.limits import WorkflowLimits, encoded_size
+from nodetool.workflows.memory import JobMemory, value_size
 from nodetool.workflows.nodes.base import BaseNode, RunContext
 from nodetool.workflows.runner import prepare, run_graph
 from nodetool.workflows.sandbox import NodeSandbox
@@ -38,13 +41,17 @@ OLD_PLACEHOLDER = re.compile(r"{{\s*([^{}]+?)\s*}}")
 class InlineSandbox(NodeSandbox):
     """The behaviour before the sandbox: `compute` on the event loop itself."""
 
-    async def run_process(self, node_type: type[BaseNode], values: dict, cpu_seconds: float):
+    async def run_process(
+        self, node_type: type[BaseNode], values: dict, cpu_seconds: float, memory_left: int
+    ):
         value = node_type(None).compute(values, self.limits)  # type: ignore[arg-type]
-        return value, 0.0, encoded_size(value, self.limits.node_output_bytes)
+        size = encoded_size(value, self.limits.node_output_bytes)
+        return value, 0.0, size, value_size(value, memory_left)
 
-    async def run_thread(self, node: BaseNode, values: dict) -> tuple[Any, int]:
+    async def run_thread(self, node: BaseNode, values: dict, memory_left: int):
         value = node.compute(values, self.limits)
-        return value, encoded_size(value, self.limits.node_output_bytes)
+        size = encoded_size(value, self.limits.node_output_bytes)
+        return value, size, value_size(value, memory_left)
 
 
 def chain_graph(kind: str, count: int) -> dict[str, Any]:
@@ -155,6 +162,46 @@ def placeholders(sizes: list[int]) -> None:
         )
 
 
+class FreeMemory(JobMemory):
+    """The behaviour before the job memory budget: nothing is charged."""
+
+    async def charge(self, value: Any) -> None:
+        return None
+
+
+async def memory_account(items: int, rounds: int) -> None:
+    print(f"4. job memory account: ForEach of {items} values into an Output (median of {rounds})")
+    print(f"   {'values':<22}{'no account (before)':>21}{'account (now)':>16}{'ratio':>8}")
+    cases = {
+        "1-char strings": "y" * items,
+        "100-item lists": [list(range(100))] * items,
+    }
+    for label, input_list in cases.items():
+        graph = {
+            "nodes": [
+                {"id": "each", "type": "nodetool.control.ForEach", "data": {}},
+                {"id": "out", "type": "nodetool.output.Output", "data": {"name": "out"}},
+            ],
+            "edges": [{"source": "each", "target": "out", "targetHandle": "value"}],
+        }
+        prepared = prepare(graph, {}, LIMITS)
+        prepared.graph.nodes[0].data["input_list"] = input_list
+        timings = []
+        for free in (True, False):
+            times = []
+            for _ in range(rounds):
+                memory = FreeMemory(LIMITS.job_memory_mb) if free else None
+                context = RunContext(emit=lambda event: None, limits=LIMITS, memory=memory)
+                start = time.perf_counter()
+                await run_graph(prepared, context)
+                times.append(time.perf_counter() - start)
+            timings.append(statistics.median(times))
+        print(
+            f"   {label:<22}{timings[0] * 1e3:>18.1f} ms{timings[1] * 1e3:>13.1f} ms"
+            f"{timings[1] / timings[0]:>7.2f}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=50)
@@ -163,6 +210,7 @@ def main() -> None:
     asyncio.run(node_overhead(args.nodes, args.rounds))
     validation([1000, 2000, 4000, 8000])
     placeholders([100, 200, 400, 800])
+    asyncio.run(memory_account(10_000, args.rounds))
 
 
 if __name__ == "__main__":

@@ -202,20 +202,28 @@ def two_users(openai_stub, tmp_path_factory) -> Iterator[tuple[ServerThread, Sup
         yield running, supabase
 
 
-async def test_another_users_thread_id_is_never_used(two_users) -> None:
+async def test_another_users_thread_id_is_a_separate_thread(two_users, openai_stub) -> None:
+    """Thread ids are per user: bob naming alice's id gets his own thread, sees none of hers."""
     server, supabase = two_users
     alice = {"Authorization": f"Bearer {supabase.issue('alice')}"}
     bob = {"Authorization": f"Bearer {supabase.issue('bob')}"}
     async with chat_client(server, additional_headers=alice) as client:
         await client.chat("alice's secret", thread_id="shared-name")
+    openai_stub.reset()
     async with chat_client(server, additional_headers=bob) as client:
         frames = await client.chat("bob writes here", thread_id="shared-name")
-        errors = [f for f in frames if f["type"] == "error"]
-        assert len(errors) == 1 and "not found" in errors[0]["message"]
-        assert chunks_text(frames) == ""
-        own = await client.chat("bob's own thread")  # the socket keeps working
-        assert chunks_text(own) == "Echo: bob's own thread"
-    stored = httpx.get(
-        f"{server.url}/api/messages", params={"thread_id": "shared-name"}, headers=alice
-    ).json()["messages"]
-    assert [m["content"] for m in stored] == ["alice's secret", "Echo: alice's secret"]
+        assert [f for f in frames if f["type"] == "error"] == []
+        assert chunks_text(frames) == "Echo: bob writes here"
+        assert {f["thread_id"] for f in frames} == {"shared-name"}
+    # the model saw bob's history only
+    (request,) = openai_stub.requests
+    assert [m["content"] for m in request["messages"]] == ["bob writes here"]
+
+    def stored(headers: dict[str, str]) -> list[str]:
+        response = httpx.get(
+            f"{server.url}/api/messages", params={"thread_id": "shared-name"}, headers=headers
+        )
+        return [m["content"] for m in response.json()["messages"]]
+
+    assert stored(alice) == ["alice's secret", "Echo: alice's secret"]
+    assert stored(bob) == ["bob writes here", "Echo: bob writes here"]

@@ -62,16 +62,35 @@ async def test_thread_create_get_with_and_without_id(store: Store, user: str) ->
     assert named["id"] == chosen and named["title"] is None
 
 
-async def test_thread_id_conflicts_are_refused_without_revealing_the_owner(
+async def test_thread_ids_are_per_user_so_another_users_id_is_free(
     store: Store, user: str, other: str
 ) -> None:
-    made = await store.threads.create(user, id=f"t-{uuid.uuid4().hex}")
+    chosen = f"t-{uuid.uuid4().hex}"
+    mine = await store.threads.create(user, id=chosen, title="mine")
     with pytest.raises(ConflictError) as own:
-        await store.threads.create(user, id=made["id"])
-    with pytest.raises(ConflictError) as foreign:
-        await store.threads.create(other, id=made["id"])
-    assert own.value.message == foreign.value.message  # same answer: nothing is revealed
-    assert await store.threads.get(other, made["id"]) is None
+        await store.threads.create(user, id=chosen)
+    assert own.value.param == "id"
+    theirs = await store.threads.create(other, id=chosen, title="theirs")  # not a conflict
+    assert theirs["id"] == chosen and theirs["title"] == "theirs"
+    assert (await store.threads.get(user, chosen))["title"] == "mine"
+    assert (await store.threads.get(other, chosen))["title"] == "theirs"
+    await store.messages.add(user, chosen, {"role": "user", "content": "user's secret"})
+    await store.messages.add(other, chosen, {"role": "user", "content": "other's words"})
+    assert [m["content"] for m in (await store.messages.list(other, chosen))[0]] == [
+        "other's words"
+    ]
+    assert [m["content"] for m in await store.messages.recent(user, chosen, 10)] == [
+        "user's secret"
+    ]
+    # renaming, deleting and listing touch only the caller's thread of that id
+    assert (await store.threads.update(other, chosen, "renamed"))["title"] == "renamed"
+    assert (await store.threads.get(user, chosen))["title"] == "mine"
+    assert await store.threads.delete(other, chosen) is True
+    assert await store.threads.get(other, chosen) is None
+    kept = await store.threads.get(user, chosen)
+    assert (kept["title"], kept["created_at"]) == ("mine", mine["created_at"])
+    assert [m["content"] for m in (await store.messages.list(user, chosen))[0]] == ["user's secret"]
+    assert [t["id"] for t in (await store.threads.list(other))[0]] == []
 
 
 @pytest.mark.parametrize("bad", ["", " padded", "x" * 129, "tab\there", 42])
@@ -81,7 +100,7 @@ async def test_thread_rejects_invalid_ids(store: Store, user: str, bad) -> None:
     assert err.value.param == "id"
 
 
-async def test_thread_ensure_gets_or_creates_but_never_takes_another_users(
+async def test_thread_ensure_gets_or_creates_only_the_callers_own(
     store: Store, user: str, other: str
 ) -> None:
     fresh = await store.threads.ensure(user, None, title="auto")
@@ -90,8 +109,9 @@ async def test_thread_ensure_gets_or_creates_but_never_takes_another_users(
     created = await store.threads.ensure(user, chosen)
     assert created["id"] == chosen
     assert await store.threads.ensure(user, chosen, title="ignored") == created
-    with pytest.raises(NotFoundError):
-        await store.threads.ensure(other, chosen)
+    theirs = await store.threads.ensure(other, chosen, title="other's")
+    assert theirs["id"] == chosen and theirs["title"] == "other's"
+    assert await store.threads.get(user, chosen) == created
 
 
 async def test_thread_ensure_races_create_one_thread(store: Store, user: str) -> None:

@@ -142,6 +142,57 @@ async def test_version_three_database_gains_job_attempts(settings: Settings) -> 
         await store.close()
 
 
+async def test_version_five_database_gains_per_user_thread_ids(settings: Settings) -> None:
+    """v7 rebuilds threads and messages keyed by user: old rows survive, ids become per user."""
+    db = Database.from_settings(settings)
+    assert await migrate(db, target=1) == 1
+    await _insert_v1_data(db)
+    assert await migrate(db, target=5) == 5
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+                "VALUES ('bob-thread', 'bob', NULL, :at, :at)"
+            ),
+            {"at": T0},
+        )
+    await db.dispose()
+
+    store = await open_store(settings)
+    try:
+        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 7
+        assert (await store.threads.get("alice", "thread-1"))["title"] == "Old thread"
+        assert await store.threads.get("bob", "bob-thread") is not None
+        listed, _ = await store.messages.list("alice", "thread-1")
+        assert [m["id"] for m in listed] == [
+            "01hx0000000000000000000001",
+            "01hx0000000000000000000002",
+        ]
+        # bob may now hold alice's id as his own thread; hers is untouched
+        assert (await store.threads.create("bob", id="thread-1"))["title"] is None
+        await store.messages.add("bob", "thread-1", {"role": "user", "content": "bob's"})
+        assert len((await store.messages.list("alice", "thread-1"))[0]) == 2
+        # the cascade from a thread to its messages still holds, per user
+        assert await store.threads.delete("alice", "thread-1") is True
+        async with store.db.read() as conn:
+            left = (
+                await conn.execute(text("SELECT user_id, content FROM messages ORDER BY id"))
+            ).all()
+            keys = await conn.run_sync(
+                lambda c: (
+                    inspect(c).get_pk_constraint("threads")["constrained_columns"],
+                    [
+                        (fk["constrained_columns"], fk["referred_table"])
+                        for fk in inspect(c).get_foreign_keys("messages")
+                    ],
+                )
+            )
+        assert [tuple(row) for row in left] == [("bob", json.dumps("bob's"))]
+        assert keys == (["user_id", "id"], [(["user_id", "thread_id"], "threads")])
+    finally:
+        await store.close()
+
+
 async def test_migrated_schema_matches_the_declared_tables(settings: Settings) -> None:
     store = await open_store(settings)
     try:

@@ -7,7 +7,8 @@ that cannot be decoded raises `InvalidRequestError(param="cursor")`.
 
 Errors (from `nodetool.errors`): `InvalidRequestError` for bad values (with `param`),
 `NotFoundError` when a row the call needs does not exist for this user, `ConflictError` when a
-chosen id is taken, `PermissionDeniedError` when a shared workflow would be changed by a user.
+chosen id is taken (thread ids: by this same user, as they are unique per user),
+`PermissionDeniedError` when a shared workflow would be changed by a user.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ ROLES = ("system", "user", "assistant", "tool")
 
 
 class ThreadStore(Protocol):
-    """Chat threads: `{id, title, created_at, updated_at}`."""
+    """Chat threads: `{id, title, created_at, updated_at}`; ids are unique per user, so two
+    users may each hold a thread with the same (client-chosen) id."""
 
     async def create(self, user_id: str, id: str | None = None, title: str | None = None) -> Record:
-        """A new thread; `ConflictError` if the id is taken (by anyone)."""
+        """A new thread; `ConflictError` if this user already has a thread with the id."""
         ...
 
     async def ensure(self, user_id: str, id: str | None, title: str | None = None) -> Record:
-        """Get-or-create; an id owned by another user raises `NotFoundError`."""
+        """Get-or-create this user's thread (another user's same id is not looked at)."""
         ...
 
     async def get(self, user_id: str, id: str) -> Record | None: ...

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, select, update
@@ -29,6 +31,19 @@ from nodetool.types.jobs import JOB_STATUSES, TERMINAL_JOB_STATUSES, UNFINISHED_
 # bookkeeping, not in job records
 _INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")
 _COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
+
+
+def _event_rows(job_id: str, events: list[Record], stamp: datetime) -> list[dict[str, Any]]:
+    """`job_events` rows of numbered events (each event's JSON without its `seq`)."""
+    return [
+        {
+            "job_id": job_id,
+            "seq": int(event["seq"]),
+            "event": dumps({k: v for k, v in event.items() if k != "seq"}),
+            "created_at": stamp,
+        }
+        for event in events
+    ]
 
 
 class JobAttempt:
@@ -98,16 +113,13 @@ class SqlJobStore:
         }
 
         record = {key: values[key] for key in ("id", "user_id", "workflow_id", "thread_id")}
-        event = dumps(first_event(record)) if first_event is not None else None
+        first = [{**first_event(record), "seq": 1}] if first_event is not None else []
+        event_rows = _event_rows(values["id"], first, stamp)
 
         async def run(conn: AsyncConnection) -> None:
-            await conn.execute(insert(jobs).values({**values, "event_seq": 1 if event else 0}))
-            if event is not None:
-                await conn.execute(
-                    insert(job_events).values(
-                        job_id=values["id"], seq=1, event=event, created_at=stamp
-                    )
-                )
+            await conn.execute(insert(jobs).values({**values, "event_seq": len(event_rows)}))
+            if event_rows:
+                await conn.execute(insert(job_events), event_rows)
 
         await self._db.run_write(run)
         record.update(
@@ -253,16 +265,8 @@ class SqlJobStore:
         is kept as it was (a superseded writer cannot overwrite)."""
         if not events:
             return
-        stamp = now()
-        rows = [
-            {
-                "job_id": job_id,
-                "seq": int(event["seq"]),
-                "event": dumps({k: v for k, v in event.items() if k != "seq"}),
-                "created_at": stamp,
-            }
-            for event in events
-        ]
+        # a batch may carry megabytes of output values: encoded off the event loop
+        rows = await asyncio.to_thread(_event_rows, job_id, events, now())
         last = max(row["seq"] for row in rows)
         if self._db.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert

@@ -17,9 +17,11 @@ from sqlalchemy import (
     Connection,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -177,6 +179,82 @@ def _v6(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_jobs_status_lease ON jobs (status, lease_until)"))
 
 
+def _v7_tables() -> MetaData:
+    """Threads keyed by (user_id, id), messages referencing them by (user_id, thread_id); made
+    under temporary names, renamed once the previous tables are gone."""
+    id_ = String(128).with_variant(String(128, collation="C"), "postgresql")
+    message_id = String(32).with_variant(String(32, collation="C"), "postgresql")
+    ts = DateTime(timezone=True)
+    md = MetaData()
+    Table(
+        "threads_v7",
+        md,
+        Column("id", id_, nullable=False),
+        Column("user_id", String(128), nullable=False),
+        Column("title", Text),
+        Column("created_at", ts, nullable=False),
+        Column("updated_at", ts, nullable=False),
+        PrimaryKeyConstraint("user_id", "id"),
+    )
+    Table(
+        "messages_v7",
+        md,
+        Column("id", message_id, primary_key=True),
+        Column("thread_id", id_, nullable=False),
+        Column("user_id", String(128), nullable=False),
+        Column("role", String(16), nullable=False),
+        Column("content", Text),
+        Column("tool_calls", Text),
+        Column("tool_call_id", String(256)),
+        Column("name", String(256)),
+        Column("model", String(256)),
+        Column("provider", String(64)),
+        Column("workflow_id", String(128)),
+        Column("created_at", ts, nullable=False),
+        ForeignKeyConstraint(
+            ["user_id", "thread_id"],
+            ["threads_v7.user_id", "threads_v7.id"],
+            ondelete="CASCADE",
+        ),
+    )
+    return md
+
+
+_MESSAGE_COLUMNS = (
+    "id, thread_id, user_id, role, content, tool_calls, tool_call_id, name, model, provider, "
+    "workflow_id, created_at"
+)
+
+
+def _v7(conn: Connection) -> None:
+    """Thread ids are per user: the key becomes (user_id, id), so two users may hold the same
+    client-chosen id and nothing tells one that the other's exists. SQLite cannot change a
+    primary key in place, so both tables are rebuilt (the same way on PostgreSQL); a message
+    takes its thread's owner (they always matched)."""
+    _v7_tables().create_all(conn)
+    conn.execute(
+        text(
+            "INSERT INTO threads_v7 (id, user_id, title, created_at, updated_at) "
+            "SELECT id, user_id, title, created_at, updated_at FROM threads"
+        )
+    )
+    conn.execute(
+        text(
+            f"INSERT INTO messages_v7 ({_MESSAGE_COLUMNS}) "
+            "SELECT m.id, m.thread_id, t.user_id, m.role, m.content, m.tool_calls, "
+            "m.tool_call_id, m.name, m.model, m.provider, m.workflow_id, m.created_at "
+            "FROM messages m JOIN threads t ON t.id = m.thread_id"
+        )
+    )
+    conn.execute(text("DROP TABLE messages"))
+    conn.execute(text("DROP TABLE threads"))
+    # renaming also renames the reference in messages_v7's foreign key (SQLite >= 3.26)
+    conn.execute(text("ALTER TABLE threads_v7 RENAME TO threads"))
+    conn.execute(text("ALTER TABLE messages_v7 RENAME TO messages"))
+    conn.execute(text("CREATE INDEX ix_threads_user_updated ON threads (user_id, updated_at, id)"))
+    conn.execute(text("CREATE INDEX ix_messages_user_thread ON messages (user_id, thread_id, id)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
     Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
@@ -184,6 +262,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "responses (stored /v1/responses objects)", _v4),
     Migration(5, "jobs.attempt, max_attempts, cancel_requested; no heartbeat_at", _v5),
     Migration(6, "jobs.lease_until (job leases without Redis)", _v6),
+    Migration(7, "per-user thread ids: threads keyed by (user_id, id)", _v7),
 )
 LATEST = MIGRATIONS[-1].version
 

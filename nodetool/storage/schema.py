@@ -1,4 +1,4 @@
-"""The current schema (version 6) as SQLAlchemy Core tables, used by the queries.
+"""The current schema (version 7) as SQLAlchemy Core tables, used by the queries.
 
 Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
 that the migrated database matches these tables. JSON values are stored as text.
@@ -10,15 +10,17 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def id_type(length: int = 128) -> String:
@@ -32,14 +34,16 @@ def timestamp() -> DateTime:
 
 metadata = MetaData()
 
+# v7: a thread id is unique per user only (clients choose ids; another user's is invisible)
 threads = Table(
     "threads",
     metadata,
-    Column("id", id_type(), primary_key=True),
+    Column("id", id_type(), nullable=False),
     Column("user_id", String(128), nullable=False),
     Column("title", Text, nullable=True),
     Column("created_at", timestamp(), nullable=False),
     Column("updated_at", timestamp(), nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
     Index("ix_threads_user_updated", "user_id", "updated_at", "id"),
 )
 
@@ -47,13 +51,8 @@ messages = Table(
     "messages",
     metadata,
     Column("id", id_type(32), primary_key=True),
-    Column(
-        "thread_id",
-        id_type(),
-        ForeignKey("threads.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("user_id", String(128), nullable=False),
+    Column("thread_id", id_type(), nullable=False),
+    Column("user_id", String(128), nullable=False),  # the thread's owner
     Column("role", String(16), nullable=False),
     Column("content", Text, nullable=True),  # JSON: a string, a list of parts, or null
     Column("tool_calls", Text, nullable=True),  # JSON list
@@ -63,7 +62,10 @@ messages = Table(
     Column("provider", String(64), nullable=True),
     Column("workflow_id", String(128), nullable=True),
     Column("created_at", timestamp(), nullable=False),
-    Index("ix_messages_thread_id", "thread_id", "id"),
+    ForeignKeyConstraint(
+        ["user_id", "thread_id"], ["threads.user_id", "threads.id"], ondelete="CASCADE"
+    ),
+    Index("ix_messages_user_thread", "user_id", "thread_id", "id"),  # v7
 )
 
 workflows = Table(

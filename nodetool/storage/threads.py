@@ -1,4 +1,5 @@
-"""SQL ThreadStore: chat threads owned by one user, ids unique across users."""
+"""SQL ThreadStore: chat threads owned by one user; a thread id is unique per user only, so
+another user holding the same id is never visible (not even as a conflict)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nodetool.errors import ConflictError, NotFoundError
+from nodetool.errors import ConflictError
 from nodetool.storage.base import Page, Record
 from nodetool.storage.codec import (
     check_id,
@@ -55,9 +56,9 @@ class SqlThreadStore:
 
         try:
             await self._db.run_write(run)
-        except IntegrityError:
+        except IntegrityError:  # only this user's own thread can hold the id
             raise ConflictError(
-                f"thread id {thread_id!r} is not available", param="id", code="thread_exists"
+                f"thread {thread_id!r} already exists", param="id", code="thread_exists"
             ) from None
         return {
             "id": thread_id,
@@ -71,20 +72,14 @@ class SqlThreadStore:
             return await self.create(user_id, None, title)
         check_id(id, "thread_id")
         for _ in range(2):
-            owner, record = await self._owner_and_record(id)
-            if owner is None:
-                try:
-                    return await self.create(user_id, id, title)
-                except ConflictError:
-                    continue  # created concurrently: look again
-            if owner != user_id:
-                break
-            return record
-        raise NotFoundError(f"thread {id!r} not found", param="thread_id")
-
-    async def _owner_and_record(self, id: str) -> tuple[str | None, Record]:
-        row = await self._db.first(select(threads.c.user_id, *_COLUMNS).where(threads.c.id == id))
-        return (None, {}) if row is None else (row.user_id, _record(row))
+            record = await self.get(user_id, id)
+            if record is not None:
+                return record
+            try:
+                return await self.create(user_id, id, title)
+            except ConflictError:
+                continue  # created concurrently by this user: read it
+        raise ConflictError(f"thread {id!r} is being created", param="thread_id")
 
     async def get(self, user_id: str, id: str) -> Record | None:
         row = await self._db.first(
@@ -137,8 +132,12 @@ class SqlThreadStore:
             ).first()
             if owned is None:
                 return False
-            await conn.execute(delete(messages).where(messages.c.thread_id == id))
-            await conn.execute(delete(threads).where(threads.c.id == id))
+            await conn.execute(
+                delete(messages).where(messages.c.thread_id == id, messages.c.user_id == user_id)
+            )
+            await conn.execute(
+                delete(threads).where(threads.c.id == id, threads.c.user_id == user_id)
+            )
             return True
 
         return await self._db.run_write(run)

@@ -13,6 +13,7 @@ The first node failure cancels the rest and raises `WorkflowError` naming the no
 Nothing heavy runs on the event loop: "process" and "thread" nodes compute in the run's
 `NodeSandbox` (the server's shared one, else one started for this run), within the
 `WorkflowLimits`; a node emitting many values gives the loop a turn every `YIELD_EVERY`.
+Every value a node emits is charged to the job's memory budget (`memory.py`) first.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from nodetool.errors import NodetoolError, WorkflowError
 from nodetool.workflows.graph import Graph, NodeSpec, validate_graph
 from nodetool.workflows.limits import WorkflowLimits
+from nodetool.workflows.memory import JobMemory
 from nodetool.workflows.nodes.base import BaseNode, NodeContext, RunContext
 from nodetool.workflows.params import coerce_params
 from nodetool.workflows.sandbox import NodeSandbox
@@ -94,6 +96,10 @@ async def run_graph(prepared: Prepared, context: RunContext) -> dict[str, Any]:
         cls.execution != "loop" for cls in prepared.classes.values()
     ):
         own_sandbox = context.sandbox = NodeSandbox(context.limits)
+    if context.memory is None:
+        executor = context.sandbox.threads if context.sandbox else None
+        context.memory = JobMemory(context.limits.job_memory_mb, executor)
+        context.emit = context.memory.counting(context.emit)
     try:
         return await _run(prepared, context)
     finally:
@@ -172,6 +178,8 @@ class _Runner:
         queued: dict[str, deque[Any]] = {h: deque() for h in plain}
         seen: set[str] = set()
         runs = 0
+        memory = self.context.memory
+        assert memory is not None  # made by run_graph
 
         async def fire() -> None:
             nonlocal runs
@@ -181,6 +189,8 @@ class _Runner:
             emitted = 0
             try:
                 async for handle, value in node.run(ctx, dict(values)):
+                    if not memory.charge_now(value):  # a big value: measured in a thread
+                        await memory.charge(value)
                     for target, target_handle in actor.out_edges.get(handle, ()):
                         target.inbox.put_nowait((target_handle, value))
                     emitted += 1

@@ -12,7 +12,8 @@ A node declares where its `compute()` runs (`BaseNode.execution`):
   `node_timeout` (a thread cannot be killed: past the timeout the node fails and the thread
   is left to finish).
 
-`offload()` applies the per-job budgets (CPU seconds, output bytes) kept on the run context.
+`offload()` applies the per-job budgets (CPU seconds, output bytes) kept on the run context,
+and tells the worker how much of the job's memory budget is left (`memory.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodetool.errors import WorkflowError
 from nodetool.workflows.limits import LimitExceeded, WorkflowLimits, encoded_size, setting_env
+from nodetool.workflows.memory import MIB, value_size
 
 if TYPE_CHECKING:
     from nodetool.workflows.nodes.base import BaseNode, RunContext
@@ -161,15 +163,20 @@ class NodeSandbox:
             self._idle.append(worker)
 
     async def run_process(
-        self, node_type: type[BaseNode], values: dict[str, Any], cpu_seconds: float
+        self,
+        node_type: type[BaseNode],
+        values: dict[str, Any],
+        cpu_seconds: float,
+        memory_left: int,
     ) -> Any:
-        """`compute()` of `node_type` in a worker: `(value, cpu_used, output_bytes)`."""
+        """`compute()` of `node_type` in a worker: `(value, cpu_used, output_bytes, held)`;
+        an output over `memory_left` bytes in memory is refused by the worker."""
         if self._closed:
             raise WorkflowError("the server is shutting down", status=503)
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._spawn()
             where = (node_type.__module__, node_type.__qualname__)
-            task = (where, values, self.limits, cpu_seconds)
+            task = (where, values, self.limits, cpu_seconds, memory_left)
             try:
                 reply = await asyncio.wait_for(worker.call(task), self.limits.node_timeout)
             except TimeoutError:
@@ -187,12 +194,14 @@ class NodeSandbox:
             self._keep(worker)
         if reply[0] == "error":
             raise ValueError(reply[1])
-        return reply[1], reply[2], reply[3]
+        return reply[1], reply[2], reply[3], reply[4]
 
-    async def run_thread(self, node: BaseNode, values: dict[str, Any]) -> tuple[Any, int]:
-        """`compute()` in the thread pool: `(value, output_bytes)`."""
+    async def run_thread(
+        self, node: BaseNode, values: dict[str, Any], memory_left: int
+    ) -> tuple[Any, int, int]:
+        """`compute()` in the thread pool: `(value, output_bytes, held)`."""
         loop = asyncio.get_running_loop()
-        call = partial(_compute_checked, node, values, self.limits)
+        call = partial(_compute_checked, node, values, self.limits, memory_left)
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(self.threads, call), self.limits.node_timeout
@@ -220,9 +229,11 @@ def _reap(workers: list[_Worker]) -> None:
         _wait(worker.process)
 
 
-def _compute_checked(node: BaseNode, values: dict[str, Any], limits: WorkflowLimits) -> Any:
+def _compute_checked(
+    node: BaseNode, values: dict[str, Any], limits: WorkflowLimits, memory_left: int
+) -> Any:
     value = node.compute(values, limits)
-    return value, encoded_size(value, limits.node_output_bytes)
+    return value, encoded_size(value, limits.node_output_bytes), value_size(value, memory_left)
 
 
 def _died(exitcode: int | None, cpu_seconds: float) -> WorkflowError:
@@ -248,8 +259,9 @@ async def offload(run: RunContext, node: BaseNode, values: dict[str, Any]) -> An
     sandbox, limits = run.sandbox, run.limits
     if sandbox is None or limits is None:
         raise RuntimeError("the run has no sandbox")
+    memory_left = run.memory.left() if run.memory else limits.job_memory_mb * MIB
     if node.execution == "thread":
-        value, size = await sandbox.run_thread(node, values)
+        value, size, held = await sandbox.run_thread(node, values, memory_left)
     else:
         remaining = limits.job_cpu_seconds - run.cpu_used
         if remaining <= 0:
@@ -260,7 +272,9 @@ async def offload(run: RunContext, node: BaseNode, values: dict[str, Any]) -> An
             )
         allowance = min(limits.node_cpu_seconds, remaining)
         try:
-            value, cpu, size = await sandbox.run_process(type(node), values, allowance)
+            value, cpu, size, held = await sandbox.run_process(
+                type(node), values, allowance, memory_left
+            )
         except CpuLimitExceeded:
             if allowance < limits.node_cpu_seconds:
                 run.cpu_used = limits.job_cpu_seconds
@@ -278,4 +292,6 @@ async def offload(run: RunContext, node: BaseNode, values: dict[str, Any]) -> An
             "job_output_bytes",
             limits.job_output_bytes,
         )
+    if run.memory is not None:  # charged when the runner passes it on: measured once
+        run.memory.note(value, held)
     return value

@@ -9,10 +9,12 @@ allocation is a `MemoryError`), and before each task sets its CPU soft limit
 past it is killed by the kernel (SIGXCPU), which the parent reports as the CPU limit.
 Messages on the pipe (pickled tuples):
 
-- parent -> child: `((module, qualname), values, limits, cpu_seconds)`: the node class by
-  where it is defined, so only the modules that are used get imported
-- child -> parent: `("ready",)` once, then per task `("ok", value, cpu_used, size)` or
-  `("error", message, cpu_used)`.
+- parent -> child: `((module, qualname), values, limits, cpu_seconds, memory_left)`: the node
+  class by where it is defined, so only the modules that are used get imported; the bytes
+  left in the job's memory budget (`memory.py`)
+- child -> parent: `("ready",)` once, then per task `("ok", value, cpu_used, size, held)`
+  (`size`: JSON bytes, `held`: bytes in memory) or `("error", message, cpu_used)`. An output
+  that would not fit in `memory_left` is an error: it is never sent.
 """
 
 from __future__ import annotations
@@ -69,11 +71,12 @@ def _node_class(where: tuple[str, str]) -> Any:
     return target
 
 
-def _run(task: tuple[Any, dict[str, Any], Any, float], memory_mb: int) -> tuple[Any, ...]:
+def _run(task: tuple[Any, dict[str, Any], Any, float, int], memory_mb: int) -> tuple[Any, ...]:
     from nodetool.workflows.graph import NodeSpec
     from nodetool.workflows.limits import encoded_size
+    from nodetool.workflows.memory import over_budget, value_size
 
-    where, values, limits, cpu_seconds = task
+    where, values, limits, cpu_seconds, memory_left = task
     start = _cpu_time()
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     soft = math.ceil(start + cpu_seconds)
@@ -84,7 +87,10 @@ def _run(task: tuple[Any, dict[str, Any], Any, float], memory_mb: int) -> tuple[
         cls = _node_class(where)
         value = cls(NodeSpec(id="", type=cls.type_name)).compute(values, limits)
         size = encoded_size(value, limits.node_output_bytes)
-        return ("ok", value, _cpu_time() - start, size)
+        held = value_size(value, memory_left)
+        if held > memory_left:
+            raise over_budget(limits.job_memory_mb)
+        return ("ok", value, _cpu_time() - start, size, held)
     except MemoryError:
         value = None
         message = f"the node ran out of memory (limit {memory_mb} MiB, {MEMORY_HINT})"

@@ -115,6 +115,38 @@ def test_memory_blowup_hits_the_memory_limit(server: CliServer, client: Client) 
         failed_with(record, "out of memory", "NODETOOL_WORKFLOW_NODE_MEMORY_MB")
 
 
+def test_many_medium_values_hit_the_job_memory_budget(server: CliServer, client: Client) -> None:
+    # one 1 MB text (far under the per-node limit) passed on for each of 2000 items: 2000
+    # references, 2 GB as JSON results and events (before the budget: a minute of work, then
+    # memory exhaustion); the default 128 MiB job budget stops it early. The items wait for
+    # the text, so every item passes it on; whichever node's value crosses the budget fails.
+    graph = {
+        "nodes": [
+            node("text", "nodetool.text.FormatText", template="{{ 'm' * 1000000 }}"),
+            node("items", "nodetool.text.FormatText", template="{{ 'y' * 2000 }}"),
+            node("each", "nodetool.control.ForEach"),
+            node("pass", "nodetool.boolean.ConditionalSwitch"),
+            node("o", "nodetool.output.Output", name="out"),
+        ],
+        "edges": [
+            edge("text", "items", "after"),
+            edge("items", "each", "input_list"),
+            edge("each", "pass", "condition"),
+            edge("text", "pass", "if_true"),
+            edge("pass", "o", "value"),
+        ],
+    }
+    probe = HealthProbe(server.url)
+    records = probe.during(lambda: client.run(graph, timeout=60), max_rounds=3)
+    print(f"/health during the attack: {probe.summary()}")
+    for record in records:
+        error = failed_with(record, "the limit is 128 MiB (NODETOOL_WORKFLOW_JOB_MEMORY_MB)")
+        assert error.startswith(("node 'pass' ", "node 'each' ", "node 'o' ")), error
+        assert "the job's values would take more memory than its budget" in error
+    after = client.run(template_graph("{{ 6 * 7 }}"))  # the budget is per job
+    assert after["status"] == "completed" and after["results"]["out"] == "42", after
+
+
 def test_cpu_burning_node_is_killed_at_its_cpu_limit(server: CliServer, client: Client) -> None:
     with HealthProbe(server.url).running():
         started = time.monotonic()

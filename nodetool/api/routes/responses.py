@@ -35,7 +35,6 @@ from nodetool.api.sse import EventStreamResponse, TaskResponse
 from nodetool.chat.engine import TurnRequest
 from nodetool.errors import (
     InvalidRequestError,
-    NodetoolError,
     NotFoundError,
     ProviderError,
     ProviderUnavailableError,

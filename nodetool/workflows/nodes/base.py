@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nodetool.providers.registry import ProviderRegistry
     from nodetool.workflows.graph import NodeSpec
     from nodetool.workflows.limits import WorkflowLimits
+    from nodetool.workflows.memory import JobMemory
     from nodetool.workflows.sandbox import NodeSandbox
 
 Emit = Callable[[JobEvent], None]
@@ -60,6 +61,7 @@ class RunContext:
     sandbox: NodeSandbox | None = None  # None: the run starts its own
     cpu_used: float = 0.0  # sandbox CPU seconds spent by this job
     output_bytes: int = 0  # bytes of node outputs produced off the loop by this job
+    memory: JobMemory | None = None  # the job's memory budget; None: made when the run starts
 
     def node_update(self, spec: NodeSpec, status: NodeStatus, error: str | None = None) -> None:
         self.emit(NodeUpdate(self.job_id, self.workflow_id, spec.id, spec.type, status, error))
