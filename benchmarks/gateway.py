@@ -52,8 +52,9 @@ API_KEY = "sk-bench-" + os.urandom(24).hex()  # both gateways enforce it
 # ---- the upstream stub (runs in its own process: `gateway.py --stub PORT`) ------------------
 
 
-def _stub_app():
-    """A raw ASGI OpenAI-compatible stub with precomputed answers."""
+def _stub_app(token_delay: float = 0.0):
+    """A raw ASGI OpenAI-compatible stub with precomputed answers; a streamed answer waits
+    `token_delay` seconds before each content chunk (a model's decode time)."""
     created = 1700000000
 
     def chunk(delta: dict, finish: str | None = None) -> bytes:
@@ -136,7 +137,9 @@ def _stub_app():
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        for part in stream_parts:
+        for n, part in enumerate(stream_parts):
+            if token_delay and 0 < n < len(stream_parts) - 1:
+                await asyncio.sleep(token_delay)
             await send({"type": "http.response.body", "body": part, "more_body": True})
         if (request.get("stream_options") or {}).get("include_usage"):
             await send({"type": "http.response.body", "body": usage_part, "more_body": True})
@@ -145,11 +148,11 @@ def _stub_app():
     return app
 
 
-def serve_stub(port: int) -> None:
+def serve_stub(port: int, token_delay: float = 0.0) -> None:
     import uvicorn
 
     uvicorn.run(
-        _stub_app(),
+        _stub_app(token_delay),
         host="127.0.0.1",
         port=port,
         log_level="error",
@@ -397,9 +400,10 @@ def main() -> None:
         "instead of nodetool.providers.http_client: targets `httpx` and `httpx-resp`",
     )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stub-token-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
-        serve_stub(args.stub)
+        serve_stub(args.stub, args.stub_token_delay)
         return
 
     work = Path(tempfile.mkdtemp(prefix="nodetool-bench-"))

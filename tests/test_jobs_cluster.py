@@ -7,6 +7,11 @@ Checked: 20 jobs followed from another process lose no event; `GET /api/jobs` an
 within 1 s, and A logs the outage as one warning line without tracebacks; SIGKILL of the
 process running a job gets it re-run elsewhere and completed within 10 s, followers on the
 other processes seeing `attempt: 2` and the result.
+
+The same cluster on PostgreSQL alone (no Redis: jobs are leased from the jobs table): SIGKILL
+of the process running a job gets it re-run elsewhere and completed within 10 s, followers
+seeing `attempt: 2` and the result; a job whose workflow allows one attempt fails with a
+stored final event instead.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ AGENT_GRAPH = {
 
 
 class Cluster:
-    def __init__(self, a: CliServer, b: CliServer, worker: CliServer, proxy: TcpProxy, db: str):
+    def __init__(
+        self, a: CliServer, b: CliServer, worker: CliServer, proxy: TcpProxy | None, db: str
+    ):
         self.a, self.b, self.worker, self.proxy, self.db = a, b, worker, proxy, db
         self.servers = [a, b, worker]
 
@@ -246,7 +253,22 @@ async def test_the_outage_was_one_warning_line_without_tracebacks(cluster) -> No
 
 
 async def test_a_killed_workers_job_completes_elsewhere(cluster) -> None:
-    job_id = submit(cluster.b, "[[chunks:40]] [[slow:0.05]] survive")
+    await kill_owner_and_follow(cluster, WORKFLOW, "survive", expect="completed")
+
+
+async def kill_owner_and_follow(
+    cluster: Cluster, workflow: str, prompt: str, *, expect: str
+) -> list[dict[str, Any]]:
+    """Submit a job, SIGKILL the process running it mid-stream, follow it on every other
+    process to its end: the job ends `expect` on attempt 2 within 10 s of the kill."""
+    submitter = cluster.b if cluster.b in cluster.servers else cluster.a
+    response = httpx.post(
+        f"{submitter.url}/api/workflows/{workflow}/run",
+        json={"params": {"prompt": f"[[chunks:40]] [[slow:0.05]] {prompt}"}},
+        timeout=WAIT,
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
     async with asyncio.timeout(WAIT):
         while not any(e["type"] == "output_update" for e in await _stored(cluster, job_id)):
             await asyncio.sleep(0.05)
@@ -259,16 +281,63 @@ async def test_a_killed_workers_job_completes_elsewhere(cluster) -> None:
     await asyncio.sleep(0.2)
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(timeout=WAIT)
+    cluster.servers.remove(victim)
     killed = time.monotonic()
     followed = await asyncio.wait_for(asyncio.gather(*followers), WAIT)
-    completed_after = time.monotonic() - killed
+    ended_after = time.monotonic() - killed
     for events in followed:
         updates = job_updates(events)
         assert updates[:2] == [("queued", 0), ("running", 1)]
-        assert ("running", 2) in updates and updates[-1] == ("completed", 2)
-        assert events[-1]["result"]["answer"].strip() == "Echo: survive"
-    assert completed_after < 10.0, f"completed {completed_after:.1f} s after the kill"
+        assert updates[-1] == (expect, 2)
+        if expect == "completed":
+            assert ("running", 2) in updates
+            assert events[-1]["result"]["answer"].strip() == f"Echo: {prompt}"
+    assert ended_after < 10.0, f"ended {ended_after:.1f} s after the kill"
     for server in watchers:
         path = "/jobs/" if server is cluster.worker else "/api/jobs/"
         record = httpx.get(f"{server.url}{path}{job_id}", timeout=WAIT).json()
-        assert (record["status"], record["attempt"]) == ("completed", 2)
+        assert (record["status"], record["attempt"]) == (expect, 2)
+    # the final event is stored: a replay from the store ends with it
+    assert job_updates((await _stored(cluster, job_id))[-1:]) == [(expect, 2)]
+    return followed[0]
+
+
+# ---- PostgreSQL without Redis: the jobs table is the queue (leases) ------------------------
+
+
+@pytest.fixture(scope="module")
+async def pg_cluster(openai_stub, tmp_path_factory) -> AsyncIterator[Cluster]:
+    async with temp_postgres_database() as db:
+        data = tmp_path_factory.mktemp("pg-cluster")
+        common = {"NODETOOL_DATABASE_URL": db, "NODETOOL_MAX_CONCURRENT_JOBS": "8"}
+        a = CliServer("serve", env=cli_env(openai_stub.url, data / "a", **common))
+        b = CliServer("serve", env=cli_env(openai_stub.url, data / "b", **common))
+        worker = CliServer("worker", env=cli_env(openai_stub.url, data / "w", **common))
+        servers = [a, b, worker]
+        try:
+            for server in servers:
+                server.start()
+            for workflow, extra in ((WORKFLOW, {}), (ONCE, {"max_attempts": 1})):
+                created = httpx.post(
+                    a.url + "/api/workflows",
+                    json={"id": workflow, "name": workflow, "graph": AGENT_GRAPH, **extra},
+                    timeout=WAIT,
+                )
+                assert created.status_code == 201, created.text
+            yield Cluster(a, b, worker, None, db)
+        finally:
+            for server in servers:
+                server.stop()
+
+
+ONCE = "cluster-agent-once"
+
+
+async def test_without_redis_a_killed_processs_job_completes_elsewhere(pg_cluster) -> None:
+    events = await kill_owner_and_follow(pg_cluster, WORKFLOW, "leased", expect="completed")
+    assert answer_text(events).strip().endswith("Echo: leased")  # attempt 2 streamed it all
+
+
+async def test_without_redis_a_job_out_of_attempts_fails_with_a_final_event(pg_cluster) -> None:
+    events = await kill_owner_and_follow(pg_cluster, ONCE, "only once", expect="failed")
+    assert events[-1]["error"] == "worker lost; gave up after 1 attempt(s)"

@@ -1,5 +1,6 @@
 """Job managers sharing one PostgreSQL database (each with its own store connection, like
-separate processes): following and cancelling through LISTEN/NOTIFY without Redis; on Redis,
+separate processes): without Redis, jobs leased from the jobs table by either, followed and
+cancelled from the other through LISTEN/NOTIFY; on Redis,
 a lost worker's job claimed by another, attempts limited per workflow, with a stored final
 event; Redis outages reported once."""
 
@@ -63,6 +64,16 @@ async def gate_running(manager: JobManager, user: str, job_id: str) -> list[dict
     raise AssertionError(f"job ended first: {seen}")
 
 
+async def runner_of(managers: tuple[JobManager, ...], job_id: str) -> JobManager:
+    """The manager whose runner took the job (without Redis: whoever leased it first)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            for manager in managers:
+                if job_id in manager.runner.running:
+                    return manager
+            await asyncio.sleep(0.005)
+
+
 async def test_without_redis_followers_and_cancels_travel_by_notify(
     settings, stores, monkeypatch
 ) -> None:
@@ -71,9 +82,10 @@ async def test_without_redis_followers_and_cancels_travel_by_notify(
     gate, stuck = f"notify-{uuid.uuid4().hex}", f"stuck-{uuid.uuid4().hex}"
     try:
         job = await a.start_job("u1", graph=gate_graph(gate), params={"text": "hi"})
+        other = b if await runner_of((a, b), job["id"]) is a else a
         async with asyncio.timeout(WAIT):
-            replay = await gate_running(b, "u1", job["id"])
-            stream = wire(b.subscribe("u1", job["id"]))
+            replay = await gate_running(other, "u1", job["id"])
+            stream = wire(other.subscribe("u1", job["id"]))
             open_gate(gate)
             followed = [event async for event in stream]
         statuses = [(e["status"], e["attempt"]) for e in followed if e["type"] == "job_update"]
@@ -81,12 +93,14 @@ async def test_without_redis_followers_and_cancels_travel_by_notify(
         assert followed[: len(replay)] == replay and followed[-1]["result"] == {"echo": "hi"}
 
         job = await a.start_job("u1", graph=gate_graph(stuck), params={"text": "x"})
+        owner = await runner_of((a, b), job["id"])
+        other = b if owner is a else a
         async with asyncio.timeout(WAIT):
-            await gate_running(b, "u1", job["id"])
-            answer = await b.cancel("u1", job["id"])  # A runs it; B's NOTIFY reaches it
-        assert answer["status"] == "cancelled"  # confirmed by A's final event
-        async with asyncio.timeout(WAIT):  # A's run ends (its final event is already out)
-            while a.runner.running:
+            await gate_running(other, "u1", job["id"])
+            answer = await other.cancel("u1", job["id"])  # the NOTIFY reaches the owner
+        assert answer["status"] == "cancelled"  # confirmed by the owner's final event
+        async with asyncio.timeout(WAIT):  # the owner's run ends (its final event is out)
+            while owner.runner.running:
                 await asyncio.sleep(0.01)
         events = await stores[1].jobs.events(job["id"])
         assert events[-1]["status"] == "cancelled" and events[-1]["attempt"] == 1
@@ -180,3 +194,26 @@ async def test_a_redis_outage_is_one_warning(caplog) -> None:
     assert all(r.exc_info is None for r in caplog.records)  # no tracebacks
     assert delays == sorted(delays) and delays[0] < 1 and delays[-1] == 5.0  # backoff, capped
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+async def test_leases_are_taken_once_and_claimed_when_they_run_out(stores) -> None:
+    """Without Redis the jobs table is the queue: concurrent takers never share a job; a
+    running job's lease that runs out is claimed by another process, ending the first's."""
+    first, second = (store.job_leases for store in stores)
+    assert first.supported
+    mine = set()
+    for _ in range(6):
+        mine.add((await stores[0].jobs.create("u9", None, {}, graph=gate_graph("lease")))["id"])
+    took_a, took_b = await asyncio.gather(first.take("A", 100, 30), second.take("B", 100, 30))
+    assert mine <= set(took_a) | set(took_b) and not set(took_a) & set(took_b)
+    assert not mine & set(await first.take("C", 100, 30))  # leased: nobody else takes them
+
+    job = (await stores[0].jobs.create("u9", None, {}, graph=gate_graph("lease")))["id"]
+    assert job in await first.take("A", 100, 0.3)
+    assert (await stores[0].jobs.begin_attempt(job, "A")) is not None
+    assert await first.renew("A", [job], 0.3) == {job}
+    assert job not in await second.claim("B", 100, 30)  # the lease is alive
+    await asyncio.sleep(0.5)  # A stops renewing: its lease runs out
+    assert job in await second.claim("B", 100, 30)
+    assert await first.renew("A", [job], 30) == set()  # A learns the job is no longer its
+    assert job not in await first.claim("A", 100, 30)  # B's lease is alive

@@ -108,8 +108,10 @@ class JobStore(Protocol):
         thread_id: str | None = None,
         graph: Record | None = None,
         max_attempts: int = 2,
+        first_event: Any = None,
     ) -> Record:
-        """A queued job (attempt 0) that may be started up to `max_attempts` times."""
+        """A queued job (attempt 0) that may be started up to `max_attempts` times.
+        `first_event(record)`, if given, is stored as its event 1 in the same transaction."""
         ...
 
     async def update(
@@ -176,6 +178,26 @@ class JobStore(Protocol):
         ...
 
 
+class JobLeaseStore(Protocol):
+    """Leases on jobs, the queue of PostgreSQL deployments without Redis (`supported` is
+    False elsewhere). `owner` is an instance id; `lease` is in seconds."""
+
+    @property
+    def supported(self) -> bool: ...
+
+    async def take(self, owner: str, count: int, lease: float) -> list[str]:
+        """Lease up to `count` queued, unleased jobs (oldest first); their ids."""
+        ...
+
+    async def claim(self, owner: str, count: int, lease: float) -> list[str]:
+        """Lease up to `count` running jobs whose lease ran out; their ids."""
+        ...
+
+    async def renew(self, owner: str, job_ids: list[str], lease: float) -> set[str]:
+        """Extend `owner`'s leases; the ids it still holds."""
+        ...
+
+
 class Store(Protocol):
     """All stores of one database."""
 
@@ -183,6 +205,7 @@ class Store(Protocol):
     messages: MessageStore
     workflows: WorkflowStore
     jobs: JobStore
+    job_leases: JobLeaseStore
     responses: ResponseStore  # nodetool.storage.responses
 
     async def close(self) -> None: ...

@@ -14,6 +14,7 @@ fails) on its own and the caller sees the cancellation.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Row, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from nodetool.config import Settings, SettingsError
@@ -28,6 +30,7 @@ from nodetool.config import Settings, SettingsError
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+PING_IDLE = 5.0  # seconds unused after which a pooled PostgreSQL connection is checked
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -86,6 +89,26 @@ def _sqlite_engine(url: str, *, pool_size: int, immediate: bool) -> AsyncEngine:
     return engine
 
 
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled connection before use only when it sat unused for `PING_IDLE` seconds
+    (a dead one is replaced). A ping on every checkout would cost three round trips per
+    transaction; a busy connection has just proved itself."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE:
+            return
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
 class Database:
     """One database: `read()`/`write()` transactions and their shielded `run_*` forms."""
 
@@ -104,9 +127,8 @@ class Database:
                     "NODETOOL_DATABASE_URL is PostgreSQL but asyncpg is not installed "
                     "(pip install 'nodetool[postgres]')"
                 ) from None
-            engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True
-            )
+            engine = create_async_engine(url, pool_size=pool_size, max_overflow=2 * pool_size)
+            _ping_when_idle(engine)
             self._read_engine = self._write_engine = engine
             self._lock = None
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,8 @@ from nodetool.storage.ids import new_id
 from nodetool.storage.schema import job_events, jobs
 from nodetool.types.jobs import JOB_STATUSES, TERMINAL_JOB_STATUSES, UNFINISHED_JOB_STATUSES
 
-_INTERNAL = ("event_seq", "owner", "cancel_requested")  # bookkeeping, not in job records
+# bookkeeping, not in job records
+_INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")
 _COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
 
 
@@ -88,6 +90,7 @@ class SqlJobStore:
         thread_id: str | None = None,
         graph: Record | None = None,
         max_attempts: int = 2,
+        first_event: Callable[[Record], Record] | None = None,
     ) -> Record:
         if not isinstance(params, dict):
             raise InvalidRequestError("params must be an object", param="params")
@@ -109,11 +112,16 @@ class SqlJobStore:
             "max_attempts": max_attempts,
         }
 
+        record = {key: values[key] for key in ("id", "user_id", "workflow_id", "thread_id")}
+        first = [{**first_event(record), "seq": 1}] if first_event is not None else []
+        event_rows = _event_rows(values["id"], first, stamp)
+
         async def run(conn: AsyncConnection) -> None:
-            await conn.execute(insert(jobs).values(values))
+            await conn.execute(insert(jobs).values({**values, "event_seq": len(event_rows)}))
+            if event_rows:
+                await conn.execute(insert(job_events), event_rows)
 
         await self._db.run_write(run)
-        record = {key: values[key] for key in ("id", "user_id", "workflow_id", "thread_id")}
         record.update(
             status="queued",
             params=loads(values["params"]),

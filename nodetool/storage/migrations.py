@@ -172,6 +172,13 @@ def _v5(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_jobs_owner ON jobs (owner)"))
 
 
+def _v6(conn: Connection) -> None:
+    """Job leases (PostgreSQL without Redis: the jobs table is the queue, docs/jobs.md)."""
+    stamp = DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE jobs ADD COLUMN lease_until {stamp}"))
+    conn.execute(text("CREATE INDEX ix_jobs_status_lease ON jobs (status, lease_until)"))
+
+
 def _v7_tables() -> MetaData:
     """Threads keyed by (user_id, id), messages referencing them by (user_id, thread_id); made
     under temporary names, renamed once the previous tables are gone."""
@@ -254,7 +261,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "jobs.owner and jobs.heartbeat_at (job ownership)", _v3),
     Migration(4, "responses (stored /v1/responses objects)", _v4),
     Migration(5, "jobs.attempt, max_attempts, cancel_requested; no heartbeat_at", _v5),
-    # 6 is taken by the jobs queue branch (jobs.lease_until); versions may have gaps
+    Migration(6, "jobs.lease_until (job leases without Redis)", _v6),
     Migration(7, "per-user thread ids: threads keyed by (user_id, id)", _v7),
 )
 LATEST = MIGRATIONS[-1].version

@@ -102,9 +102,11 @@ jobs = Table(
     Column("attempt", Integer, nullable=False, server_default="0"),  # v5: runs started
     Column("max_attempts", Integer, nullable=False, server_default="2"),  # v5
     Column("cancel_requested", Integer, nullable=False, server_default="0"),  # v5: 0/1
+    Column("lease_until", timestamp(), nullable=True),  # v6: the owner's lease (no Redis)
     Index("ix_jobs_user_id", "user_id", "id"),
     Index("ix_jobs_status", "status"),  # v2
     Index("ix_jobs_owner", "owner"),  # v5
+    Index("ix_jobs_status_lease", "status", "lease_until"),  # v6
 )
 
 job_events = Table(

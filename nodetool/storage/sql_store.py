@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nodetool.config import Settings
 from nodetool.storage.db import Database
+from nodetool.storage.job_leases import SqlJobLeases
 from nodetool.storage.jobs import SqlJobStore
 from nodetool.storage.messages import SqlMessageStore
 from nodetool.storage.migrations import migrate
@@ -21,6 +22,7 @@ class SqlStore:
         self.messages = SqlMessageStore(db)
         self.workflows = SqlWorkflowStore(db)
         self.jobs = SqlJobStore(db)
+        self.job_leases = SqlJobLeases(db)
         self.responses = SqlResponseStore(db)
 
     @classmethod

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nodetool.types.jobs import TERMINAL_JOB_STATUSES, JobEvent, from_wire, is_terminal
-from nodetool.workflows.jobs.events import EVENTS_CHANNEL, Event, Hub, terminal_of
+from nodetool.workflows.jobs.events import EVENTS_CHANNEL, STORED_CHANNEL, Event, Hub, terminal_of
 from nodetool.workflows.jobs.redis_link import parse_entry
 
 if TYPE_CHECKING:
@@ -61,12 +61,21 @@ class _Follow:
         self.hub = hub
         self.queue = hub.subscribe(job_id)
         self.wake = asyncio.Event()
-        self.unsubscribe = signals.on(EVENTS_CHANNEL, self._signal)
+        self.gap = False  # the last live events skipped some: waiting for the store
+        unsubscribe = (
+            signals.on(EVENTS_CHANNEL, self._signal),
+            signals.on(STORED_CHANNEL, self._stored),
+        )
+        self.unsubscribe = lambda: [stop() for stop in unsubscribe]
         self.reading: asyncio.Future[Any] | None = None  # a pending Redis XREAD
         self.reading_started = 0.0
 
     def _signal(self, payload: str) -> None:
         if payload in (self.job_id, "*"):
+            self.wake.set()
+
+    def _stored(self, payload: str) -> None:
+        if self.gap and payload == self.job_id:
             self.wake.set()
 
     def close(self) -> None:
@@ -136,8 +145,9 @@ class Follower:
                     if not isinstance(number, int) or number <= state.seq:
                         continue  # already seen
                     if number != state.seq + 1:
-                        need_store = True  # missed some: the store has them
+                        need_store = state.gap = True  # missed some: the store has them
                         break
+                    state.gap = False
                     state.seq = number
                     event = _typed(numbered)
                     if event is None:

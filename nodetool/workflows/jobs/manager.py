@@ -31,7 +31,14 @@ from nodetool.types.jobs import (
 from nodetool.workflows.graph import normalize_workflow
 from nodetool.workflows.jobs.events import Hub, Publisher, job_update
 from nodetool.workflows.jobs.follow import Follower
-from nodetool.workflows.jobs.queue import Delivery, JobQueue, LocalQueue, RedisQueue
+from nodetool.workflows.jobs.queue import (
+    QUEUE_CHANNEL,
+    Delivery,
+    JobQueue,
+    LocalQueue,
+    PostgresQueue,
+    RedisQueue,
+)
 from nodetool.workflows.jobs.redis_link import RedisLink
 from nodetool.workflows.jobs.runner import JobRunner
 from nodetool.workflows.jobs.signals import Signals
@@ -74,11 +81,15 @@ class JobManager:
         self.signals = Signals(settings.database_url)
         self.hub = Hub()
         self.publisher = Publisher(self.hub, self.redis, self.signals)
-        self.queue: JobQueue = (
-            RedisQueue(self.redis, self.instance, settings.job_claim_idle)
-            if self.redis is not None
-            else LocalQueue()
-        )
+        self.queue: JobQueue
+        if self.redis is not None:
+            self.queue = RedisQueue(self.redis, self.instance, settings.job_claim_idle)
+        elif self.signals.remote and store.job_leases.supported:
+            self.queue = PostgresQueue(
+                store.job_leases, self.signals, self.instance, settings.job_claim_idle
+            )
+        else:
+            self.queue = LocalQueue()
         self.runner = JobRunner(
             settings,
             store,
@@ -112,7 +123,7 @@ class JobManager:
             if count:
                 log.warning("marked %d unfinished job(s) failed at startup", count)
         self.signals.on(CANCEL_CHANNEL, self._cancel_signal)
-        await self.signals.start((CANCEL_CHANNEL, "nodetool_job_events"))
+        await self.signals.start((CANCEL_CHANNEL, "nodetool_job_events", QUEUE_CHANNEL))
         if self.redis is not None:
             self._tasks.append(asyncio.create_task(self.redis.listen_control(self._control)))
         self._tasks.append(asyncio.create_task(self.sandbox.warm()))
@@ -120,9 +131,9 @@ class JobManager:
 
     async def aclose(self) -> None:
         """Cancel jobs running here (they end `cancelled`) and close the connections."""
-        await self.runner.aclose()
+        unstarted = await self.runner.aclose()
         if isinstance(self.queue, LocalQueue):  # nobody else will ever run these
-            for job_id in self.queue.drain():
+            for job_id in self.queue.drain() + unstarted:
                 with contextlib.suppress(Exception):
                     await self._cancel_queued(job_id)
         for task in self._tasks:
@@ -208,8 +219,18 @@ class JobManager:
             thread_id=thread_id,
             graph=None if workflow_id else graph_json,
             max_attempts=max_attempts,
+            first_event=_queued_event,
         )
-        await self._log_one(record, job_update(record, "queued", attempt=0))
+        # a stored job is always enqueued, even when the caller is cancelled meanwhile
+        await asyncio.shield(self._enqueue(record))
+        return record
+
+    async def _enqueue(self, record: dict[str, Any]) -> None:
+        """Announce a job stored with its `queued` event (seq 1), and put it on the queue."""
+        queued = {**_queued_event(record), "seq": 1}
+        self.hub.publish(record["id"], [queued])
+        sent = await self.publisher.to_redis(record["id"], [queued], final=False)
+        await self.publisher.stored(record["id"], sent=sent)
         self.observe("queued", None)
         try:
             await self.queue.submit(record["id"])
@@ -217,7 +238,6 @@ class JobManager:
             if self.redis is not None:
                 self.redis.outage.failed(exc)
             self.runner.launch(Delivery(record["id"], None))
-        return record
 
     async def _log_one(self, record: Mapping[str, Any], event: JobUpdate) -> None:
         """Store and send one event while no attempt writes (queued, cancelled unstarted)."""
@@ -311,20 +331,29 @@ class JobManager:
 
         Cancelling the caller cancels the job.
         """
-        record = await self.start_job(user_id, workflow_id=workflow_id, graph=graph, params=params)
+        submitting = asyncio.ensure_future(
+            self.start_job(user_id, workflow_id=workflow_id, graph=graph, params=params)
+        )
         final: JobUpdate | None = None
         try:
+            record = await asyncio.shield(submitting)
             async for event in self.subscribe(user_id, record["id"]):
                 if type(event) is JobUpdate:
                     final = event
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # (a job that could not start raises here)
+                record = await submitting
                 await asyncio.shield(self.cancel(user_id, record["id"]))
             raise
         if final is not None and final.status == "completed":
             return final.result or {}
         reason = (final.error or final.status) if final is not None else None
         raise WorkflowError(str(reason or "job ended"), status=400)
+
+
+def _queued_event(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A new job's first event, as stored (its wire dict)."""
+    return to_wire(job_update(record, "queued", attempt=0))
 
 
 def read_workflow_file(path: Path) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""The job queue: a Redis Streams consumer group, or an in-process queue without Redis.
+"""The job queue: a Redis Streams consumer group; without Redis, leases on the PostgreSQL
+jobs table; on SQLite, an in-process queue.
 
 A queue entry only names a job (`job_id`); the job itself is in the store. Workers `take`
 new entries, `ack` an entry when its job ends, `keep` the entries they are running (which
-resets their pending idle time, and tells which ones another worker claimed meanwhile) and
+resets their idle time or lease, and tells which ones another worker claimed meanwhile) and
 `claim` entries whose worker stopped keeping them for `claim_idle` seconds (it crashed or
-lost Redis): Redis's own `XREADGROUP`, `XACK`, `XCLAIM` and `XAUTOCLAIM`.
+lost its connection): Redis's own `XREADGROUP`, `XACK`, `XCLAIM` and `XAUTOCLAIM`, or
+PostgreSQL's `SELECT ... FOR UPDATE SKIP LOCKED` on rows whose lease is free or ran out.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from nodetool.workflows.jobs.redis_link import GROUP
 
 if TYPE_CHECKING:
+    from nodetool.storage.base import JobLeaseStore
     from nodetool.workflows.jobs.redis_link import RedisLink
+    from nodetool.workflows.jobs.signals import Signals
 
 KEEP_MIN_IDLE_MS = 300
+QUEUE_CHANNEL = "nodetool_job_queued"  # Signals channel (no Redis): a job was queued
 
 
 @dataclass(frozen=True)
@@ -165,3 +170,50 @@ class RedisQueue:
             pipe.xack(self.key, GROUP, entry_id)
             pipe.xdel(self.key, entry_id)
             await pipe.execute()
+
+
+class PostgresQueue:
+    """The PostgreSQL jobs table as the queue (no Redis): a delivery is a lease on a job row.
+
+    `submit` only wakes the consumers (`NOTIFY`): the stored `queued` row is the entry. Every
+    consumer then tries to lease it (`SKIP LOCKED`: one wins); consumers also look every
+    `block` seconds, so a missed wake-up delays a job, never loses it. The lease lasts
+    `claim_idle` seconds and is renewed by `keep`; an expired one is `claim`ed by another
+    process and the job re-run.
+    """
+
+    def __init__(
+        self, leases: JobLeaseStore, signals: Signals, consumer: str, claim_idle: float
+    ) -> None:
+        self.leases = leases
+        self.signals = signals
+        self.consumer = consumer
+        self.lease = claim_idle
+        self._queued = asyncio.Event()
+        signals.on(QUEUE_CHANNEL, lambda _payload: self._queued.set())
+
+    async def submit(self, job_id: str) -> None:
+        await self.signals.send(QUEUE_CHANNEL, job_id)
+
+    async def take(self, count: int, block: float) -> list[Delivery]:
+        self._queued.clear()  # before looking: a wake-up from now on is not lost
+        taken = await self.leases.take(self.consumer, count, self.lease)
+        if not taken:
+            try:
+                async with asyncio.timeout(block):
+                    await self._queued.wait()
+            except TimeoutError:
+                pass
+            self._queued.clear()
+            taken = await self.leases.take(self.consumer, count, self.lease)
+        return [Delivery(job_id, job_id) for job_id in taken]
+
+    async def claim(self, count: int) -> list[Delivery]:
+        claimed = await self.leases.claim(self.consumer, count, self.lease)
+        return [Delivery(job_id, job_id, claimed=True) for job_id in claimed]
+
+    async def keep(self, entry_ids: list[str]) -> set[str]:
+        return await self.leases.renew(self.consumer, entry_ids, self.lease)
+
+    async def ack(self, entry_id: str | None) -> None:
+        return None  # the job's final status takes it off the queue

@@ -49,6 +49,7 @@ class Running:
     task: asyncio.Task[None] | None = None
     attempt: int = 0
     superseded: bool = False
+    acked: bool = False  # its entry left the queue (the run ended)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -88,14 +89,18 @@ class JobRunner:
             asyncio.create_task(self._maintain()),
         ]
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> list[str]:
+        """Stop taking jobs and cancel the runs (they end `cancelled`); returns the jobs
+        taken but not started (still `queued` in the store)."""
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        runs = [r.task for r in self.running.values() if r.task is not None]
-        for task in runs:
-            task.cancel()
-        await asyncio.gather(*runs, return_exceptions=True)
+        runs = list(self.running.values())
+        for run in runs:
+            if run.task is not None:
+                run.task.cancel()
+        await asyncio.gather(*(r.task for r in runs if r.task), return_exceptions=True)
+        return [run.job_id for run in runs if run.attempt == 0]
 
     # ---- queue loops ----------------------------------------------------------------------
 
@@ -139,7 +144,9 @@ class JobRunner:
             if entries:
                 mine = await self._redis_call(self.queue.keep(list(entries)))
                 for entry_id, run in entries.items():
-                    if mine is not None and entry_id not in mine and not run.superseded:
+                    if mine is None or entry_id in mine or run.superseded or run.acked:
+                        continue  # (an entry acked meanwhile left the queue: its run ended)
+                    if self.running.get(run.job_id) is run:
                         self._supersede(run)
             free = self.limit - len(self.running)
             if free > 0:
@@ -182,20 +189,29 @@ class JobRunner:
 
     async def _run(self, run: Running, claimed: bool) -> None:
         async with self._slots:
+            begin = self.store.jobs.begin_attempt(run.job_id, self.instance)
+            starting = asyncio.ensure_future(begin)
+            cancelled = False
             try:
-                begun = await self.store.jobs.begin_attempt(run.job_id, self.instance)
+                try:
+                    begun = await asyncio.shield(starting)
+                except asyncio.CancelledError:  # the attempt begins anyway: it ends cancelled
+                    cancelled = True
+                    begun = await starting
             except Exception:
                 log.exception("could not start job %s; it stays queued", run.job_id)
                 return
             if begun is None:  # finished meanwhile (e.g. cancelled while queued)
                 if run.entry_id is not None:
+                    run.acked = True
                     await self._redis_call(self.queue.ack(run.entry_id))
                 return
             record, run.attempt = begun.record, begun.record["attempt"]
             self.observe("retried" if run.attempt > 1 else "started", None)
             last_seq = await self.publisher.last_seq(run.job_id, begun.last_seq)
             events = EventLog(self.store.jobs, self.publisher, run.job_id, last_seq)
-            outcome = await self._attempt(run, record, begun.cancel_requested, events)
+            cancelled = cancelled or begun.cancel_requested
+            outcome = await self._attempt(run, record, cancelled, events)
             # the ending completes even if this task is cancelled again (shutdown)
             await asyncio.shield(self._end(run, record, events, outcome))
 
@@ -212,6 +228,7 @@ class JobRunner:
             self.observe("lost", None)
         await events.close()
         if not run.superseded and run.entry_id is not None:
+            run.acked = True
             await self._redis_call(self.queue.ack(run.entry_id))
 
     async def _attempt(

@@ -82,6 +82,10 @@ class Signals:
     def _deliver(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self._fire(channel, payload)
 
+    def fire_local(self, channel: str, payload: str) -> None:
+        """Call this process's listeners only."""
+        self._fire(channel, payload)
+
     def _fire(self, channel: str, payload: str) -> None:
         for listener in list(self._listeners.get(channel, ())):
             try:
