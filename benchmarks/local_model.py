@@ -77,9 +77,13 @@ async def sse(client: httpx.AsyncClient, url: str, body: dict, text_of) -> Strea
                 text = text_of(chunk)
                 if text:
                     stream.token(text)
+                # a chunk may carry several tokens (text held back while it might begin a stop
+                # string): the servers' own final counts are the token counts
                 usage = chunk.get("usage")
-                if usage:  # the gateway may carry several tokens in one chunk: count them all
+                if usage:
                     stream.tokens = usage["completion_tokens"]
+                elif chunk.get("stop") and "tokens_predicted" in chunk:  # llama-server
+                    stream.tokens = chunk["tokens_predicted"]
     return stream
 
 
@@ -124,7 +128,10 @@ def start(argv: list[str], url: str, env: dict | None = None) -> subprocess.Pope
 async def measure(targets: dict, rounds: int) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, list[float]]] = {n: {"ttft": [], "rate": []} for n in targets}
     agg: dict[str, list[float]] = {n: [] for n in targets}
-    async with httpx.AsyncClient(timeout=300) as client:
+    # a new connection per request for every server alike: llama-server at times drops a
+    # reused keep-alive connection before answering ("Server disconnected")
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=300, limits=fresh) as client:
         for url, (path, body, count) in targets.values():  # warm-up
             await sse(client, url + path, body, count)
         names = list(targets)

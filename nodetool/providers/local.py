@@ -2,6 +2,8 @@
 
 - The child (`llama_process.ModelProcess`) is shared by every LocalProvider of the process and
   started on first use; this provider streams from it over its Unix socket (`/completion`).
+  Embeddings come from a second child, started on the first embeddings request (embeddings
+  turned on slow every generation of the child that has them).
 - The model is a small *base* model: chats are rendered as a completion-style transcript
   (`local_prompt.build_prompt`) and generation stops at the next turn marker.
 - Requests beyond the child's parallel slots wait in llama.cpp's FIFO queue; closing the stream
@@ -64,8 +66,9 @@ class LocalProvider:
     def __init__(self, settings: Settings, *, default_max_tokens: int = 256) -> None:
         self._settings = settings
         self._default_max = default_max_tokens
-        self._process = None  # llama_process.ModelProcess, once located
-        self._clients: dict[Path, Any] = {}  # socket -> httpx.AsyncClient
+        self._process = None  # llama_process.ModelProcess for generation, once located
+        self._embedder = None  # and the one for embeddings
+        self._clients: dict[bool, tuple[Path, Any]] = {}  # embeddings? -> socket, client
         self._admission = asyncio.Lock()  # FIFO: waiters acquire in arrival order
         self._models: list[ModelInfo] | None = None
 
@@ -83,24 +86,30 @@ class LocalProvider:
             self._models = [info]
         return self._models
 
-    async def process(self):  # -> ModelProcess
-        """The shared child supervisor (assembling the GGUF on first use, off the loop)."""
-        if self._process is None:
+    async def process(self, *, embeddings: bool = False):  # -> ModelProcess
+        """A shared child supervisor (assembling the GGUF on first use, off the loop)."""
+        process = self._embedder if embeddings else self._process
+        if process is None:
             from nodetool.providers.local_model import model_process
 
-            self._process = await asyncio.to_thread(model_process, self._settings)
-        return self._process
+            process = await asyncio.to_thread(model_process, self._settings, embeddings=embeddings)
+            if embeddings:
+                self._embedder = process
+            else:
+                self._process = process
+        return process
 
-    async def _client(self, socket: Path) -> Any:
-        client = self._clients.get(socket)
-        if client is None:
-            import httpx
+    async def _client(self, socket: Path, *, embeddings: bool = False) -> Any:
+        known = self._clients.get(embeddings)
+        if known is not None and known[0] == socket:
+            return known[1]
+        import httpx
 
-            for stale in self._clients.values():
-                await stale.aclose()
-            transport = httpx.AsyncHTTPTransport(uds=str(socket))
-            client = httpx.AsyncClient(transport=transport, base_url="http://llama", timeout=None)
-            self._clients = {socket: client}
+        if known is not None:  # that child was replaced
+            await known[1].aclose()
+        transport = httpx.AsyncHTTPTransport(uds=str(socket))
+        client = httpx.AsyncClient(transport=transport, base_url="http://llama", timeout=None)
+        self._clients[embeddings] = (socket, client)
         return client
 
     async def stream_chat(
@@ -139,8 +148,8 @@ class LocalProvider:
         import httpx
 
         _check_model(model)
-        process = await self.process()
-        client = await self._client(await process.ensure())
+        process = await self.process(embeddings=True)
+        client = await self._client(await process.ensure(), embeddings=True)
         try:
             async with asyncio.timeout(self._settings.upstream_timeout):
                 reply = await client.post("/v1/embeddings", json={"input": list(inputs)})
@@ -182,16 +191,16 @@ class LocalProvider:
 
         top = _want_logprobs(body, options)
         first, final = strip, None
-        async with self._admission:  # requests reach the model in arrival order
+        # held until llama-server answers the headers, which it does once the request has a
+        # slot: requests start in arrival order, and wait here while every slot is busy
+        async with self._admission:
             process = await self.process()
             client = await self._client(await process.ensure())
-            sending = await _sent(client, body)
-        try:
-            response = await sending
-        except httpx.TransportError as exc:
-            raise await self._lost(process, exc) from None
-        finally:
-            sending.cancel()  # only if the caller went away before the reply
+            request = client.build_request("POST", "/completion", json=body)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise await self._lost(process, exc) from None
         try:
             if response.status_code != 200:
                 raise _http_error(response.status_code, await response.aread())
@@ -228,34 +237,8 @@ class LocalProvider:
     async def aclose(self) -> None:
         """Close this provider's connections (the shared child runs on for the process)."""
         clients, self._clients = self._clients, {}
-        for client in clients.values():
+        for _, client in clients.values():
             await client.aclose()
-
-
-async def _sent(client: Any, body: dict[str, Any]) -> asyncio.Future:
-    """Start the `/completion` request; return once its body is written to the child.
-
-    llama-server answers a stream's headers only with its first token, so holding admission
-    until the headers would serialise the prompts of concurrent requests; holding it until the
-    request is written keeps arrival order into the child's queue and lets its slots batch.
-    """
-    written = asyncio.Event()
-
-    async def trace(name: str, info: dict[str, Any]) -> None:
-        if name == "http11.send_request_body.complete":
-            written.set()
-
-    request = client.build_request("POST", "/completion", json=body, extensions={"trace": trace})
-    sending = asyncio.ensure_future(client.send(request, stream=True))
-    waiting = asyncio.ensure_future(written.wait())
-    try:
-        await asyncio.wait({sending, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        sending.cancel()
-        raise
-    finally:
-        waiting.cancel()
-    return sending
 
 
 def _check_model(model: str) -> None:

@@ -139,8 +139,12 @@ def llama_server_binary(settings: Settings) -> tuple[Path, str]:
     return binary, profile.name
 
 
-def model_process(settings: Settings):  # -> llama_process.ModelProcess
-    """The process-wide supervisor of the child serving the embedded model (blocking)."""
+def model_process(settings: Settings, *, embeddings: bool = False):  # -> ModelProcess
+    """The process-wide supervisor of the child serving the embedded model (blocking).
+
+    Chat and raw completion use one child; embeddings another, started on first use: a child
+    with embeddings on computes them for every batch, which halves its decode speed.
+    """
     from nodetool.providers.llama_process import ChildConfig, shared_process
 
     binary, profile = llama_server_binary(settings)
@@ -152,6 +156,6 @@ def model_process(settings: Settings):  # -> llama_process.ModelProcess
         parallel=settings.local_parallel,
         threads=settings.local_threads,
         profile=profile,
-        embeddings=True,  # one child serves chat, raw completion and embeddings
+        embeddings=embeddings,
     )
     return shared_process(config)
