@@ -6,7 +6,9 @@
   turned on slow every generation of the child that has them).
 - The model is a small *base* model: chats are rendered as a completion-style transcript
   (`local_prompt.build_prompt`) and generation stops at the next turn marker.
-- Requests beyond the child's parallel slots wait in llama.cpp's FIFO queue; closing the stream
+- Requests go to the child in arrival order: at once while a slot is free (so they share a
+  batch), one at a time once every slot is busy (each waits until the one before is under
+  way), so beyond the slots they wait in FIFO order. Closing the stream
   closes the connection, and llama.cpp stops that generation within one token.
 - If the child dies mid-answer, the stream fails at once with the cause in words (a
   ProviderError: an SSE error event on /v1, an error frame on /chat, a 502 otherwise).
@@ -70,6 +72,7 @@ class LocalProvider:
         self._embedder = None  # and the one for embeddings
         self._clients: dict[bool, tuple[Path, Any]] = {}  # embeddings? -> socket, client
         self._admission = asyncio.Lock()  # FIFO: waiters acquire in arrival order
+        self._in_flight = 0  # generation requests sent (or being sent) and not yet finished
         self._models: list[ModelInfo] | None = None
 
     async def list_models(self) -> list[ModelInfo]:
@@ -191,16 +194,28 @@ class LocalProvider:
 
         top = _want_logprobs(body, options)
         first, final = strip, None
-        # held until llama-server answers the headers, which it does once the request has a
-        # slot: requests start in arrival order, and wait here while every slot is busy
-        async with self._admission:
-            process = await self.process()
-            client = await self._client(await process.ensure())
-            request = client.build_request("POST", "/completion", json=body)
+        process = None
+        self._in_flight += 1
+        try:
+            async with self._admission:  # requests reach the child in arrival order
+                process = await self.process()
+                client = await self._client(await process.ensure())
+                request = client.build_request("POST", "/completion", json=body)
+                if self._in_flight <= self._settings.local_parallel:  # a slot is free for it
+                    sending = await _written(client, request)
+                else:  # it waits in the child's queue: hold the line until it is under way
+                    sending = asyncio.ensure_future(client.send(request, stream=True))
+                    await asyncio.wait({sending})
             try:
-                response = await client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise await self._lost(process, exc) from None
+                response = await sending
+            finally:
+                sending.cancel()  # only if this request was given up before its headers
+        except httpx.TransportError as exc:
+            self._in_flight -= 1
+            raise await self._lost(process, exc) from None
+        except BaseException:
+            self._in_flight -= 1
+            raise
         try:
             if response.status_code != 200:
                 raise _http_error(response.status_code, await response.aread())
@@ -224,6 +239,7 @@ class LocalProvider:
         except (httpx.TransportError, json.JSONDecodeError) as exc:
             raise await self._lost(process, exc) from None
         finally:
+            self._in_flight -= 1
             await response.aclose()
         if final is None:
             reason = await process.death()
@@ -239,6 +255,31 @@ class LocalProvider:
         clients, self._clients = self._clients, {}
         for _, client in clients.values():
             await client.aclose()
+
+
+async def _written(client: Any, request: Any) -> asyncio.Future:
+    """Send `request` streamed; return its pending reply once the request is written.
+
+    Used while a slot is free: requests that all get a slot start in one batch (waiting for
+    each one's headers would put each prompt in a later batch than the one before).
+    """
+    written = asyncio.Event()
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "http11.send_request_body.complete":
+            written.set()
+
+    request.extensions["trace"] = trace
+    sending = asyncio.ensure_future(client.send(request, stream=True))
+    waiting = asyncio.ensure_future(written.wait())
+    try:
+        await asyncio.wait({sending, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        sending.cancel()
+        raise
+    finally:
+        waiting.cancel()
+    return sending
 
 
 def _check_model(model: str) -> None:
