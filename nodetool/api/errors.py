@@ -29,6 +29,9 @@ _STATUS_TYPES = {
 }
 
 
+_SOURCES = ("body", "query", "path", "header", "cookie")
+
+
 def error_body(
     message: str, type_: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
@@ -41,13 +44,17 @@ def error_response(exc: NodetoolError) -> JSONResponse:
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
-    """Validation errors are 400s (as at OpenAI), naming the offending field in `param`."""
+    """Validation errors are 400s (as at OpenAI), naming the offending field in `param`
+    (`body` when the body as a whole is wrong)."""
     errors = exc.errors()
     if not errors:
         return error_response(InvalidRequestError("Invalid request"))
     where = errors[0].get("loc", ())
-    skip = 1 if where and where[0] in ("body", "query", "path", "header", "cookie") else 0
-    return error_response(invalid_request(problem_of(errors, skip=skip)))
+    source = where[0] if where and where[0] in _SOURCES else None
+    error = invalid_request(problem_of(errors, skip=1 if source else 0))
+    if error.param is None and source == "body":
+        error.param = "body"
+    return error_response(error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

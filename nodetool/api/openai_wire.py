@@ -21,7 +21,6 @@ from nodetool.api.wire.chat import (
     ToolMessage,
 )
 from nodetool.api.wire.problems import parse_body
-from nodetool.errors import InvalidRequestError
 from nodetool.types.events import ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
 
@@ -30,14 +29,7 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 def parse_request(body: bytes) -> ChatCompletionRequest:
     """Validate a request body; every problem is a 400 naming the field."""
-    request = parse_body(ChatCompletionRequest, body)
-    if request.top_logprobs and not request.logprobs:
-        raise InvalidRequestError(
-            "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
-            param="top_logprobs",
-            code="invalid_value",
-        )
-    return request
+    return parse_body(ChatCompletionRequest, body)
 
 
 def _content(content: Any) -> Any:

@@ -120,15 +120,12 @@ def _component(components: dict[str, Any], model: type[BaseModel], mode: str) ->
 
 
 def _sse(note: str, item: dict[str, Any] | None) -> dict[str, Any]:
-    """One server-sent event (OpenAPI 3.1: the media type's schema describes each event)."""
-    data: dict[str, Any] = {
-        "description": note,
-        "type": "string",
-        "anyOf": [{"const": "[DONE]"}, {"pattern": "^\\{"}],
-        "contentMediaType": "application/json",
-    }
+    """One server-sent event (OpenAPI 3.1: the media type's schema describes each event);
+    `item` is the schema of the JSON object a `data:` line carries (else an error envelope)."""
+    json_data: dict[str, Any] = {"pattern": "^\\{", "contentMediaType": "application/json"}
     if item is not None:
-        data["contentSchema"] = item
+        json_data["contentSchema"] = item
+    data = {"description": note, "type": "string", "anyOf": [{"const": "[DONE]"}, json_data]}
     return {
         "type": "object",
         "required": ["data"],
@@ -144,7 +141,10 @@ def _finish(schema: dict[str, Any], hot: list[str]) -> dict[str, Any]:
         if not doc.stream_note:
             continue
         ok = paths[path]["post"]["responses"]["200"]
-        item = _component(components, doc.stream, "serialization") if doc.stream else None
+        item = None
+        if doc.stream is not None:
+            envelope = _component(components, ErrorEnvelope, "serialization")
+            item = {"anyOf": [_component(components, doc.stream, "serialization"), envelope]}
         ok["content"]["text/event-stream"] = {"schema": _sse(doc.stream_note, item)}
         ok["description"] += " With `stream: true`: server-sent events ending with `[DONE]`."
     for (path, method), model in SELF_PARSED.items():

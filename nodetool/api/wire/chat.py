@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from nodetool.api.wire.common import OutModel, StreamOptions, Usage, WireModel, one_message
 
@@ -86,7 +86,10 @@ class AssistantMessage(WireModel):
         "json_schema_extra": {
             "anyOf": [
                 {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
-                {"required": ["tool_calls"], "properties": {"tool_calls": {"minItems": 1}}},
+                {
+                    "required": ["tool_calls"],
+                    "properties": {"tool_calls": {"type": "array", "minItems": 1}},
+                },
             ]
         }
     }
@@ -160,6 +163,14 @@ class ResponseFormat(WireModel, extra="allow"):
 class ChatCompletionRequest(WireModel):
     """`POST /v1/chat/completions` body (fields docs/protocol.md §3 lists, plus `provider`)."""
 
+    model_config = {
+        "json_schema_extra": {  # what `_top_logprobs` checks
+            "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"minimum": 1}}},
+            "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+            "examples": [{"messages": [{"role": "user", "content": "Say hello."}]}],
+        }
+    }
+
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = False
@@ -186,6 +197,13 @@ class ChatCompletionRequest(WireModel):
     # bookkeeping, accepted and not forwarded: nothing is stored for chat completions
     metadata: dict[str, str] | None = None
     store: bool | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
+            raise ValueError("'logprobs' must be set to true when 'top_logprobs' is used")
+        return value
 
 
 # ---- responses ----------------------------------------------------------------------------

@@ -26,6 +26,8 @@ NonEmptyTexts = Annotated[
 class CompletionRequest(WireModel):
     """`POST /v1/completions` body (plus nodetool's `provider`)."""
 
+    model_config = {"json_schema_extra": {"examples": [{"prompt": "Once upon a time"}]}}
+
     model: str | None = None
     prompt: Texts
     max_tokens: int | None = Field(None, ge=1)
@@ -72,6 +74,8 @@ class TextCompletion(OutModel):
 
 class EmbeddingRequest(WireModel):
     """`POST /v1/embeddings` body (plus nodetool's `provider`)."""
+
+    model_config = {"json_schema_extra": {"examples": [{"input": ["alpha", "beta"]}]}}
 
     model: str | None = None
     input: NonEmptyTexts

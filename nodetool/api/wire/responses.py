@@ -31,6 +31,8 @@ Input = Annotated[
 class ResponsesRequest(WireModel):
     """`POST /v1/responses` body (plus nodetool's `provider`)."""
 
+    model_config = {"json_schema_extra": {"examples": [{"input": "Say hello."}]}}
+
     model: str | None = None
     input: Input = Field(
         description="a string, or items: messages (`role`, `content` as a string or "
