@@ -80,7 +80,9 @@ class EmbeddingRequest(WireModel):
     model: str | None = None
     input: NonEmptyTexts
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(
+        None, ge=1, le=16384, description="at most 16384 (more than any embedding model has)"
+    )
     user: str | None = None
     provider: str | None = None
 
