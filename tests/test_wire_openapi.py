@@ -83,6 +83,19 @@ def test_every_body_route_documents_request_and_response(live, kind) -> None:
             )
 
 
+def _without_null_defaults(schema: Any) -> Any:
+    """`schema` without `"default": null` (FastAPI leaves those out of its documents)."""
+    if isinstance(schema, dict):
+        return {
+            k: _without_null_defaults(v)
+            for k, v in schema.items()
+            if not (k == "default" and v is None)
+        }
+    if isinstance(schema, list):
+        return [_without_null_defaults(v) for v in schema]
+    return schema
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_hot_route_schemas_are_the_models(live, kind) -> None:
     """The published request/response schemas are exactly the models' own JSON Schemas."""
@@ -99,7 +112,8 @@ def test_hot_route_schemas_are_the_models(live, kind) -> None:
         ):
             expected = model.model_json_schema(ref_template=_REF + "{model}", mode=mode)
             expected.pop("$defs", None)
-            assert _component(doc, schema) == expected, (path, model.__name__)
+            published = _without_null_defaults(_component(doc, schema))
+            assert published == _without_null_defaults(expected), (path, model.__name__)
         if hot.stream is not None:
             events = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
             assert _REF + hot.stream.__name__ in str(events), path
