@@ -165,7 +165,10 @@ class ChatCompletionRequest(WireModel):
 
     model_config = {
         "json_schema_extra": {  # what `_top_logprobs` checks
-            "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"minimum": 1}}},
+            "if": {
+                "required": ["top_logprobs"],
+                "properties": {"top_logprobs": {"type": "integer", "minimum": 1}},
+            },
             "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
             "examples": [{"messages": [{"role": "user", "content": "Say hello."}]}],
         }
