@@ -10,6 +10,8 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _PydanticSettingsError
 
+from nodetool.types.validation import first_problem
+
 AuthProvider = Literal["none", "local", "static", "supabase"]
 DEFAULT_USER = "1"  # the user when auth is off, of the static token, and of stdio MCP
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -275,8 +277,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = _setting_name(tuple(first.get("loc", ())))
-        raise SettingsError(f"invalid value for {name}: {first.get('msg', 'invalid')}") from None
+        problem = first_problem(exc)
+        name = _setting_name(problem.path)
+        raise SettingsError(f"invalid value for {name}: {problem.message}") from None
     except _PydanticSettingsError as exc:
         raise SettingsError(str(exc)) from None

@@ -24,7 +24,7 @@ from nodetool.admission import Admission
 from nodetool.api.errors import install_error_handlers
 from nodetool.api.hot_paths import HotLaneApp, install_hot_paths
 from nodetool.api.metrics import metrics_of
-from nodetool.api.openapi_docs import install_openapi
+from nodetool.api.openapi import install_openapi
 from nodetool.config import Settings, server_settings
 from nodetool.runtime import new_instance_id, open_runtime
 

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nodetool.api.ws_codec import FrameError
+from nodetool.types.validation import first_problem
 
 _STRICT = ConfigDict(extra="ignore", strict=True)
 _TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -85,7 +86,5 @@ def parse(model: type[M], data: dict[str, Any], what: str) -> M | FrameError:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "frame"
-        detail = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        return invalid(f"invalid {what}: {where}: {detail}")
+        problem = first_problem(exc, model)
+        return invalid(f"invalid {what}: {problem.param or 'frame'}: {problem.message}")

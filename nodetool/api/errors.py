@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from nodetool.errors import NodetoolError
+from nodetool.api.wire.problems import invalid_request
+from nodetool.errors import InvalidRequestError, NodetoolError
+from nodetool.types.validation import problem_of
 
 log = logging.getLogger("nodetool.api")
 
@@ -27,6 +29,9 @@ _STATUS_TYPES = {
 }
 
 
+_SOURCES = ("body", "query", "path", "header", "cookie")
+
+
 def error_body(
     message: str, type_: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
@@ -38,27 +43,18 @@ def error_response(exc: NodetoolError) -> JSONResponse:
     return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers or None)
 
 
-def _param_of(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    if not parts:
-        return None
-    out = parts[0]
-    for part in parts[1:]:
-        out += f"[{part}]" if part.isdigit() else f".{part}"
-    return out
-
-
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
-    """Validation errors are 400s (as at OpenAI), naming the offending field in `param`."""
+    """Validation errors are 400s (as at OpenAI), naming the offending field in `param`
+    (`body` when the body as a whole is wrong)."""
     errors = exc.errors()
-    first = errors[0] if errors else {}
-    param = _param_of(tuple(first.get("loc", ())))
-    msg = first.get("msg", "Invalid request")
-    message = f"{param}: {msg}" if param else str(msg)
-    return JSONResponse(
-        error_body(message, "invalid_request_error", param=param, code="invalid_value"),
-        status_code=400,
-    )
+    if not errors:
+        return error_response(InvalidRequestError("Invalid request"))
+    where = errors[0].get("loc", ())
+    source = where[0] if where and where[0] in _SOURCES else None
+    error = invalid_request(problem_of(errors, skip=1 if source else 0))
+    if error.param is None and source == "body":
+        error.param = "body"
+    return error_response(error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,310 +1,70 @@
-"""OpenAI chat-completions wire format: the request model and the response/chunk builders.
+"""OpenAI chat-completions wire format: request parsing and mapping, response/chunk builders.
 
-Requests are validated once with pydantic (strict types, unknown fields ignored) and every
-failure becomes a 400 `InvalidRequestError` naming the offending field in `param`. Responses
-and stream chunks are built as plain strings/dicts and serialized directly: no model per chunk.
+Requests are validated once against `api/wire/chat.ChatCompletionRequest` (strict types,
+unknown fields ignored) and every failure becomes a 400 `InvalidRequestError` naming the
+offending field in `param`. Responses and stream chunks are built as plain strings/dicts and
+serialized directly (no model per chunk); `api/wire/chat` documents their shapes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any
 
 from nodetool.api.request_id import random_hex
-from nodetool.errors import InvalidRequestError
+from nodetool.api.wire.chat import (
+    AssistantMessage,
+    ChatCompletionRequest,
+    ChatMessage,
+    ToolMessage,
+)
+from nodetool.api.wire.problems import parse_body
 from nodetool.types.events import ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
 
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # no cycles
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_ROLES = ("system", "developer", "user", "assistant", "tool")
-_TOOL_CHOICES = ("none", "auto", "required")
-
-
-# ---- request ----------------------------------------------------------------------------
-
-
-def _check_content(value: Any) -> Any:
-    """A string, null, or an array of content parts (objects with a string `type`)."""
-    if value is None or isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        raise ValueError("expected a string or an array of content parts")
-    for index, part in enumerate(value):
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise ValueError(f"content part {index} must be an object with a string 'type'")
-        if part["type"] == "text" and not isinstance(part.get("text"), str):
-            raise ValueError(f"content part {index} of type 'text' needs a string 'text'")
-    return value
-
-
-def text_or_texts(value: Any) -> str | list[str]:
-    """A string or an array of strings (token-id arrays are not supported)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return value
-    raise ValueError("expected a string or an array of strings (token arrays are not supported)")
-
-
-class WireToolCall(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
-
-
-class WireMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Any = None
-    name: str | None = None
-    tool_calls: list[WireToolCall] | None = None
-    tool_call_id: str | None = None
-
-    _content = field_validator("content")(_check_content)
-
-
-class WireFunction(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _TOOL_NAME.match(value):
-            raise ValueError("must match ^[a-zA-Z0-9_-]{1,64}$")
-        return value
-
-
-class WireTool(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    type: Literal["function"] = "function"
-    function: WireFunction
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    include_usage: bool | None = None
-
-
-class ChatCompletionRequest(BaseModel):
-    """`POST /v1/chat/completions` body (fields docs/protocol.md §3 lists, plus `provider`)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: str | None = None
-    messages: list[WireMessage] = Field(min_length=1)
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    stop: Any = None
-    seed: int | None = None
-    response_format: dict[str, Any] | None = None
-    tools: list[WireTool] | None = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
-    user: str | None = None
-    n: int | None = None
-    provider: str | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    reasoning_effort: str | None = None
-    verbosity: str | None = None
-    # bookkeeping, accepted and not forwarded: nothing is stored for chat completions
-    metadata: dict[str, str] | None = None
-    store: bool | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(isinstance(s, str) for s in value):
-            if len(value) > 4:
-                raise ValueError("at most 4 stop sequences are allowed")
-            return value
-        raise ValueError("expected a string or an array of strings")
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _tool_choice(cls, value: Any) -> Any:
-        if value is None or value in _TOOL_CHOICES:
-            return value
-        if isinstance(value, dict) and value.get("type") == "function":
-            function = value.get("function")
-            if isinstance(function, dict) and isinstance(function.get("name"), str):
-                return value
-        raise ValueError(
-            "expected 'none', 'auto', 'required' or "
-            '{"type": "function", "function": {"name": ...}}'
-        )
-
-    @field_validator("response_format")
-    @classmethod
-    def _response_format(cls, value: Any) -> Any:
-        if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
-            raise ValueError("type must be 'text', 'json_object' or 'json_schema'")
-        return value
-
-
-def _param(loc: tuple[Any, ...]) -> str | None:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or None
-
-
-_TYPE_NAMES = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "bool_type": "a boolean",
-    "list_type": "an array",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def request_error(exc: ValidationError) -> InvalidRequestError:
-    """The first validation error as OpenAI would phrase it, with `param`."""
-    error = exc.errors(include_url=False)[0]
-    kind = error["type"]
-    param = _param(tuple(error.get("loc", ())))
-    if kind == "json_invalid":
-        return InvalidRequestError(
-            "We could not parse the JSON body of your request. "
-            "(The API expects a JSON payload, but what was sent was not valid JSON.)"
-        )
-    if param is None:
-        return InvalidRequestError("The request body must be a JSON object.", code="invalid_type")
-    if kind == "missing":
-        return InvalidRequestError(
-            f"Missing required parameter: '{param}'.",
-            param=param,
-            code="missing_required_parameter",
-        )
-    if kind in _TYPE_NAMES:
-        got = _json_type(error.get("input"))
-        return InvalidRequestError(
-            f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {got} instead.",
-            param=param,
-            code="invalid_type",
-        )
-    if kind == "too_short" and param == "messages":
-        return InvalidRequestError(
-            "Invalid 'messages': empty array. Expected an array with minimum length 1, "
-            "but got an empty array instead.",
-            param=param,
-            code="empty_array",
-        )
-    if kind == "literal_error" and param.endswith(".role"):
-        supported = ", ".join(f"'{r}'" for r in _ROLES)
-        return InvalidRequestError(
-            f"Invalid value: {error.get('input')!r}. Supported values are: {supported}.",
-            param=param,
-            code="invalid_value",
-        )
-    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    return InvalidRequestError(f"Invalid '{param}': {message}.", param=param, code="invalid_value")
 
 
 def parse_request(body: bytes) -> ChatCompletionRequest:
     """Validate a request body; every problem is a 400 naming the field."""
-    try:
-        request = ChatCompletionRequest.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        raise request_error(exc) from None
-    if request.top_logprobs and not request.logprobs:
-        raise InvalidRequestError(
-            "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
-            param="top_logprobs",
-            code="invalid_value",
-        )
-    if request.n is not None and request.n != 1:
-        raise InvalidRequestError(
-            f"Invalid 'n': only n=1 is supported, got {request.n}.", param="n", code="invalid_value"
-        )
-    return request
+    return parse_body(ChatCompletionRequest, body)
 
 
-def _message(index: int, wire: WireMessage) -> Message:
-    role, content = wire.role, wire.content
-    where = f"messages[{index}]"
+def _content(content: Any) -> Any:
+    """Content as the engine keeps it: the string, or the parts as plain dicts."""
+    if content is None or isinstance(content, str):
+        return content
+    return [part.model_dump(exclude_unset=True) for part in content]
+
+
+def _message(wire: ChatMessage) -> Message:
     calls = None
-    if role == "tool":
-        if wire.tool_call_id is None:
-            raise InvalidRequestError(
-                f"Missing required parameter: '{where}.tool_call_id'.",
-                param=f"{where}.tool_call_id",
-                code="missing_required_parameter",
+    if type(wire) is AssistantMessage and wire.tool_calls:
+        calls = [
+            ToolCall.model_construct(
+                id=c.id,
+                type="function",
+                function=FunctionCall.model_construct(
+                    name=c.function.name, arguments=c.function.arguments
+                ),
             )
-    elif role == "assistant":
-        if wire.tool_calls:
-            calls = [
-                ToolCall.model_construct(id=c.id, type="function", function=c.function)
-                for c in wire.tool_calls
-            ]
-        elif content is None:
-            raise InvalidRequestError(
-                f"Missing required parameter: '{where}.content'.",
-                param=f"{where}.content",
-                code="missing_required_parameter",
-            )
-    if content is None and role != "assistant":
-        raise InvalidRequestError(
-            f"Missing required parameter: '{where}.content'.",
-            param=f"{where}.content",
-            code="missing_required_parameter",
-        )
+            for c in wire.tool_calls
+        ]
+    role = wire.role
     return Message.model_construct(
         role="system" if role == "developer" else role,
-        content=content,
+        content=_content(wire.content),
         name=wire.name,
         tool_calls=calls,
-        tool_call_id=wire.tool_call_id,
+        tool_call_id=wire.tool_call_id if type(wire) is ToolMessage else None,
     )
 
 
 def to_messages(request: ChatCompletionRequest) -> list[Message]:
-    return [_message(i, m) for i, m in enumerate(request.messages)]
+    return [_message(m) for m in request.messages]
 
 
 def to_tool_specs(request: ChatCompletionRequest) -> list[ToolSpec]:
@@ -323,14 +83,18 @@ def to_tool_specs(request: ChatCompletionRequest) -> list[ToolSpec]:
 
 def to_options(request: ChatCompletionRequest) -> ChatOptions:
     stop = request.stop
+    choice = request.tool_choice
+    response_format = request.response_format
     return ChatOptions.model_construct(
         temperature=request.temperature,
         top_p=request.top_p,
         max_tokens=request.max_completion_tokens or request.max_tokens,
         stop=[stop] if isinstance(stop, str) else stop,
         seed=request.seed,
-        response_format=request.response_format,
-        tool_choice=request.tool_choice,
+        response_format=None
+        if response_format is None
+        else response_format.model_dump(exclude_unset=True),
+        tool_choice=choice if choice is None or isinstance(choice, str) else choice.model_dump(),
         parallel_tool_calls=request.parallel_tool_calls,
         user=request.user,
         stream=bool(request.stream),
@@ -341,13 +105,13 @@ def to_options(request: ChatCompletionRequest) -> ChatOptions:
     )
 
 
-def gated_fields(request: ChatCompletionRequest) -> dict[str, Any]:
+def gated_fields(request: ChatCompletionRequest, options: ChatOptions) -> dict[str, Any]:
     """The request's fields that not every provider honours (see providers.base.check_fields)."""
     return {
         "logprobs": request.logprobs,
         "top_logprobs": request.top_logprobs,
-        "response_format": request.response_format,
-        "tool_choice": request.tool_choice,
+        "response_format": options.response_format,
+        "tool_choice": options.tool_choice,
         "seed": request.seed,
         "stop": request.stop,
     }

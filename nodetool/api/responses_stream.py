@@ -121,7 +121,9 @@ class ResponseBuilder:
                 "store": self.store,
                 "temperature": 1.0 if r.temperature is None else r.temperature,
                 "text": {"format": fmt or {"type": "text"}, **_verbosity(r)},
-                "tool_choice": r.tool_choice or "auto",
+                "tool_choice": r.tool_choice.model_dump()
+                if r.tool_choice is not None and not isinstance(r.tool_choice, str)
+                else r.tool_choice or "auto",
                 "tools": [_tool_entry(t) for t in r.tools or ()],
                 "top_logprobs": r.top_logprobs or 0,
                 "top_p": 1.0 if r.top_p is None else r.top_p,

@@ -1,5 +1,5 @@
-"""OpenAI Responses wire format (`POST /v1/responses`): the request model and its mapping onto
-the chat engine's messages, tools and options.
+"""OpenAI Responses wire format (`POST /v1/responses`): the request (`api/wire/responses`) mapped
+onto the chat engine's messages, tools and options.
 
 Shapes follow the openai SDK's `openai.types.responses` types. Every problem is a 400 naming
 the field in `param` (the same phrasing as chat completions); fields that would change the
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from nodetool.api.openai_wire import request_error
+from nodetool.api.wire.problems import parse_body
+from nodetool.api.wire.responses import ResponsesRequest
 from nodetool.errors import InvalidRequestError
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
 
@@ -28,70 +27,8 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
-class ResponsesRequest(BaseModel):
-    """`POST /v1/responses` body (plus nodetool's `provider`)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: str | None = None
-    input: str | list[dict[str, Any]] = Field(...)
-    instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    max_output_tokens: int | None = Field(None, ge=1)
-    text: dict[str, Any] | None = None
-    previous_response_id: str | None = None
-    store: bool | None = None
-    metadata: dict[str, str] | None = None
-    user: str | None = None
-    stream: bool | None = False
-    include: list[str] | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    truncation: Literal["auto", "disabled"] | None = None
-    reasoning: dict[str, Any] | None = None
-    background: bool | None = None
-    conversation: Any = None
-    prompt: Any = None
-    seed: int | None = None  # not in OpenAI's Responses API; honoured like chat completions
-    provider: str | None = None
-    # bookkeeping, accepted as OpenAI does
-    service_tier: str | None = None
-    safety_identifier: str | None = None
-    prompt_cache_key: str | None = None
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _tool_choice(cls, value: Any) -> Any:
-        if value is None or value in ("none", "auto", "required"):
-            return value
-        if (
-            isinstance(value, dict)
-            and value.get("type") == "function"
-            and isinstance(value.get("name"), str)
-        ):
-            return value
-        raise ValueError(
-            "expected 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}"
-        )
-
-    @field_validator("input", mode="plain")
-    @classmethod
-    def _input(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list) and value and all(isinstance(i, dict) for i in value):
-            return value
-        raise ValueError("expected a string or a non-empty array of input items (objects)")
-
-
 def parse_request(body: bytes) -> ResponsesRequest:
-    try:
-        request = ResponsesRequest.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        raise request_error(exc) from None
+    request = parse_body(ResponsesRequest, body)
     for name in _UNSUPPORTED:
         if getattr(request, name) not in (None, False):
             raise InvalidRequestError(
@@ -314,9 +251,9 @@ def response_format(request: ResponsesRequest) -> dict[str, Any] | None:
 
 def chat_tool_choice(request: ResponsesRequest) -> str | dict[str, Any] | None:
     choice = request.tool_choice
-    if isinstance(choice, dict):
-        return {"type": "function", "function": {"name": choice["name"]}}
-    return choice
+    if choice is None or isinstance(choice, str):
+        return choice
+    return {"type": "function", "function": {"name": choice.name}}
 
 
 def to_options(request: ResponsesRequest) -> ChatOptions:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nodetool.errors import InvalidRequestError
+from nodetool.types.validation import first_problem
 
 PREFIX = "mcp__"
 SEPARATOR = "__"
@@ -90,12 +91,9 @@ def load_mcp_config(path: Path) -> dict[str, McpServerSpec]:
         try:
             spec = McpServerSpec.model_validate(entry)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            detail = first["msg"].removeprefix("Value error, ")
-            raise McpConfigError(
-                f"{path}: MCP server {name!r}: {where + ': ' if where else ''}{detail}"
-            ) from None
+            problem = first_problem(exc, McpServerSpec)
+            where = f"{problem.param}: " if problem.param else ""
+            raise McpConfigError(f"{path}: MCP server {name!r}: {where}{problem.message}") from None
         if not spec.disabled:
             specs[name] = spec
     return specs

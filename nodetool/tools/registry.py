@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from nodetool.errors import InvalidRequestError, ToolError
 from nodetool.tools.base import Tool, ToolContext, ToolFamily, ToolOutcome
 from nodetool.types.messages import ToolCall
+from nodetool.types.validation import first_problem
 
 if TYPE_CHECKING:
     from nodetool.config import Settings
@@ -160,9 +161,9 @@ class ToolRegistry:
         try:
             parsed = tool.Args.model_validate(args)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "arguments"
-            return ToolOutcome(ok=False, error=f"invalid arguments: {where}: {first['msg']}")
+            problem = first_problem(exc, tool.Args)
+            where = problem.param or "arguments"
+            return ToolOutcome(ok=False, error=f"invalid arguments: {where}: {problem.message}")
         try:
             result = await asyncio.wait_for(tool.run(context, parsed), timeout=tool.timeout)
         except TimeoutError:

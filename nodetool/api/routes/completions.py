@@ -15,12 +15,13 @@ from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY
-from nodetool.api.openai_wire import StreamOptions, dumps, request_error, text_or_texts
+from nodetool.api.openai_wire import dumps
 from nodetool.api.sse import EventStreamResponse, TaskResponse
+from nodetool.api.wire.legacy import CompletionRequest
+from nodetool.api.wire.problems import parse_body
 from nodetool.errors import InvalidRequestError
 from nodetool.providers.base import CompletionProvider, check_fields
 from nodetool.types.events import Finish, TextDelta, TokenLogprobs, Usage
@@ -30,61 +31,8 @@ router = APIRouter(tags=["openai"])
 PATH = "/v1/completions"
 
 
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: str | None = None
-    prompt: str | list[str] = Field(...)
-
-    @field_validator("prompt", mode="plain")
-    @classmethod
-    def _texts(cls, value: Any) -> Any:
-        return text_or_texts(value)
-
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    echo: bool | None = None
-    logprobs: int | None = Field(None, ge=0, le=5)
-    n: int | None = None
-    best_of: int | None = None
-    suffix: str | None = None
-    user: str | None = None
-    provider: str | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value: Any) -> Any:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        return value
-
-
 def parse(body: bytes) -> CompletionRequest:
-    try:
-        request = CompletionRequest.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        raise request_error(exc) from None
-    for name in ("n", "best_of"):
-        if getattr(request, name) not in (None, 1):
-            raise InvalidRequestError(
-                f"Invalid '{name}': only 1 is supported.", param=name, code="invalid_value"
-            )
-    if request.suffix:
-        raise InvalidRequestError(
-            "'suffix' is not supported by this server.",
-            param="suffix",
-            code="unsupported_parameter",
-        )
-    if isinstance(request.prompt, list) and not request.prompt:
-        raise InvalidRequestError(
-            "Invalid 'prompt': empty array.", param="prompt", code="invalid_value"
-        )
-    return request
+    return parse_body(CompletionRequest, body)
 
 
 def options_of(request: CompletionRequest) -> ChatOptions:

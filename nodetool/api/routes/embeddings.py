@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
 from nodetool.api.metrics import ROUTE_KEY
-from nodetool.api.openai_wire import dumps, request_error, text_or_texts
+from nodetool.api.openai_wire import dumps
+from nodetool.api.wire.legacy import EmbeddingRequest
+from nodetool.api.wire.problems import parse_body
 from nodetool.errors import InvalidRequestError
 from nodetool.providers.base import EmbeddingProvider, check_fields
 
@@ -24,37 +25,8 @@ router = APIRouter(tags=["openai"])
 PATH = "/v1/embeddings"
 
 
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: str | None = None
-    input: str | list[str] = Field(...)
-
-    @field_validator("input", mode="plain")
-    @classmethod
-    def _texts(cls, value: Any) -> Any:
-        return text_or_texts(value)
-
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
-    user: str | None = None
-    provider: str | None = None
-
-
 def parse(body: bytes) -> EmbeddingRequest:
-    try:
-        request = EmbeddingRequest.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        raise request_error(exc) from None
-    inputs = [request.input] if isinstance(request.input, str) else request.input
-    if not inputs or any(not text for text in inputs):
-        raise InvalidRequestError(
-            "Invalid 'input': expected a non-empty string or a non-empty array of non-empty "
-            "strings.",
-            param="input",
-            code="invalid_value",
-        )
-    return request
+    return parse_body(EmbeddingRequest, body)
 
 
 def encode(vector: list[float], encoding: str) -> list[float] | str:

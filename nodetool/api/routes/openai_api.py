@@ -30,6 +30,7 @@ from nodetool.api.openai_wire import (
 )
 from nodetool.api.request_user import user_id_of
 from nodetool.api.sse import EventStreamResponse, TaskResponse
+from nodetool.api.wire.chat import ModelEntry, ModelList
 from nodetool.chat.engine import TurnRequest
 from nodetool.errors import ModelNotFoundError, ProviderError
 from nodetool.providers.base import check_fields
@@ -91,16 +92,17 @@ async def chat_completions(request: Request) -> Response:
     wire = parse_request(await request.body())
     runtime = request.app.state.runtime
     engine: ChatEngine = runtime.engine
+    options = to_options(wire)
     turn_request = TurnRequest(
         messages=to_messages(wire),
         model=wire.model,
         provider=wire.provider,
-        options=to_options(wire),
+        options=options,
         client_tools=to_tool_specs(wire),
         user_id=user_id_of(request.scope),
     )
     route = await engine.resolve(turn_request)
-    check_fields(route[0], gated_fields(wire))
+    check_fields(route[0], gated_fields(wire, options))
     tools = await engine.server_tools(turn_request)
     model = wire.model or route[1]
     turn = _Turn(engine, turn_request, route, tools, model, metrics_of(request.app), started)
@@ -240,13 +242,13 @@ def _entries(models: list[ModelInfo]) -> list[dict]:
     ]
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses={200: {"model": ModelList}})
 async def list_models(request: Request) -> Response:
     models = await request.app.state.runtime.providers.list_models()
     return Response(dumps({"object": "list", "data": _entries(models)}), media_type=_JSON)
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", responses={200: {"model": ModelEntry}})
 async def retrieve_model(model_id: str, request: Request) -> Response:
     models = await request.app.state.runtime.providers.list_models()
     for m in models:

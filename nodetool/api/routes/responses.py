@@ -32,6 +32,7 @@ from nodetool.api.responses_wire import (
     to_tool_specs,
 )
 from nodetool.api.sse import EventStreamResponse, TaskResponse
+from nodetool.api.wire.responses import DeletedResponse, InputItemList, ResponseObject
 from nodetool.chat.engine import TurnRequest
 from nodetool.errors import (
     InvalidRequestError,
@@ -229,13 +230,13 @@ async def _stored(request: Request, response_id: str) -> dict[str, Any]:
     return record
 
 
-@router.get(PATH + "/{response_id}")
+@router.get(PATH + "/{response_id}", responses={200: {"model": ResponseObject}})
 async def retrieve_response(response_id: str, request: Request) -> Response:
     record = await _stored(request, response_id)
     return Response(dumps(record["response"]), media_type=_JSON)
 
 
-@router.delete(PATH + "/{response_id}")
+@router.delete(PATH + "/{response_id}", responses={200: {"model": DeletedResponse}})
 async def delete_response(response_id: str, request: Request) -> Response:
     if not await response_store(request).delete(user_id_of(request.scope), response_id):
         raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
@@ -243,7 +244,7 @@ async def delete_response(response_id: str, request: Request) -> Response:
     return Response(dumps(body), media_type=_JSON)
 
 
-@router.get(PATH + "/{response_id}/input_items")
+@router.get(PATH + "/{response_id}/input_items", responses={200: {"model": InputItemList}})
 async def list_input_items(
     response_id: str,
     request: Request,

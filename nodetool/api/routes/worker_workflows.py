@@ -21,7 +21,8 @@ from fastapi import APIRouter, Body
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
 from nodetool.api.sse import EventStreamResponse, sse_data
-from nodetool.errors import InvalidRequestError, NodetoolError, WorkflowError
+from nodetool.api.wire.workflows import Params
+from nodetool.errors import NodetoolError, WorkflowError
 from nodetool.types.jobs import JobUpdate, is_terminal, to_wire
 from nodetool.workflows.graph import Graph
 from nodetool.workflows.jobs import JobManager
@@ -46,14 +47,6 @@ def _summary(workflow: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _params(body: Any) -> dict[str, Any]:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise InvalidRequestError("the body must be a JSON object of params", param="body")
-    return body
-
-
 @router.get("/workflows")
 async def list_workflows(store: StoreDep, user_id: UserDep) -> dict[str, Any]:
     return {"workflows": [_summary(w) for w in await store.workflows.list(user_id)]}
@@ -61,9 +54,10 @@ async def list_workflows(store: StoreDep, user_id: UserDep) -> dict[str, Any]:
 
 @router.post("/workflows/{workflow_id}/run")
 async def run_workflow(
-    workflow_id: str, jobs: JobsDep, user_id: UserDep, body: Any = Body(None)
+    workflow_id: str, jobs: JobsDep, user_id: UserDep, body: Params | None = Body(None)
 ) -> dict[str, Any]:
-    results = await jobs.run_to_completion(user_id, workflow_id=workflow_id, params=_params(body))
+    """Run to the end; the body is the params object; answers `{results}`."""
+    results = await jobs.run_to_completion(user_id, workflow_id=workflow_id, params=body or {})
     return {"results": results}
 
 
@@ -73,9 +67,9 @@ async def run_workflow_stream(
     jobs: JobsDep,
     runtime: RuntimeDep,
     user_id: UserDep,
-    body: Any = Body(None),
+    body: Params | None = Body(None),
 ) -> EventStreamResponse:
-    record = await jobs.start_job(user_id, workflow_id=workflow_id, params=_params(body))
+    record = await jobs.start_job(user_id, workflow_id=workflow_id, params=body or {})
     return EventStreamResponse(
         _events(jobs, user_id, record["id"]), keepalive=runtime.settings.keepalive_interval
     )

@@ -14,10 +14,13 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
 from nodetool.api.routes.jobs import job_public
 from nodetool.api.routes.threads import CursorQuery
+from nodetool.api.wire.problems import request_error
+from nodetool.api.wire.workflows import RunRequest, WorkflowIn
 from nodetool.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from nodetool.types.jobs import JOB_STATUSES
 from nodetool.workflows.graph import normalize_workflow
@@ -49,6 +52,10 @@ def _parse_workflow(raw: bytes, limits: WorkflowLimits, workflow_id: str | None)
         raise InvalidRequestError(f"the body is not valid JSON: {exc}", param="body") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("the body must be a workflow object", param="body")
+    try:
+        WorkflowIn.model_validate(body)
+    except ValidationError as exc:
+        raise request_error(exc, WorkflowIn) from None
     body = dict(body)
     if workflow_id is not None:
         given = body.get("id")
@@ -102,14 +109,12 @@ async def delete_workflow(workflow_id: str, store: StoreDep, user_id: UserDep) -
 
 @router.post("/api/workflows/{workflow_id}/run", status_code=202)
 async def run_workflow(
-    workflow_id: str, jobs: JobsDep, user_id: UserDep, body: Any = Body(None)
+    workflow_id: str, jobs: JobsDep, user_id: UserDep, body: RunRequest | None = Body(None)
 ) -> dict[str, Any]:
     """Start a job; the body is `{params?, thread_id?}`."""
-    body = body or {}
-    if not isinstance(body, dict):
-        raise InvalidRequestError("the body must be an object {params}", param="body")
+    body = body or RunRequest()
     record = await jobs.start_job(
-        user_id, workflow_id=workflow_id, params=body.get("params"), thread_id=body.get("thread_id")
+        user_id, workflow_id=workflow_id, params=body.params, thread_id=body.thread_id
     )
     return job_public(record)
 

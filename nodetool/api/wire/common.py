@@ -1,0 +1,53 @@
+"""Pieces shared by the wire models: the base config, one-message validators, usage, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
+
+
+class WireModel(BaseModel):
+    """A request body part: strict JSON types, unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class OutModel(BaseModel):
+    """A response body part (documentation of what the builders write)."""
+
+
+def one_message(message: str) -> WrapValidator:
+    """Any failure of the annotated value reads `message` (a union's member errors are noise)."""
+
+    def validate(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("value_error", message) from None
+
+    return WrapValidator(validate)
+
+
+class Usage(OutModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ErrorBody(OutModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(OutModel):
+    """`{"error": {"message", "type", "param", "code"}}`: every error nodetool answers."""
+
+    error: ErrorBody
+
+
+class StreamOptions(WireModel):
+    include_usage: bool | None = None
