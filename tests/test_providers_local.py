@@ -218,6 +218,33 @@ async def test_requests_wait_in_a_fifo_queue(tmp_path_factory: pytest.TempPathFa
 
 @needs_model
 @pytest.mark.local_model
+async def test_a_request_given_up_in_the_queue_never_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    settings = Settings(data_dir=shared_data_dir(tmp_path_factory), local_parallel=1)
+    provider = LocalProvider(settings)
+    running = provider.stream_chat(
+        user(LONG), MODEL_ID, options=ChatOptions(max_tokens=48, temperature=0)
+    )
+    events = [await anext(running)]  # the one slot is busy with it
+    queued = asyncio.create_task(
+        collect(provider.stream_chat(user(LONG), MODEL_ID, options=ChatOptions(max_tokens=400)))
+    )
+    await asyncio.sleep(0.3)  # it waits for the slot
+    queued.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await queued
+    events += [event async for event in running]
+    assert isinstance(events[-1], Finish)
+    await asyncio.sleep(0.5)
+    process = await provider.process()
+    assert not any(slot.get("is_processing") for slot in await _slots(provider, process))
+    assert provider._in_flight == 0
+    await provider.aclose()
+
+
+@needs_model
+@pytest.mark.local_model
 async def test_concurrent_chats_are_decoded_together(
     provider: LocalProvider, settings: Settings
 ) -> None:

@@ -194,7 +194,7 @@ class LocalProvider:
 
         top = _want_logprobs(body, options)
         first, final = strip, None
-        process = None
+        process = sending = None
         self._in_flight += 1
         try:
             async with self._admission:  # requests reach the child in arrival order
@@ -206,15 +206,14 @@ class LocalProvider:
                 else:  # it waits in the child's queue: hold the line until it is under way
                     sending = asyncio.ensure_future(client.send(request, stream=True))
                     await asyncio.wait({sending})
-            try:
-                response = await sending
-            finally:
-                sending.cancel()  # only if this request was given up before its headers
+            response = await sending
         except httpx.TransportError as exc:
             self._in_flight -= 1
             raise await self._lost(process, exc) from None
-        except BaseException:
+        except BaseException:  # given up (cancelled) before the headers: so is the request
             self._in_flight -= 1
+            if sending is not None:
+                _abandon(sending)
             raise
         try:
             if response.status_code != 200:
@@ -280,6 +279,14 @@ async def _written(client: Any, request: Any) -> asyncio.Future:
     finally:
         waiting.cancel()
     return sending
+
+
+def _abandon(sending: asyncio.Future) -> None:
+    """Give up a request whose caller went away: stop it, or close the reply it got."""
+    if not sending.done():
+        sending.cancel()
+    elif not sending.cancelled() and sending.exception() is None:
+        asyncio.ensure_future(sending.result().aclose())
 
 
 def _check_model(model: str) -> None:
