@@ -307,3 +307,13 @@ async def migrate(db: Database, target: int | None = None) -> int:
                 )
                 version = migration.version
     return version
+
+
+async def migrated(db: Database) -> Database:
+    """`db` brought to the latest schema; disposed of if that fails."""
+    try:
+        await migrate(db)
+    except BaseException:
+        await db.dispose()
+        raise
+    return db

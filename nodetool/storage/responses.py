@@ -22,7 +22,7 @@ from nodetool.config import Settings
 from nodetool.storage.base import Record
 from nodetool.storage.codec import dumps, iso, loads, now
 from nodetool.storage.db import Database
-from nodetool.storage.migrations import migrate
+from nodetool.storage.migrations import migrated
 from nodetool.storage.schema import responses
 
 
@@ -63,13 +63,7 @@ class SqlResponseStore:
     async def open(cls, settings: Settings) -> SqlResponseStore:
         """A store on its own connection to the settings' database, migrated (the caller
         closes it); for servers that keep no other state."""
-        db = Database.from_settings(settings)
-        try:
-            await migrate(db)
-        except BaseException:
-            await db.dispose()
-            raise
-        return cls(db)
+        return cls(await migrated(Database.from_settings(settings)))
 
     async def close(self) -> None:
         """Dispose of the database connections (only for a store made by `open`)."""

@@ -1,4 +1,4 @@
-"""The SQL Store: the four stores over one migrated database (SQLite or PostgreSQL)."""
+"""The SQL Store: every store of the service over one migrated database (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from nodetool.storage.db import Database
 from nodetool.storage.job_leases import SqlJobLeases
 from nodetool.storage.jobs import SqlJobStore
 from nodetool.storage.messages import SqlMessageStore
-from nodetool.storage.migrations import migrate
+from nodetool.storage.migrations import migrated
 from nodetool.storage.responses import SqlResponseStore
 from nodetool.storage.threads import SqlThreadStore
 from nodetool.storage.workflows import SqlWorkflowStore
@@ -28,12 +28,7 @@ class SqlStore:
     @classmethod
     async def open(cls, db: Database) -> SqlStore:
         """Migrate the database to the current schema and wrap it."""
-        try:
-            await migrate(db)
-        except BaseException:
-            await db.dispose()
-            raise
-        return cls(db)
+        return cls(await migrated(db))
 
     async def close(self) -> None:
         await self.db.dispose()
