@@ -13,7 +13,9 @@ presence and frequency penalties), so all generate the same tokens:
 
 Per server: time to first token (TTFT, median) and streamed decode tokens/s (prefill excluded:
 tokens after the first over the time after the first), single stream; then the aggregate decode
-rate of 4 concurrent streams (batched in llama.cpp's parallel slots). Rounds rotate the order.
+rate of 4 concurrent streams (batched in llama.cpp's parallel slots) with the provider's default
+sampling (temperature 0.2): greedy requests are reproducible, so nodetool decodes them alone
+(NODETOOL_LOCAL_REPRODUCIBLE_ALONE). Rounds rotate the order.
 Targets: decode >= 0.9x llama-server's; TTFT within 5 ms of llama-server's; 4-stream aggregate
 >= 0.9x `llama-server -np 4`.
 
@@ -87,15 +89,16 @@ async def sse(client: httpx.AsyncClient, url: str, body: dict, text_of) -> Strea
     return stream
 
 
-def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
+def nodetool_request(max_tokens: int, temperature: float | None) -> tuple[str, dict, object]:
     body = {
         "model": "gemma-3-270m",
         "messages": [{"role": "user", "content": QUESTION}],
         "stream": True,
         "max_tokens": max_tokens,
-        "temperature": 0.0,
         "stream_options": {"include_usage": True},
     }
+    if temperature is not None:
+        body["temperature"] = temperature
 
     def text_of(chunk: dict) -> str:
         choices = chunk.get("choices") or [{}]
@@ -104,9 +107,9 @@ def nodetool_request(max_tokens: int) -> tuple[str, dict, object]:
     return "/v1/chat/completions", body, text_of
 
 
-def llama_request(max_tokens: int) -> tuple[str, dict, object]:
+def llama_request(max_tokens: int, temperature: float | None) -> tuple[str, dict, object]:
     """The very `/completion` body nodetool's provider sends its child for this chat."""
-    options = ChatOptions(temperature=0.0, max_tokens=max_tokens)
+    options = ChatOptions(temperature=temperature, max_tokens=max_tokens)
     messages = [Message(role="user", content=QUESTION)]
     body = build_request(messages, options, max_tokens, load_settings())
     return "/completion", body, lambda chunk: chunk.get("content") or ""
@@ -132,17 +135,18 @@ async def measure(targets: dict, rounds: int) -> dict[str, dict[str, float]]:
     # reused keep-alive connection before answering ("Server disconnected")
     fresh = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=300, limits=fresh) as client:
-        for url, (path, body, count) in targets.values():  # warm-up
+        for url, (path, body, count), _ in targets.values():  # warm-up
             await sse(client, url + path, body, count)
         names = list(targets)
         for index in range(rounds):
             for name in names[index % len(names) :] + names[: index % len(names)]:
-                url, (path, body, count) = targets[name]
+                url, (path, body, count), sampled = targets[name]
                 s = await sse(client, url + path, body, count)
                 results[name]["ttft"].append((s.visible - s.start) * 1000)
                 results[name]["rate"].append((s.tokens - 1) / (s.last - s.first))
-                if name == PYTHON:  # it interrupts a running stream for a new one
+                if sampled is None:  # llama_cpp.server interrupts a running stream for a new one
                     continue
+                path, body, count = sampled
                 streams = await asyncio.gather(
                     *(sse(client, url + path, body, count) for _ in range(4))
                 )
@@ -172,7 +176,9 @@ def start_servers(data: str, procs: list[subprocess.Popen], max_tokens: int) -> 
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     ours = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(ports[0])]
     procs.append(start(ours, urls[0], env))
-    targets = {OURS: (urls[0], nodetool_request(max_tokens))}
+    targets = {
+        OURS: (urls[0], nodetool_request(max_tokens, 0.0), nodetool_request(max_tokens, None))
+    }
     config = ChildConfig(
         binary,
         model,
@@ -185,7 +191,7 @@ def start_servers(data: str, procs: list[subprocess.Popen], max_tokens: int) -> 
     argv = config.argv(Path("unused.sock"))
     argv[argv.index("--host") + 1] = "127.0.0.1"
     procs.append(start([*argv, "--port", str(ports[1])], urls[1]))
-    targets[ANCHOR] = (urls[1], llama_request(max_tokens))
+    targets[ANCHOR] = (urls[1], llama_request(max_tokens, 0.0), llama_request(max_tokens, None))
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -194,7 +200,7 @@ def start_servers(data: str, procs: list[subprocess.Popen], max_tokens: int) -> 
     python = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
     python += ["--port", str(ports[2]), "--n_ctx", str(settings.local_context_size)]
     procs.append(start([*python, "--chat_format", "gemma"], urls[2]))
-    targets[PYTHON] = (urls[2], llama_cpp_python_request(prompt, max_tokens))
+    targets[PYTHON] = (urls[2], llama_cpp_python_request(prompt, max_tokens), None)
     return targets
 
 

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     local_context_size: int = Field(2048, ge=256, validation_alias=_env("NODETOOL_LOCAL_N_CTX"))
     local_threads: int | None = Field(None, ge=1, validation_alias=_env("NODETOOL_LOCAL_THREADS"))
     local_parallel: int = Field(4, ge=1, le=64, validation_alias=_env("NODETOOL_LOCAL_PARALLEL"))
+    # reproducible requests (temperature 0 or a seed) decoded alone: llama.cpp's kernels are not
+    # batch-invariant, so sharing a batch could change their tokens; false batches them too
+    local_reproducible_alone: bool = Field(
+        True, validation_alias=_env("NODETOOL_LOCAL_REPRODUCIBLE_ALONE")
+    )
     llama_server_path: Path | None = Field(None, validation_alias=_env("NODETOOL_LLAMA_SERVER"))
     # NAME=TARGET pairs: a request for NAME routes like TARGET (`local/gemma-3-270m`, `gpt-4o`)
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(

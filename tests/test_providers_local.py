@@ -239,25 +239,8 @@ async def test_a_request_given_up_in_the_queue_never_runs(
     await asyncio.sleep(0.5)
     process = await provider.process()
     assert not any(slot.get("is_processing") for slot in await _slots(provider, process))
-    assert provider._in_flight == 0
+    assert provider._admission.in_flight == 0
     await provider.aclose()
-
-
-@needs_model
-@pytest.mark.local_model
-async def test_concurrent_chats_are_decoded_together(
-    provider: LocalProvider, settings: Settings
-) -> None:
-    assert settings.local_parallel >= 4
-    options = ChatOptions(temperature=0, max_tokens=24)
-    questions = ["What is the capital of France?", LONG, "Who wrote Hamlet?", "Hi"]
-    together = await asyncio.gather(
-        *(collect(provider.stream_chat(user(q), MODEL_ID, options=options)) for q in questions)
-    )
-    assert "Paris" in (together[0].message.content or "")
-    assert all(r.usage.completion_tokens > 0 for r in together)
-    process = await provider.process()
-    assert len(await _slots(provider, process)) == settings.local_parallel
 
 
 @needs_model

@@ -8,7 +8,10 @@
   (`local_prompt.build_prompt`) and generation stops at the next turn marker.
 - Requests go to the child in arrival order: at once while a slot is free (so they share a
   batch), one at a time once every slot is busy (each waits until the one before is under
-  way), so beyond the slots they wait in FIFO order. Closing the stream
+  way), so beyond the slots they wait in FIFO order. A reproducible request (temperature 0
+  or a seed) waits until the child is idle and is decoded alone, and the requests after it
+  wait for its end: llama.cpp's kernels are not batch-invariant, so sharing a batch could
+  change its tokens (NODETOOL_LOCAL_REPRODUCIBLE_ALONE=false batches them too). Closing the stream
   closes the connection, and llama.cpp stops that generation within one token.
 - If the child dies mid-answer, the stream fails at once with the cause in words (a
   ProviderError: an SSE error event on /v1, an error frame on /chat, a 502 otherwise).
@@ -38,8 +41,9 @@ from nodetool.errors import (
     ProviderUnavailableError,
 )
 from nodetool.providers.base import Embeddings
+from nodetool.providers.local_admission import Admission
 from nodetool.providers.local_constraints import Constraint, constraint_for, tool_call_of
-from nodetool.providers.local_prompt import build_request, completion_request
+from nodetool.providers.local_prompt import build_request, completion_request, reproducible
 from nodetool.types.events import (
     Finish,
     ProviderEvent,
@@ -71,8 +75,7 @@ class LocalProvider:
         self._process = None  # llama_process.ModelProcess for generation, once located
         self._embedder = None  # and the one for embeddings
         self._clients: dict[bool, tuple[Path, Any]] = {}  # embeddings? -> socket, client
-        self._admission = asyncio.Lock()  # FIFO: waiters acquire in arrival order
-        self._in_flight = 0  # generation requests sent (or being sent) and not yet finished
+        self._admission = Admission(settings.local_parallel)
         self._models: list[ModelInfo] | None = None
 
     async def list_models(self) -> list[ModelInfo]:
@@ -193,25 +196,30 @@ class LocalProvider:
         import httpx
 
         top = _want_logprobs(body, options)
+        alone = self._settings.local_reproducible_alone and reproducible(body)
         first, final = strip, None
         process = sending = None
-        self._in_flight += 1
+        sent = False  # counted as at the child
+        admission = self._admission
+        admission.arrive()
         try:
-            async with self._admission:  # requests reach the child in arrival order
+            async with admission.line:  # requests reach the child in arrival order
                 process = await self.process()
                 client = await self._client(await process.ensure())
                 request = client.build_request("POST", "/completion", json=body)
-                if self._in_flight <= self._settings.local_parallel:  # a slot is free for it
+                await admission.turn(alone, lambda: _settle(client))
+                sent = True
+                if admission.slot_free:
                     sending = await _written(client, request)
                 else:  # it waits in the child's queue: hold the line until it is under way
                     sending = asyncio.ensure_future(client.send(request, stream=True))
                     await asyncio.wait({sending})
             response = await sending
         except httpx.TransportError as exc:
-            self._in_flight -= 1
+            admission.leave(sent, alone)
             raise await self._lost(process, exc) from None
         except BaseException:  # given up (cancelled) before the headers: so is the request
-            self._in_flight -= 1
+            admission.leave(sent, alone)
             if sending is not None:
                 _abandon(sending)
             raise
@@ -238,7 +246,7 @@ class LocalProvider:
         except (httpx.TransportError, json.JSONDecodeError) as exc:
             raise await self._lost(process, exc) from None
         finally:
-            self._in_flight -= 1
+            admission.leave(True, alone, settled=final is not None)
             await response.aclose()
         if final is None:
             reason = await process.death()
@@ -279,6 +287,16 @@ async def _written(client: Any, request: Any) -> asyncio.Future:
     finally:
         waiting.cancel()
     return sending
+
+
+async def _settle(client: Any) -> None:
+    """Wait (up to 5 s) until the child decodes nothing: a request given up stops only at its
+    next token (the child notices the closed connection then)."""
+    for _ in range(250):
+        slots = (await client.get("/slots")).json()
+        if not any(slot.get("is_processing") for slot in slots):
+            return
+        await asyncio.sleep(0.02)
 
 
 def _abandon(sending: asyncio.Future) -> None:

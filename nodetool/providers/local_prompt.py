@@ -114,10 +114,7 @@ def build_request(
             body["seed"] = options.seed
         if options.stop:
             body["stop"] = [*fmt.stops, *options.stop]
-    # llama.cpp's prompt cache reuses a prefix computed in another batch, which can change the
-    # tokens a request gets when it shares a batch with others: reproducible requests (greedy,
-    # or a fixed seed) are always computed afresh, so their tokens never depend on the traffic.
-    body["cache_prompt"] = body["temperature"] > 0 and "seed" not in body
+    body["cache_prompt"] = not reproducible(body)
     n_ctx = settings.local_context_size
     room = max(n_ctx - body["n_predict"], n_ctx // 2)  # leave room for the answer
     if constraint is not None:  # the grammar ends the answer; turn markers are not needed
@@ -149,5 +146,15 @@ def completion_request(prompt: str, options: ChatOptions | None) -> dict[str, An
         raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
     if options.seed is not None:
         body["seed"] = options.seed
-    body["cache_prompt"] = body["temperature"] > 0 and "seed" not in body
+    body["cache_prompt"] = not reproducible(body)
     return body
+
+
+def reproducible(body: dict[str, Any]) -> bool:
+    """Whether a request asks for the same tokens every time (greedy, or a fixed seed).
+
+    llama.cpp's kernels are not batch-invariant (a token's logits differ in the last bits
+    with the batch it is computed in), so such a request is always computed afresh (no prompt
+    prefix computed in another batch) and, by default, decoded alone (`LocalProvider`).
+    """
+    return body["temperature"] <= 0 or "seed" in body
