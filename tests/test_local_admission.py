@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import pytest
 
@@ -39,7 +40,7 @@ class SlotWatch:
         process = await self.provider.process()
         client = await self.provider._client(await process.ensure())
         while True:
-            slots = (await client.get("/slots")).json()
+            slots = json.loads(await (await client.get("/slots")).read())
             self.samples.append([slot for slot in slots if slot.get("is_processing")])
             await asyncio.sleep(0.005)
 

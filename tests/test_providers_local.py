@@ -190,7 +190,7 @@ async def test_cancelled_consumer_frees_the_model(provider: LocalProvider) -> No
 
 async def _slots(provider: LocalProvider, process) -> list[dict]:
     client = await provider._client(await process.ensure())
-    return (await client.get("/slots")).json()
+    return json.loads(await (await client.get("/slots")).read())
 
 
 @needs_model

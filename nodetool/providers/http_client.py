@@ -10,6 +10,7 @@ protocols (`nodetool.providers.http_connection`), without per-chunk stream machi
 - proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` (`nodetool.providers.http_proxy`)
   unless `trust_env=False`;
 - TLS for `https` with `ssl.create_default_context()` (or the given context);
+- with `uds`, every connection goes to that Unix socket (the local model's child);
 - responses framed by Content-Length, chunked transfer coding, or the connection's end;
   `Accept-Encoding: identity` is always sent (no compression support);
 - a connect timeout, and a read timeout for every wait on the upstream (headers or body);
@@ -146,6 +147,7 @@ class HttpClient:
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "nodetool",
         trust_env: bool = True,
+        uds: str | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -154,7 +156,8 @@ class HttpClient:
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self.max_idle = max_connections if max_idle is None else max_idle
-        self.trust_env = trust_env
+        self.trust_env = trust_env and uds is None
+        self.uds = uds  # every connection goes to this Unix socket (never through a proxy)
         self.keepalive_expiry = keepalive_expiry
         self._ssl = ssl_context
         self._default = {"user-agent": user_agent, "accept-encoding": "identity"}
@@ -179,8 +182,12 @@ class HttpClient:
         body: bytes | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
+        written: asyncio.Event | None = None,
     ) -> Response:
-        """Send a request; returns once the response's headers arrived (read or close it)."""
+        """Send a request; returns once the response's headers arrived (read or close it).
+
+        `written` is set once the request is handed to the socket.
+        """
         if self._closed:
             raise HttpError("the HTTP client is closed")
         origin, target = self._target(url)
@@ -211,6 +218,8 @@ class HttpClient:
             self._active[conn] = slots
             try:
                 conn.send(data)
+                if written is not None:
+                    written.set()
                 await conn.wait_headers()
             except RemoteDisconnected:
                 self._drop(conn)
@@ -308,7 +317,12 @@ class HttpClient:
         proxy = self._proxy(origin)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if proxy is None:
+                if self.uds is not None:
+                    where = f"unix:{self.uds}"
+                    _, conn = await loop.create_unix_connection(
+                        lambda: Connection(origin, self.timeout), self.uds
+                    )
+                elif proxy is None:
                     _, conn = await loop.create_connection(
                         lambda: Connection(origin, self.timeout),
                         host,

@@ -26,11 +26,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from nodetool.config import Settings
 from nodetool.errors import (
@@ -41,6 +42,7 @@ from nodetool.errors import (
     ProviderUnavailableError,
 )
 from nodetool.providers.base import Embeddings
+from nodetool.providers.http_client import HttpClient, HttpError, Response
 from nodetool.providers.local_admission import Admission
 from nodetool.providers.local_constraints import Constraint, constraint_for, tool_call_of
 from nodetool.providers.local_prompt import build_request, completion_request, reproducible
@@ -57,6 +59,7 @@ from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 MODEL_ID = "gemma-3-270m"
 CREATED = 1755000000  # release of Gemma 3 270M (Aug 2025)
 _FINISH = {"limit": "length"}
+_JSON = {"content-type": "application/json"}
 
 
 class LocalProvider:
@@ -74,7 +77,7 @@ class LocalProvider:
         self._default_max = default_max_tokens
         self._process = None  # llama_process.ModelProcess for generation, once located
         self._embedder = None  # and the one for embeddings
-        self._clients: dict[bool, tuple[Path, Any]] = {}  # embeddings? -> socket, client
+        self._clients: dict[bool, tuple[Path, HttpClient]] = {}  # embeddings? -> socket, client
         self._admission = Admission(settings.local_parallel)
         self._models: list[ModelInfo] | None = None
 
@@ -105,16 +108,15 @@ class LocalProvider:
                 self._process = process
         return process
 
-    async def _client(self, socket: Path, *, embeddings: bool = False) -> Any:
+    async def _client(self, socket: Path, *, embeddings: bool = False) -> HttpClient:
         known = self._clients.get(embeddings)
         if known is not None and known[0] == socket:
             return known[1]
-        import httpx
-
         if known is not None:  # that child was replaced
             await known[1].aclose()
-        transport = httpx.AsyncHTTPTransport(uds=str(socket))
-        client = httpx.AsyncClient(transport=transport, base_url="http://llama", timeout=None)
+        # reads are bounded by NODETOOL_UPSTREAM_TIMEOUT around the whole request (`_bounded`)
+        timeout = self._settings.upstream_timeout + 1.0
+        client = HttpClient("http://llama", timeout=timeout, uds=str(socket))
         self._clients[embeddings] = (socket, client)
         return client
 
@@ -150,22 +152,23 @@ class LocalProvider:
     async def embed(
         self, inputs: Sequence[str], model: str, dimensions: int | None = None
     ) -> Embeddings:
-        """Mean-pooled, L2-normalised embeddings from the same child."""
-        import httpx
-
+        """Mean-pooled, L2-normalised embeddings from the second child."""
         _check_model(model)
         process = await self.process(embeddings=True)
         client = await self._client(await process.ensure(), embeddings=True)
         try:
             async with asyncio.timeout(self._settings.upstream_timeout):
-                reply = await client.post("/v1/embeddings", json={"input": list(inputs)})
+                reply = await client.request(
+                    "POST", "/v1/embeddings", json_body={"input": list(inputs)}
+                )
+                raw = await reply.read()
         except TimeoutError:
             raise self._timeout() from None
-        except httpx.TransportError as exc:
+        except HttpError as exc:
             raise await self._lost(process, exc) from None
-        if reply.status_code != 200:
-            raise _http_error(reply.status_code, reply.content)
-        data = reply.json()
+        if reply.status != 200:
+            raise _http_error(reply.status, raw)
+        data = orjson.loads(raw)
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d["index"])]
         return Embeddings(vectors, int(data.get("usage", {}).get("prompt_tokens") or 0))
 
@@ -193,8 +196,6 @@ class LocalProvider:
     async def _generate(
         self, body: dict[str, Any], options: ChatOptions | None, *, strip: bool
     ) -> AsyncIterator[ProviderEvent]:
-        import httpx
-
         top = _want_logprobs(body, options)
         alone = self._settings.local_reproducible_alone and reproducible(body)
         first, final = strip, None
@@ -206,16 +207,11 @@ class LocalProvider:
             async with admission.line:  # requests reach the child in arrival order
                 process = await self.process()
                 client = await self._client(await process.ensure())
-                request = client.build_request("POST", "/completion", json=body)
                 await admission.turn(alone, lambda: _settle(client))
                 sent = True
-                if admission.slot_free:
-                    sending = await _written(client, request)
-                else:  # it waits in the child's queue: hold the line until it is under way
-                    sending = asyncio.ensure_future(client.send(request, stream=True))
-                    await asyncio.wait({sending})
+                sending = await _send(client, orjson.dumps(body), at_once=admission.slot_free)
             response = await sending
-        except httpx.TransportError as exc:
+        except HttpError as exc:
             admission.leave(sent, alone)
             raise await self._lost(process, exc) from None
         except BaseException:  # given up (cancelled) before the headers: so is the request
@@ -224,12 +220,10 @@ class LocalProvider:
                 _abandon(sending)
             raise
         try:
-            if response.status_code != 200:
-                raise _http_error(response.status_code, await response.aread())
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                chunk = json.loads(line[6:])
+            if response.status != 200:
+                raise _http_error(response.status, await response.read())
+            async for data in _events(response):
+                chunk = orjson.loads(data)
                 if "error" in chunk:
                     raise _chunk_error(chunk["error"])
                 text = chunk.get("content") or ""
@@ -243,11 +237,11 @@ class LocalProvider:
                 if chunk.get("stop"):
                     final = chunk
                     break
-        except (httpx.TransportError, json.JSONDecodeError) as exc:
+        except (HttpError, orjson.JSONDecodeError) as exc:
             raise await self._lost(process, exc) from None
         finally:
             admission.leave(True, alone, settled=final is not None)
-            await response.aclose()
+            response.close()
         if final is None:
             reason = await process.death()
             raise ProviderError(
@@ -264,36 +258,48 @@ class LocalProvider:
             await client.aclose()
 
 
-async def _written(client: Any, request: Any) -> asyncio.Future:
-    """Send `request` streamed; return its pending reply once the request is written.
+async def _send(client: HttpClient, body: bytes, *, at_once: bool) -> asyncio.Future:
+    """Send a streamed `/completion` request; its pending reply.
 
-    Used while a slot is free: requests that all get a slot start in one batch (waiting for
-    each one's headers would put each prompt in a later batch than the one before).
+    `at_once` (a slot is free for it): return once the request is written, so requests that
+    all get a slot start in one batch (waiting for each one's headers would put each prompt
+    in a later batch than the one before). Otherwise it waits in the child's queue: return
+    once it is under way (its headers arrived), which keeps the line in arrival order.
     """
     written = asyncio.Event()
-
-    async def trace(name: str, info: dict[str, Any]) -> None:
-        if name == "http11.send_request_body.complete":
-            written.set()
-
-    request.extensions["trace"] = trace
-    sending = asyncio.ensure_future(client.send(request, stream=True))
-    waiting = asyncio.ensure_future(written.wait())
+    sending = asyncio.ensure_future(
+        client.request("POST", "/completion", body=body, headers=_JSON, written=written)
+    )
+    waiting = asyncio.ensure_future(written.wait()) if at_once else None
     try:
-        await asyncio.wait({sending, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({sending, waiting} - {None}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
         sending.cancel()
         raise
     finally:
-        waiting.cancel()
+        if waiting is not None:
+            waiting.cancel()
     return sending
 
 
-async def _settle(client: Any) -> None:
+async def _events(response: Response) -> AsyncIterator[bytes]:
+    """The data of each server-sent event line of a streamed reply."""
+    rest = b""
+    while piece := await response.receive():
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.startswith(b"data: "):
+                yield line[6:]
+    if rest.startswith(b"data: "):
+        yield rest[6:]
+
+
+async def _settle(client: HttpClient) -> None:
     """Wait (up to 5 s) until the child decodes nothing: a request given up stops only at its
     next token (the child notices the closed connection then)."""
     for _ in range(250):
-        slots = (await client.get("/slots")).json()
+        slots = orjson.loads(await (await client.get("/slots")).read())
         if not any(slot.get("is_processing") for slot in slots):
             return
         await asyncio.sleep(0.02)
@@ -304,7 +310,7 @@ def _abandon(sending: asyncio.Future) -> None:
     if not sending.done():
         sending.cancel()
     elif not sending.cancelled() and sending.exception() is None:
-        asyncio.ensure_future(sending.result().aclose())
+        sending.result().close()
 
 
 def _check_model(model: str) -> None:
@@ -353,7 +359,7 @@ def _logprobs(entries: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
 
 def _message_of(raw: bytes) -> str:
     try:
-        error = json.loads(raw).get("error")
+        error = orjson.loads(raw).get("error")
     except (ValueError, AttributeError):
         return raw.decode("utf-8", "replace")[:300]
     if isinstance(error, dict):
