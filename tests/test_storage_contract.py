@@ -321,10 +321,16 @@ async def test_workflows_shared_and_private_visibility(store: Store, user: str, 
 
     with pytest.raises(PermissionDeniedError):
         await store.workflows.upsert(user, _workflow(shared_id))
-    with pytest.raises(ConflictError):
-        await store.workflows.upsert(other, _workflow(own_id))
     assert await store.workflows.delete(user, shared_id) is False
     assert await store.workflows.delete(other, own_id) is False
+    # ids are per user: the other user takes the same id as his own; the first is untouched
+    theirs_now = await store.workflows.upsert(other, _workflow(own_id, name="other's"))
+    assert theirs_now["user_id"] == other and theirs_now["name"] == "other's"
+    assert (await store.workflows.get(user, own_id))["name"] == "bbb own"
+    assert (await store.workflows.get(other, own_id))["name"] == "other's"
+    with pytest.raises(ConflictError):  # a shared workflow cannot take a user's id
+        await store.workflows.upsert(None, _workflow(own_id))
+    assert await store.workflows.delete(other, own_id) is True
     updated = await store.workflows.upsert(None, _workflow(shared_id, name="aaa v2"))
     assert updated["name"] == "aaa v2"
     assert await store.workflows.delete(user, own_id) is True
