@@ -56,7 +56,15 @@ def loads(text: str | None) -> Any:
 
 
 class JsonText(str):
-    """JSON text encoded already (e.g. to check its size first): stored as it is."""
+    """JSON text encoded already (e.g. to check its size first): stored as it is. `value` is
+    what it encodes (a store may hand that back instead of decoding the text again)."""
+
+    value: Any
+
+    def __new__(cls, text: str, value: Any = None) -> JsonText:
+        made = super().__new__(cls, text)
+        made.value = value
+        return made
 
 
 async def dumps_off_loop(value: Any, limit: int | None = None) -> str:

@@ -18,6 +18,7 @@ from nodetool.storage.schema import jobs
 # bookkeeping, not in job records
 INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")
 COLUMNS = tuple(column for column in jobs.c if column.name not in INTERNAL)
+NO_RESULTS = tuple(column for column in COLUMNS if column.name != "results")  # known already
 
 
 def event_rows(job_id: str, events: list[Record], stamp: datetime) -> list[dict[str, Any]]:
@@ -39,7 +40,12 @@ def stored_events(rows: list[Any]) -> list[Record]:
 
 def _json_length(rows: list[Any]) -> int:
     """Characters of JSON text in job rows (what decoding them walks)."""
-    return sum(len(row.params) + len(row.graph or "") + len(row.results or "") for row in rows)
+    return sum(len(row.params) + len(row.graph or "") + len(_results(row) or "") for row in rows)
+
+
+def _results(row: Any) -> str | None:
+    """The row's results JSON (None also for a row selected without them)."""
+    return row._mapping.get("results")
 
 
 async def records(rows: list[Any]) -> list[Record]:
@@ -62,7 +68,7 @@ def _record(row: Any) -> Record:
         "status": row.status,
         "params": loads(row.params),
         "graph": loads(row.graph),
-        "results": loads(row.results),
+        "results": loads(_results(row)),
         "error": row.error,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),

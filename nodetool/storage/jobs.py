@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from nodetool.errors import InvalidRequestError, NotFoundError
 from nodetool.storage.base import Page, Record
 from nodetool.storage.codec import (
+    JsonText,
     check_limit,
     check_str,
     decode_cursor,
@@ -29,6 +30,7 @@ from nodetool.storage.db import Database
 from nodetool.storage.ids import new_id
 from nodetool.storage.job_rows import (
     COLUMNS,
+    NO_RESULTS,
     decoded_events,
     encoded_events,
     event_rows,
@@ -150,17 +152,23 @@ class SqlJobStore:
                 update(jobs)
                 .where(jobs.c.id == job_id, unfinished, current_attempt)
                 .values(values)
-                .returning(*COLUMNS)
+                .returning(*(NO_RESULTS if known else COLUMNS))
             )
             row = result.first()
-            if row is None:
-                row = (await conn.execute(select(*COLUMNS).where(jobs.c.id == job_id))).one()
-            return row
+            if row is not None:
+                return row, known
+            return (await conn.execute(select(*COLUMNS).where(jobs.c.id == job_id))).one(), False
 
-        row = await self._db.run_write(run)
-        if row is None:
+        # results given encoded with their value are not read back and decoded again
+        known = isinstance(results, JsonText) and results.value is not None
+        found = await self._db.run_write(run)
+        if found is None:
             raise NotFoundError(f"job {job_id!r} not found", param="job_id")
-        return await one_record(row)
+        row, written = found
+        record = await one_record(row)
+        if written:
+            record["results"] = results.value
+        return record
 
     async def get(self, user_id: str, job_id: str) -> Record | None:
         row = await self._db.first(

@@ -281,7 +281,7 @@ class JobRunner:
         limits = self.limits or WorkflowLimits.from_settings(self.settings)
         limit = limits.job_result_bytes
         try:
-            return "completed", JsonText(await dumps_off_loop(results, limit)), None
+            return "completed", JsonText(await dumps_off_loop(results, limit), results), None
         except JsonTooLong:
             what = "the job's results are too large to store"
             return "failed", None, str(LimitExceeded(what, "job_result_bytes", limit))
