@@ -86,10 +86,8 @@ def test_results_over_the_limit_fail_the_job_naming_the_setting(
     print(f"/health while 50 MB results are refused: {probe.summary()}")
     for record in records:
         assert record["status"] == "failed" and record["results"] is None, record["status"]
-        assert record["error"] == (
-            f"the job's results are too large to store; the limit is {16 * 1024 * 1024} "
-            f"({SETTING})"
-        )
+        limit = f"the limit is {16 * 1024 * 1024} ({SETTING})"  # the default
+        assert record["error"] == f"the job's results are too large to store; {limit}"
     frames = reconnect(server, records[-1]["id"], timeout=60)
     final = frames[-1]
     assert (final["status"], final["error"]) == ("failed", records[-1]["error"])
