@@ -101,7 +101,8 @@ def test_fifty_megabytes_of_results_under_a_raised_limit_do_not_hold_up_the_loop
 ) -> None:
     """The measured case: 50 x 1 MB results, stored under a raised limit, while `/health`
     is probed (the job is awaited through the list of unfinished jobs, which carries no
-    results; the record itself is read after the probe)."""
+    results; the record itself is read after the probe: decoding 50 MB of stored JSON still
+    holds the loop for a while, which is what the default limit bounds)."""
     with _serve(tmp_path_factory, **{SETTING: str(64 * 1024 * 1024)}) as big:
         client = Client(big)
         finished: list[str] = []
@@ -117,7 +118,7 @@ def test_fifty_megabytes_of_results_under_a_raised_limit_do_not_hold_up_the_loop
                 time.sleep(0.05)
             raise AssertionError(f"job {job_id} did not finish")
 
-        probe = HealthProbe(big.url)
+        probe = HealthProbe(big.url, p99_ms=150)  # 0.2-1.3 s before, 0.05-0.08 s now
         probe.during(run, max_rounds=3)
         print(f"/health while 50 MB results are stored: {probe.summary()}")
         for job_id in finished:
