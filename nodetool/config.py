@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     workflow_job_output_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_JOB_OUTPUT_BYTES")
     )
+    workflow_job_result_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, validation_alias=_env("NODETOOL_WORKFLOW_JOB_RESULT_BYTES")
+    )
     workflow_job_memory_mb: int = Field(
         128, ge=1, validation_alias=_env("NODETOOL_WORKFLOW_JOB_MEMORY_MB")
     )

@@ -16,6 +16,7 @@ from nodetool.errors import (
     PermissionDeniedError,
 )
 from nodetool.storage import Store, open_store
+from nodetool.storage.codec import JsonText, dumps
 from tests.support.storage import BACKENDS, backend_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -321,10 +322,16 @@ async def test_workflows_shared_and_private_visibility(store: Store, user: str, 
 
     with pytest.raises(PermissionDeniedError):
         await store.workflows.upsert(user, _workflow(shared_id))
-    with pytest.raises(ConflictError):
-        await store.workflows.upsert(other, _workflow(own_id))
     assert await store.workflows.delete(user, shared_id) is False
     assert await store.workflows.delete(other, own_id) is False
+    # ids are per user: the other user takes the same id as his own; the first is untouched
+    theirs_now = await store.workflows.upsert(other, _workflow(own_id, name="other's"))
+    assert theirs_now["user_id"] == other and theirs_now["name"] == "other's"
+    assert (await store.workflows.get(user, own_id))["name"] == "bbb own"
+    assert (await store.workflows.get(other, own_id))["name"] == "other's"
+    with pytest.raises(ConflictError):  # a shared workflow cannot take a user's id
+        await store.workflows.upsert(None, _workflow(own_id))
+    assert await store.workflows.delete(other, own_id) is True
     updated = await store.workflows.upsert(None, _workflow(shared_id, name="aaa v2"))
     assert updated["name"] == "aaa v2"
     assert await store.workflows.delete(user, own_id) is True
@@ -347,6 +354,21 @@ async def test_job_lifecycle_sets_timestamps(store: Store, user: str, other: str
     assert done["results"] == {"out": [1, "two"]} and done["finished_at"]
     assert done["started_at"] == running["started_at"]
     assert await store.jobs.get(user, job["id"]) == done
+
+
+async def test_job_results_encoded_beforehand_are_stored_as_given(store: Store, user: str) -> None:
+    """Results handed over as JSON text (the runner encodes them off the loop, checking their
+    size) are stored as they are; the record shows their value; a finished job keeps its own."""
+    job = await store.jobs.create(user, "wf", {})
+    results = {"out": ["é" * 300_000, 2]}
+    done = await store.jobs.update(
+        job["id"], status="completed", results=JsonText(dumps(results), results)
+    )
+    assert done["results"] is results and done["status"] == "completed"
+    assert (await store.jobs.get(user, job["id"]))["results"] == results
+    late = {"out": "late"}
+    kept = await store.jobs.update(job["id"], status="failed", results=JsonText(dumps(late), late))
+    assert kept["status"] == "completed" and kept["results"] == results
 
 
 async def test_job_update_errors(store: Store, user: str) -> None:

@@ -1,4 +1,4 @@
-"""Schema versions: version-1 and -2 databases upgrade with their data intact; URLs; SQLite."""
+"""Schema versions: older databases upgrade with their data intact; URLs; SQLite."""
 
 from __future__ import annotations
 
@@ -189,6 +189,49 @@ async def test_version_five_database_gains_per_user_thread_ids(settings: Setting
             )
         assert [tuple(row) for row in left] == [("bob", json.dumps("bob's"))]
         assert keys == (["user_id", "id"], [(["user_id", "thread_id"], "threads")])
+    finally:
+        await store.close()
+
+
+async def test_version_seven_database_gains_per_user_workflow_ids(settings: Settings) -> None:
+    """v8 rebuilds workflows keyed by user: old rows survive (shared ones stay shared), and
+    another user may then hold an id that was taken, without seeing or changing the first."""
+    db = Database.from_settings(settings)
+    assert await migrate(db, target=1) == 1
+    await _insert_v1_data(db)  # shared 'wf-1'; alice's job-1 runs it
+    assert await migrate(db, target=7) == 7
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO workflows (id, user_id, name, description, data, created_at, "
+                "updated_at) VALUES ('alice-wf', 'alice', 'Plans', 'd', :data, :at, :at)"
+            ),
+            {"data": json.dumps({"id": "alice-wf", "name": "Plans", "graph": {}}), "at": T0},
+        )
+    await db.dispose()
+
+    store = await open_store(settings)
+    try:
+        assert await current_version(store.db) == LATEST == SCHEMA_VERSION >= 8
+        shared = await store.workflows.get("bob", "wf-1")
+        assert shared["user_id"] is None and shared["name"] == "Shared"
+        mine = await store.workflows.get("alice", "alice-wf")
+        assert (mine["user_id"], mine["name"], mine["created_at"]) == (
+            "alice",
+            "Plans",
+            "2024-05-01T12:00:00.000000Z",
+        )
+        assert await store.workflows.get("bob", "alice-wf") is None
+        assert (await store.jobs.get("alice", "job-1"))["workflow_id"] == "wf-1"
+        bobs = await store.workflows.upsert("bob", {"id": "alice-wf", "name": "Bob's"})
+        assert bobs["user_id"] == "bob"
+        assert (await store.workflows.get("alice", "alice-wf"))["name"] == "Plans"
+        assert [w["id"] for w in await store.workflows.list("bob")] == ["alice-wf", "wf-1"]
+        async with store.db.read() as conn:
+            key = await conn.run_sync(
+                lambda c: inspect(c).get_pk_constraint("workflows")["constrained_columns"]
+            )
+        assert key == ["user_id", "id"]
     finally:
         await store.close()
 

@@ -20,6 +20,7 @@ import msgpack
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nodetool.api.json_encoding import compact_json, plain
+from nodetool.storage.large_json import json_is_large
 
 log = logging.getLogger("nodetool.ws")
 
@@ -169,7 +170,10 @@ class FrameSocket:
         """Send one frame in the client's encoding; False when the connection is gone."""
         if self.closed:
             return False
-        message = self.codec.encode(frame)
+        if json_is_large(frame):  # e.g. a job's megabytes of results: encoded in a thread
+            message = await asyncio.to_thread(self.codec.encode, frame)
+        else:
+            message = self.codec.encode(frame)
         async with self._lock:
             if self.closed:
                 return False

@@ -7,7 +7,7 @@ that cannot be decoded raises `InvalidRequestError(param="cursor")`.
 
 Errors (from `nodetool.errors`): `InvalidRequestError` for bad values (with `param`),
 `NotFoundError` when a row the call needs does not exist for this user, `ConflictError` when a
-chosen id is taken (thread ids: by this same user, as they are unique per user),
+chosen id is taken (thread and workflow ids: by this same user, as they are unique per user),
 `PermissionDeniedError` when a shared workflow would be changed by a user.
 """
 
@@ -75,11 +75,13 @@ class MessageStore(Protocol):
 
 
 class WorkflowStore(Protocol):
-    """NodeTool workflow JSON kept whole, plus `user_id` (None = shared), timestamps."""
+    """NodeTool workflow JSON kept whole, plus `user_id` (None = shared), timestamps; ids are
+    unique per user, so two users may each hold a workflow with the same (client-chosen) id."""
 
     async def upsert(self, user_id: str | None, workflow: Record) -> Record:
-        """Insert or replace by `id` (a missing id gets a new one). `user_id=None` stores a
-        shared workflow (visible to all, changeable only with `user_id=None`)."""
+        """Insert or replace this user's workflow by `id` (a missing id gets a new one).
+        `user_id=None` stores a shared workflow (visible to all, changeable only with
+        `user_id=None`); a user saving a shared id gets `PermissionDeniedError`."""
         ...
 
     async def get(self, user_id: str, id: str) -> Record | None:

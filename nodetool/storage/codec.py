@@ -1,7 +1,12 @@
-"""Value conversions shared by the SQL stores: JSON text, UTC timestamps, cursors, checks."""
+"""Value conversions shared by the SQL stores: JSON text, UTC timestamps, cursors, checks.
+
+JSON that may be large (a job's results, an event carrying them) is encoded and decoded in a
+thread (`dumps_off_loop`, `loads_off_loop`; see `large_json`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -10,6 +15,12 @@ from typing import Any
 
 from nodetool.errors import InvalidRequestError
 from nodetool.storage.ids import MAX_ID_LENGTH
+from nodetool.storage.large_json import (
+    OFF_LOOP_BYTES,
+    JsonTooLong,
+    encode_in_pieces,
+    json_is_large,
+)
 
 MAX_PAGE = 1000
 _COMPACT = (",", ":")
@@ -42,6 +53,48 @@ def dumps_or_none(value: Any) -> str | None:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+class JsonText(str):
+    """JSON text encoded already (e.g. to check its size first): stored as it is. `value` is
+    what it encodes (a store may hand that back instead of decoding the text again)."""
+
+    value: Any
+
+    def __new__(cls, text: str, value: Any = None) -> JsonText:
+        made = super().__new__(cls, text)
+        made.value = value
+        return made
+
+
+async def dumps_off_loop(value: Any, limit: int | None = None) -> str:
+    """`dumps`; a large value is encoded in a thread, in pieces (`large_json`), so the event
+    loop keeps running. `JsonTooLong` past `limit` characters."""
+    if isinstance(value, JsonText):
+        return value
+    if not json_is_large(value):
+        text = dumps(value)
+        if limit is not None and len(text) > limit:
+            raise JsonTooLong(limit)
+        return text
+    return await asyncio.to_thread(dumps_in_pieces, value, limit)
+
+
+def dumps_in_pieces(value: Any, limit: int | None = None) -> str:
+    """`dumps` built from short encoder calls (the GIL is let go between them)."""
+    try:
+        return encode_in_pieces(value, _model, limit)
+    except JsonTooLong:
+        raise
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequestError(f"value is not JSON-serialisable: {exc}") from None
+
+
+async def loads_off_loop(text: str | None) -> Any:
+    """`loads`, in a thread when the text is large."""
+    if text is not None and len(text) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(json.loads, text)
+    return loads(text)
 
 
 def _model(value: Any) -> Any:

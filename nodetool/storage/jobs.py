@@ -1,10 +1,13 @@
-"""SQL JobStore: workflow jobs and their ordered events (kept for reconnect/replay)."""
+"""SQL JobStore: workflow jobs and their ordered events (kept for reconnect/replay).
+
+JSON values are encoded before their transaction begins (a value that cannot be encoded
+writes nothing) and decoded after it ends, in a thread when large (`job_rows`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, select, update
@@ -13,37 +16,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from nodetool.errors import InvalidRequestError, NotFoundError
 from nodetool.storage.base import Page, Record
 from nodetool.storage.codec import (
+    JsonText,
     check_limit,
     check_str,
     decode_cursor,
-    dumps,
-    dumps_or_none,
+    dumps_off_loop,
     encode_cursor,
     iso,
-    loads,
+    loads_off_loop,
     now,
 )
 from nodetool.storage.db import Database
 from nodetool.storage.ids import new_id
+from nodetool.storage.job_rows import (
+    COLUMNS,
+    NO_RESULTS,
+    decoded_events,
+    encoded_events,
+    event_rows,
+    one_record,
+    records,
+)
 from nodetool.storage.schema import job_events, jobs
 from nodetool.types.jobs import JOB_STATUSES, TERMINAL_JOB_STATUSES, UNFINISHED_JOB_STATUSES
-
-# bookkeeping, not in job records
-_INTERNAL = ("event_seq", "owner", "cancel_requested", "lease_until")
-_COLUMNS = tuple(column for column in jobs.c if column.name not in _INTERNAL)
-
-
-def _event_rows(job_id: str, events: list[Record], stamp: datetime) -> list[dict[str, Any]]:
-    """`job_events` rows of numbered events (each event's JSON without its `seq`)."""
-    return [
-        {
-            "job_id": job_id,
-            "seq": int(event["seq"]),
-            "event": dumps({k: v for k, v in event.items() if k != "seq"}),
-            "created_at": stamp,
-        }
-        for event in events
-    ]
 
 
 class JobAttempt:
@@ -56,26 +51,6 @@ class JobAttempt:
         self.record = record
         self.cancel_requested = cancel_requested
         self.last_seq = last_seq
-
-
-def _record(row: Any) -> Record:
-    return {
-        "id": row.id,
-        "user_id": row.user_id,
-        "workflow_id": row.workflow_id,
-        "thread_id": row.thread_id,
-        "status": row.status,
-        "params": loads(row.params),
-        "graph": loads(row.graph),
-        "results": loads(row.results),
-        "error": row.error,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
-        "attempt": row.attempt,
-        "max_attempts": row.max_attempts,
-    }
 
 
 class SqlJobStore:
@@ -105,8 +80,8 @@ class SqlJobStore:
             "workflow_id": check_str(workflow_id, "workflow_id", 128),
             "thread_id": check_str(thread_id, "thread_id", 128),
             "status": "queued",
-            "params": dumps(params),
-            "graph": dumps_or_none(graph),
+            "params": await dumps_off_loop(params),
+            "graph": None if graph is None else await dumps_off_loop(graph),
             "created_at": stamp,
             "updated_at": stamp,
             "max_attempts": max_attempts,
@@ -114,18 +89,18 @@ class SqlJobStore:
 
         record = {key: values[key] for key in ("id", "user_id", "workflow_id", "thread_id")}
         first = [{**first_event(record), "seq": 1}] if first_event is not None else []
-        event_rows = _event_rows(values["id"], first, stamp)
+        first_rows = event_rows(values["id"], first, stamp)
 
         async def run(conn: AsyncConnection) -> None:
-            await conn.execute(insert(jobs).values({**values, "event_seq": len(event_rows)}))
-            if event_rows:
-                await conn.execute(insert(job_events), event_rows)
+            await conn.execute(insert(jobs).values({**values, "event_seq": len(first_rows)}))
+            if first_rows:
+                await conn.execute(insert(job_events), first_rows)
 
         await self._db.run_write(run)
         record.update(
             status="queued",
-            params=loads(values["params"]),
-            graph=loads(values["graph"]),
+            params=await loads_off_loop(values["params"]),
+            graph=await loads_off_loop(values["graph"]),
             results=None,
             error=None,
             created_at=iso(stamp),
@@ -154,8 +129,8 @@ class SqlJobStore:
                     f"status must be one of {', '.join(JOB_STATUSES)}", param="status"
                 )
             values["status"] = status
-        if results is not None:
-            values["results"] = dumps(results)
+        if results is not None:  # encoded before the transaction: a failure writes nothing
+            values["results"] = await dumps_off_loop(results)
         if error is not None:
             values["error"] = str(error)
 
@@ -177,28 +152,34 @@ class SqlJobStore:
                 update(jobs)
                 .where(jobs.c.id == job_id, unfinished, current_attempt)
                 .values(values)
-                .returning(*_COLUMNS)
+                .returning(*(NO_RESULTS if known else COLUMNS))
             )
             row = result.first()
-            if row is None:
-                row = (await conn.execute(select(*_COLUMNS).where(jobs.c.id == job_id))).one()
-            return row
+            if row is not None:
+                return row, known
+            return (await conn.execute(select(*COLUMNS).where(jobs.c.id == job_id))).one(), False
 
-        row = await self._db.run_write(run)
-        if row is None:
+        # results given encoded with their value are not read back and decoded again
+        known = isinstance(results, JsonText) and results.value is not None
+        found = await self._db.run_write(run)
+        if found is None:
             raise NotFoundError(f"job {job_id!r} not found", param="job_id")
-        return _record(row)
+        row, written = found
+        record = await one_record(row)
+        if written:
+            record["results"] = results.value
+        return record
 
     async def get(self, user_id: str, job_id: str) -> Record | None:
         row = await self._db.first(
-            select(*_COLUMNS).where(jobs.c.id == job_id, jobs.c.user_id == user_id)
+            select(*COLUMNS).where(jobs.c.id == job_id, jobs.c.user_id == user_id)
         )
-        return None if row is None else _record(row)
+        return None if row is None else await one_record(row)
 
     async def add_event(self, job_id: str, event: Record) -> int:
         if not isinstance(event, dict):
             raise InvalidRequestError("event must be an object", param="event")
-        text = dumps(event)
+        text = await dumps_off_loop(event)
 
         async def run(conn: AsyncConnection) -> int | None:
             # The counter row update is atomic and locks the job row, so concurrent writers
@@ -228,7 +209,7 @@ class SqlJobStore:
             return []
         if not all(isinstance(event, dict) for event in events):
             raise InvalidRequestError("every event must be an object", param="event")
-        texts = [dumps(event) for event in events]
+        texts = await encoded_events(events)
         count = len(texts)
 
         async def run(conn: AsyncConnection) -> int | None:
@@ -266,7 +247,7 @@ class SqlJobStore:
         if not events:
             return
         # a batch may carry megabytes of output values: encoded off the event loop
-        rows = await asyncio.to_thread(_event_rows, job_id, events, now())
+        rows = await asyncio.to_thread(event_rows, job_id, events, now())
         last = max(row["seq"] for row in rows)
         if self._db.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
@@ -290,7 +271,7 @@ class SqlJobStore:
             .order_by(job_events.c.seq)
         )
         rows = await self._db.all(query)
-        return [{**loads(row.event), "seq": row.seq} for row in rows]
+        return await decoded_events(rows)
 
     async def list(
         self,
@@ -302,7 +283,7 @@ class SqlJobStore:
         limit: int = 50,
     ) -> Page:
         limit = check_limit(limit)
-        query = select(*_COLUMNS).where(jobs.c.user_id == user_id)
+        query = select(*COLUMNS).where(jobs.c.user_id == user_id)
         if status is not None:
             statuses = status.split(",") if isinstance(status, str) else []
             if not statuses or any(s not in JOB_STATUSES for s in statuses):
@@ -317,9 +298,9 @@ class SqlJobStore:
             (last_id,) = decode_cursor(cursor, 1)
             query = query.where(jobs.c.id < last_id)
         rows = await self._db.all(query.order_by(jobs.c.id.desc()).limit(limit + 1))
-        records = [_record(row) for row in rows[:limit]]
-        following = encode_cursor(records[-1]["id"]) if len(rows) > limit else None
-        return records, following
+        page = await records(rows[:limit])
+        following = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
+        return page, following
 
     async def begin_attempt(self, job_id: str, owner: str) -> JobAttempt | None:
         """Start the next attempt of an unfinished job on `owner`; None if it is finished."""
@@ -330,7 +311,7 @@ class SqlJobStore:
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED_JOB_STATUSES))
                 .values(attempt=jobs.c.attempt + 1, owner=owner, status="running", updated_at=stamp)
-                .returning(*_COLUMNS, jobs.c.cancel_requested, jobs.c.event_seq)
+                .returning(*COLUMNS, jobs.c.cancel_requested, jobs.c.event_seq)
             )
             row = result.first()
             if row is not None and row.started_at is None:
@@ -340,7 +321,7 @@ class SqlJobStore:
         row = await self._db.run_write(run)
         if row is None:
             return None
-        record = _record(row)
+        record = await one_record(row)
         if record["started_at"] is None:
             record["started_at"] = iso(stamp)
         return JobAttempt(record, bool(row.cancel_requested), row.event_seq)

@@ -255,6 +255,38 @@ def _v7(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_messages_user_thread ON messages (user_id, thread_id, id)"))
 
 
+def _v8(conn: Connection) -> None:
+    """Workflow ids are per user: the key becomes (user_id, id), so two users may hold the same
+    client-chosen id and saving one never tells that another user's exists. Shared workflows
+    (user_id NULL before) are owned by `''` (a key column cannot be NULL). Rebuilt like v7."""
+    id_ = String(128).with_variant(String(128, collation="C"), "postgresql")
+    ts = DateTime(timezone=True)
+    md = MetaData()
+    Table(
+        "workflows_v8",
+        md,
+        Column("id", id_, nullable=False),
+        Column("user_id", String(128), nullable=False),
+        Column("name", Text, nullable=False),
+        Column("description", Text, nullable=False),
+        Column("data", Text, nullable=False),
+        Column("created_at", ts, nullable=False),
+        Column("updated_at", ts, nullable=False),
+        PrimaryKeyConstraint("user_id", "id"),
+    )
+    md.create_all(conn)
+    conn.execute(
+        text(
+            "INSERT INTO workflows_v8 (id, user_id, name, description, data, created_at, "
+            "updated_at) SELECT id, COALESCE(user_id, ''), name, description, data, created_at, "
+            "updated_at FROM workflows"
+        )
+    )
+    conn.execute(text("DROP TABLE workflows"))
+    conn.execute(text("ALTER TABLE workflows_v8 RENAME TO workflows"))
+    conn.execute(text("CREATE INDEX ix_workflows_id ON workflows (id)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "threads, messages, workflows, jobs, job_events", _v1),
     Migration(2, "jobs.event_seq; indexes on jobs.status and workflows.user_id", _v2),
@@ -263,6 +295,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "jobs.attempt, max_attempts, cancel_requested; no heartbeat_at", _v5),
     Migration(6, "jobs.lease_until (job leases without Redis)", _v6),
     Migration(7, "per-user thread ids: threads keyed by (user_id, id)", _v7),
+    Migration(8, "per-user workflow ids: workflows keyed by (user_id, id)", _v8),
 )
 LATEST = MIGRATIONS[-1].version
 

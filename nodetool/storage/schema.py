@@ -1,4 +1,4 @@
-"""The current schema (version 7) as SQLAlchemy Core tables, used by the queries.
+"""The current schema (version 8) as SQLAlchemy Core tables, used by the queries.
 
 Migrations (`migrations.py`) create and upgrade databases to exactly this shape; a test checks
 that the migrated database matches these tables. JSON values are stored as text.
@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def id_type(length: int = 128) -> String:
@@ -68,17 +68,20 @@ messages = Table(
     Index("ix_messages_user_thread", "user_id", "thread_id", "id"),  # v7
 )
 
+# v8: a workflow id is unique per user only (like threads); shared ones belong to SHARED_OWNER
+SHARED_OWNER = ""  # user_id of shared workflows (from --workflow files)
 workflows = Table(
     "workflows",
     metadata,
-    Column("id", id_type(), primary_key=True),
-    Column("user_id", String(128), nullable=True),  # NULL: shared (from --workflow files)
+    Column("id", id_type(), nullable=False),
+    Column("user_id", String(128), nullable=False),
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False),
     Column("data", Text, nullable=False),  # the whole NodeTool workflow JSON
     Column("created_at", timestamp(), nullable=False),
     Column("updated_at", timestamp(), nullable=False),
-    Index("ix_workflows_user_id", "user_id"),  # v2
+    PrimaryKeyConstraint("user_id", "id"),
+    Index("ix_workflows_id", "id"),  # v8: is an id shared (or held by anyone)?
 )
 
 jobs = Table(

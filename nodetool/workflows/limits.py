@@ -31,6 +31,7 @@ class WorkflowLimits:
     node_memory_mb: int
     node_output_bytes: int
     job_output_bytes: int
+    job_result_bytes: int
     job_memory_mb: int
     processes: int
     threads: int

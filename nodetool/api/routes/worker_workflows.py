@@ -18,9 +18,11 @@ from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Body
+from fastapi.responses import Response
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
-from nodetool.api.sse import EventStreamResponse, sse_data
+from nodetool.api.routes.jobs import json_response, sse_event
+from nodetool.api.sse import EventStreamResponse
 from nodetool.api.wire.workflows import Params
 from nodetool.errors import NodetoolError, WorkflowError
 from nodetool.types.jobs import JobUpdate, is_terminal, to_wire
@@ -55,10 +57,10 @@ async def list_workflows(store: StoreDep, user_id: UserDep) -> dict[str, Any]:
 @router.post("/workflows/{workflow_id}/run")
 async def run_workflow(
     workflow_id: str, jobs: JobsDep, user_id: UserDep, body: Params | None = Body(None)
-) -> dict[str, Any]:
+) -> Response:
     """Run to the end; the body is the params object; answers `{results}`."""
     results = await jobs.run_to_completion(user_id, workflow_id=workflow_id, params=body or {})
-    return {"results": results}
+    return await json_response({"results": results})
 
 
 @router.post("/workflows/{workflow_id}/run/stream")
@@ -82,12 +84,12 @@ async def _events(jobs: JobManager, user_id: str, job_id: str) -> AsyncIterator[
     try:
         async with aclosing(jobs.subscribe(user_id, job_id)) as events:
             async for event in events:
-                yield sse_data(to_wire(event))
+                yield await sse_event(to_wire(event))
                 if isinstance(event, JobUpdate) and is_terminal(event):
                     finished = True
                     if event.status != "completed":
                         raise _job_error(event)
-                    yield sse_data({"type": "complete", "results": event.result or {}})
+                    yield await sse_event({"type": "complete", "results": event.result or {}})
                     return
     finally:
         if not finished:  # the client went away: its job goes too

@@ -13,11 +13,11 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from nodetool.api.deps import JobsDep, RuntimeDep, StoreDep, UserDep
-from nodetool.api.routes.jobs import job_public
+from nodetool.api.routes.jobs import job_public, json_response
 from nodetool.api.routes.threads import CursorQuery
 from nodetool.api.wire.problems import request_error
 from nodetool.api.wire.workflows import RunRequest, WorkflowIn
@@ -129,19 +129,19 @@ async def list_jobs(
     workflow_id: str | None = Query(None, max_length=128),
     cursor: str | None = CursorQuery,
     limit: int = Query(50, ge=1, le=1000),
-) -> dict[str, Any]:
+) -> Response:
     """The user's jobs from every process, newest first: `{jobs, next}` (`next`: cursor)."""
     page, following = await jobs.list(
         user_id, status=status, workflow_id=workflow_id, cursor=cursor, limit=limit
     )
-    return {"jobs": [job_public(record) for record in page], "next": following}
+    return await json_response({"jobs": [job_public(r) for r in page], "next": following})
 
 
 @router.get("/api/jobs/{job_id}")
-async def get_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> JSONResponse:
-    return JSONResponse(job_public(await jobs.get(user_id, job_id)))
+async def get_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> Response:
+    return await json_response(job_public(await jobs.get(user_id, job_id)))
 
 
 @router.post("/api/jobs/{job_id}/cancel")
-async def cancel_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> dict[str, Any]:
-    return job_public(await jobs.cancel(user_id, job_id))
+async def cancel_job(job_id: str, jobs: JobsDep, user_id: UserDep) -> Response:
+    return await json_response(job_public(await jobs.cancel(user_id, job_id)))

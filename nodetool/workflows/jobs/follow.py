@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from nodetool.storage.large_json import OFF_LOOP_BYTES
 from nodetool.types.jobs import TERMINAL_JOB_STATUSES, JobEvent, from_wire, is_terminal
 from nodetool.workflows.jobs.events import EVENTS_CHANNEL, STORED_CHANNEL, Event, Hub, terminal_of
 from nodetool.workflows.jobs.redis_link import parse_entry
@@ -207,11 +208,13 @@ class Follower:
         self.redis.outage.ok(state.reading_started)
         if not reply:
             return None
-        events: list[Event] = []
-        for _key, entries in reply:
-            for entry_id, fields in entries:
-                state.last_id = entry_id
-                event = parse_entry(fields)
-                if event is not None:
-                    events.append(event)
-        return events
+        entries = [entry for _key, stream in reply for entry in stream]
+        state.last_id = entries[-1][0] if entries else state.last_id
+        if sum(len(fields.get("e") or "") for _id, fields in entries) > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(_parsed, entries)  # e.g. megabytes of results
+        return _parsed(entries)
+
+
+def _parsed(entries: list[tuple[str, dict[str, str]]]) -> list[Event]:
+    """Stream entries back to events (malformed ones skipped)."""
+    return [event for _id, fields in entries if (event := parse_entry(fields)) is not None]

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nodetool.storage.large_json import encode_in_pieces, json_is_large
+
 log = logging.getLogger("nodetool.jobs.redis")
 
 GROUP = "workers"
@@ -100,12 +102,15 @@ class RedisLink:
         if not self.outage.may_try():
             return False
         key = self.events_key(job_id)
+        if json_is_large(events):  # e.g. a final event carrying megabytes of results
+            texts = await asyncio.to_thread(_bodies, events)
+        else:
+            texts = _bodies(events)
         started = time.monotonic()
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for event in events:
-                    body = {k: v for k, v in event.items() if k != "seq"}
-                    pipe.xadd(key, {"seq": event["seq"], "e": _dumps(body)})
+                for event, text in zip(events, texts, strict=True):
+                    pipe.xadd(key, {"seq": event["seq"], "e": text})
                 if final:
                     pipe.expire(key, EVENTS_TTL)
                 await pipe.execute()
@@ -170,8 +175,9 @@ class RedisLink:
         await self.client.aclose()
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+def _bodies(events: list[dict[str, Any]]) -> list[str]:
+    """Each event's JSON without its `seq` (the stream entry keeps that apart)."""
+    return [encode_in_pieces({k: v for k, v in e.items() if k != "seq"}, str) for e in events]
 
 
 def parse_entry(fields: dict[str, str]) -> dict[str, Any] | None:

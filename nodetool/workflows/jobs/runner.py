@@ -22,8 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nodetool.errors import WorkflowError
+from nodetool.errors import NodetoolError, WorkflowError
+from nodetool.storage.codec import JsonText, dumps_off_loop
+from nodetool.storage.large_json import JsonTooLong
 from nodetool.workflows.jobs.events import EventLog, Publisher, job_update
+from nodetool.workflows.limits import LimitExceeded, WorkflowLimits
 from nodetool.workflows.nodes.base import RunContext
 from nodetool.workflows.runner import prepare, run_graph
 
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
     from nodetool.storage.base import Store
     from nodetool.workflows.jobs.queue import Delivery, JobQueue
     from nodetool.workflows.jobs.redis_link import Outage
-    from nodetool.workflows.limits import WorkflowLimits
     from nodetool.workflows.sandbox import NodeSandbox
 
 log = logging.getLogger("nodetool.jobs")
@@ -273,6 +275,19 @@ class JobRunner:
             raise WorkflowError(f"workflow {record['workflow_id']!r} no longer exists")
         return workflow.get("graph") or {}
 
+    async def _encoded(self, results: Any) -> tuple[str, JsonText | None, str | None]:
+        """(`completed`, the results as the JSON to store, None), or (`failed`, None, why):
+        results over `job_result_bytes` or not storable as JSON are not stored at all."""
+        limits = self.limits or WorkflowLimits.from_settings(self.settings)
+        limit = limits.job_result_bytes
+        try:
+            return "completed", JsonText(await dumps_off_loop(results, limit), results), None
+        except JsonTooLong:
+            what = "the job's results are too large to store"
+            return "failed", None, str(LimitExceeded(what, "job_result_bytes", limit))
+        except NodetoolError as exc:
+            return "failed", None, f"the job's result cannot be stored: {exc.message}"
+
     async def _finish(
         self,
         run: Running,
@@ -283,10 +298,14 @@ class JobRunner:
         error: str | None,
     ) -> None:
         await events.flush()  # a finished job's stored events are complete but for the last
+        encoded = None
+        if status == "completed":
+            status, encoded, error = await self._encoded(results)
+            results = results if status == "completed" else None
         try:
             stored = await asyncio.shield(
                 self.store.jobs.update(
-                    run.job_id, status=status, results=results, error=error, attempt=run.attempt
+                    run.job_id, status=status, results=encoded, error=error, attempt=run.attempt
                 )
             )
         except Exception as exc:
