@@ -89,6 +89,41 @@ async def test_chunked_body_streams_as_it_arrives() -> None:
         await client.aclose()
 
 
+async def test_a_response_received_to_its_end_is_pooled_when_closed_unread() -> None:
+    async with RawServer(Act([CHUNKED + chunk(b"data: last\n\n") + LAST]), Act([ok(b"again")])) as (
+        server
+    ):
+        client = HttpClient(server.url)
+        response = await client.get("/stream")
+        assert await response.receive() == b"data: last\n\n"
+        for _ in range(100):  # the end of the body arrives in the same or the next packet
+            if response._conn is None or response._conn.complete:
+                break
+            await asyncio.sleep(0.01)
+        response.close()  # the reader stopped at its last event: nothing was left to read
+        assert client.idle_count() == 1
+        assert await (await client.get("/next")).read() == b"again"
+        assert server.connections == 1
+        await client.aclose()
+
+
+async def test_requests_over_a_unix_socket(tmp_path) -> None:
+    path = str(tmp_path / "upstream.sock")
+    async with RawServer(Act([ok(b"one")]), Act([ok(b"two")]), uds=path) as server:
+        client = HttpClient("http://llama", uds=path)
+        written = asyncio.Event()
+        response = await client.request("POST", "/completion", body=b"{}", written=written)
+        assert written.is_set()
+        assert await response.read() == b"one"
+        assert await (await client.get("/slots")).read() == b"two"
+        assert server.connections == 1  # kept alive
+        assert server.heads[0].startswith("POST /completion HTTP/1.1\r\nhost: llama\r\n")
+        await client.aclose()
+    client = HttpClient("http://llama", uds=path)
+    with pytest.raises(ConnectError, match="unix:"):
+        await client.get("/health")  # nobody listens any more
+
+
 async def test_close_delimited_body_and_connection_close_are_not_pooled() -> None:
     acts = [
         Act([b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end"], then="close"),

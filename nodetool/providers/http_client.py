@@ -116,9 +116,14 @@ class Response:
         return json.loads(await self.read())
 
     def close(self) -> None:
-        """Drop an unfinished response: its connection is aborted at once (never reused)."""
+        """Done with the response. Unfinished, its connection is aborted at once (never
+        reused); received to its end (read or not), the connection goes back to the pool."""
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        if conn.complete and conn.error is None:
+            self._client._release(conn)
+        else:
             self._client._drop(conn)
 
     async def aclose(self) -> None:

@@ -46,8 +46,9 @@ class Act:
 
 
 class RawServer:
-    def __init__(self, *acts: Act) -> None:
+    def __init__(self, *acts: Act, uds: str | None = None) -> None:
         self.acts = deque(acts)
+        self.uds = uds  # listen on this Unix socket instead of a loopback port
         self.connections = 0
         self.open = self.peak = 0  # connections open now, and the most open at once
         self.heads: list[str] = []
@@ -56,6 +57,10 @@ class RawServer:
         self.handlers: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> RawServer:
+        if self.uds is not None:
+            self.server = await asyncio.start_unix_server(self._serve, self.uds)
+            self.url = "http://local"
+            return self
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
