@@ -20,12 +20,14 @@ connection that is still sending them. `GuardedHttpToolsProtocol` adds, per conn
 from __future__ import annotations
 
 import functools
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from nodetool.api.http_writes import HeldHead
 from nodetool.config import Settings
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -95,6 +97,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: str | None = None  # why the current request gets a 431
         self._in_body = False
         self._timer: Any = None
+        if self.access_log and not self.access_logger.isEnabledFor(logging.INFO):
+            self.access_log = False  # no access-log arguments formatted for nothing
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -172,7 +176,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._headers_done()
         if self._refusal is not None:
             return  # answered by data_received once the parser returns
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:  # a request, not an upgrade: its head waits for its body
+            self.cycle.transport = HeldHead(self.transport, self.loop)  # type: ignore[assignment]
         if not (self.parser.should_upgrade() and self._should_upgrade()):
             self._in_body = True
             self._arm(self.limits.body_timeout)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nodetool.api.apps import FACTORIES
+from nodetool.api.http_protocol import uvicorn_options
 from nodetool.config import Settings
 from tests.support.servers import ServerThread
 
@@ -31,9 +32,10 @@ def stub_settings(stub: Any, data_dir: Path, **overrides: Any) -> Settings:
 
 @contextlib.contextmanager
 def running(kind: str, stub: Any, data_dir: Path, **overrides: Any) -> Iterator[ServerThread]:
-    """The `kind` app (serve | worker | chat-server) on a free loopback port."""
-    app = FACTORIES[kind](stub_settings(stub, data_dir, **overrides))
-    with ServerThread(app) as server:
+    """The `kind` app (serve | worker | chat-server) on a free loopback port, served with the
+    uvicorn options the CLI uses (its HTTP protocol, its limits)."""
+    settings = stub_settings(stub, data_dir, **overrides)
+    with ServerThread(FACTORIES[kind](settings), **uvicorn_options(settings)) as server:
         yield server
 
 
