@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from nodetool.api import sse
+from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
 from nodetool.errors import ProviderError
 
 
@@ -145,3 +146,34 @@ async def test_task_response_maps_errors() -> None:
     await call(sse.TaskResponse(work()), client)
     assert client.status == 502
     assert json.loads(client.body)["error"]["code"] == "upstream_error"
+
+
+async def test_the_servers_disconnect_signal_cancels_without_receive() -> None:
+    """Under nodetool's protocol the scope's signal cancels the work; `receive` is unused."""
+
+    async def unused_receive() -> dict:
+        raise AssertionError("receive() must not be awaited when the scope has a signal")
+
+    for fired_before in (False, True):
+        signal = DisconnectSignal()
+        if fired_before:
+            signal.fire()
+        cancelled = asyncio.Event()
+
+        async def work(cancelled: asyncio.Event) -> bytes:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return b"{}"
+
+        client = Client()
+        scope = {"type": "http", SCOPE_KEY: signal}
+        response = sse.TaskResponse(work(cancelled))
+        task = asyncio.create_task(response(scope, unused_receive, client.send))
+        await asyncio.sleep(0.02)
+        signal.fire()
+        await asyncio.wait_for(task, 5)
+        assert cancelled.is_set()
+        assert client.messages == []

@@ -27,6 +27,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
 from nodetool.api.http_writes import HeldHead
 from nodetool.config import Settings
 
@@ -137,6 +138,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.pending.discard(self)
         self._in_headers = self._in_body = False
         super().connection_lost(exc)
+        self._disconnected()
+
+    def _disconnected(self) -> None:
+        """Fire the current request's disconnect signal if its response is unfinished."""
+        cycle = self.cycle
+        if cycle is not None and cycle.disconnected:
+            signal = cycle.scope.get(SCOPE_KEY)
+            if signal is not None:
+                signal.fire()
 
     def data_received(self, data: bytes) -> None:
         if self.parser is None:
@@ -178,8 +188,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return  # answered by data_received once the parser returns
         previous = self.cycle
         super().on_headers_complete()
-        if self.cycle is not previous:  # a request, not an upgrade: its head waits for its body
-            self.cycle.transport = HeldHead(self.transport, self.loop)  # type: ignore[assignment]
+        cycle = self.cycle
+        if cycle is not previous:  # a request, not an upgrade
+            cycle.transport = HeldHead(self.transport, self.loop)  # type: ignore[assignment]
+            cycle.scope[SCOPE_KEY] = DisconnectSignal()  # type: ignore[literal-required]
         if not (self.parser.should_upgrade() and self._should_upgrade()):
             self._in_body = True
             self._arm(self.limits.body_timeout)
@@ -227,6 +239,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.response_complete = True  # the app must not write after this
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+            self._disconnected()
         code = "request_timeout" if status == 408 else "headers_too_large"
         body = _json(error_body(why, "invalid_request_error", code=code))
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])

@@ -1,8 +1,8 @@
 """Disconnect-aware ASGI responses: server-sent events and a one-shot JSON result.
 
-Both run their work in the request's own task while a small watcher task waits on
-`receive()`: when the client disconnects, the watcher cancels the work at once (and with it
-the upstream request), and the response returns quietly.
+Both run their work in the request's own task; when the client disconnects (the request's
+`DisconnectSignal`, or a watcher task waiting on `receive()` under another server), the work
+is cancelled at once (and with it the upstream request), and the response returns quietly.
 
 `EventStreamResponse` waits for the stream's first event before sending headers, so a failure
 that happens before any output (upstream refused, answered 4xx/5xx, timed out) still gets its
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from nodetool.api.asgi_json import error_parts, send_error, send_json
+from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
 from nodetool.api.json_encoding import compact_json
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -47,25 +48,35 @@ def default_error_event(exc: BaseException) -> str:
 
 
 class DisconnectWatch:
-    """Cancels the current task when the client disconnects (the body must be consumed).
+    """Cancels the current task when the client disconnects.
 
+    Under nodetool's own HTTP protocol the request's `DisconnectSignal` calls back; under
+    another server a small watcher task waits on `receive()` (the body must be consumed).
     A response sets `complete` before its last send: the server then reports a disconnect
     too, which must not cancel anything.
     """
 
-    __slots__ = ("fired", "complete", "_task", "_watcher")
+    __slots__ = ("fired", "complete", "_task", "_signal", "_watcher")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.fired = False
         self.complete = False
         self._task = task
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._signal: DisconnectSignal | None = scope.get(SCOPE_KEY)
+        self._watcher: asyncio.Task[None] | None = None
+        if self._signal is not None:
+            self._signal.watch(self._left)
+        else:
+            self._watcher = task.get_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        self._left()
+
+    def _left(self) -> None:
         if not self.complete:
             self.fired = True
             self._task.cancel()
@@ -79,13 +90,18 @@ class DisconnectWatch:
                 raise
             return True
         finally:
-            self._watcher.cancel()
+            if self._signal is not None:
+                self._signal.watch(None)
+            else:
+                self._watcher.cancel()  # type: ignore[union-attr]
         return False
 
 
-async def run_until_disconnect(work: Coroutine[Any, Any, Any], receive: Receive) -> bool:
+async def run_until_disconnect(
+    work: Coroutine[Any, Any, Any], scope: Scope, receive: Receive
+) -> bool:
     """Await `work` in this task; cancel it if the client leaves. True when it did leave."""
-    return await DisconnectWatch(receive).run(work)
+    return await DisconnectWatch(scope, receive).run(work)
 
 
 class TaskResponse(Response):
@@ -99,7 +115,7 @@ class TaskResponse(Response):
         self.raw_headers = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(scope, receive)
         await watch.run(self._respond(send, watch))
 
     async def _respond(self, send: Send, watch: DisconnectWatch) -> None:
@@ -133,7 +149,7 @@ class EventStreamResponse(Response):
         self.raw_headers = list(SSE_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(scope, receive)
         await watch.run(_Stream(self, send, watch).run())
 
 
