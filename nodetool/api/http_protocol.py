@@ -97,7 +97,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._refusal: str | None = None  # why the current request gets a 431
         self._in_body = False
-        self._timer: Any = None
+        self._timer: Any = None  # one timer per connection, re-armed lazily (see _arm)
+        self._timer_at = 0.0  # when it fires
+        self._deadline: float | None = None  # when the current limit runs out
         if self.access_log and not self.access_logger.isEnabledFor(logging.INFO):
             self.access_log = False  # no access-log arguments formatted for nothing
 
@@ -119,13 +121,38 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._timed_out)
+        """Set the deadline; the timer is only replaced when it would fire after it (arming
+        and disarming twice per request then costs no timer)."""
+        deadline = self._deadline = self.loop.time() + seconds
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires early, sees the later deadline and re-arms itself
+            self._timer.cancel()
+        self._start_timer(deadline)
+
+    def _start_timer(self, when: float) -> None:
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._tick)
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _stop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # nothing to time now: the next _arm starts the timer again
+        if self.loop.time() < deadline:
+            self._start_timer(deadline)
+        else:
+            self._deadline = None
+            self._timed_out()
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
 
@@ -134,7 +161,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._await_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
         self.pending.discard(self)
         self._in_headers = self._in_body = False
         super().connection_lost(exc)
@@ -219,7 +246,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _timed_out(self) -> None:
-        self._timer = None
         if self.transport.is_closing():
             return
         what = "request body" if self._in_body else "request headers"
