@@ -24,6 +24,7 @@ from nodetool.api.wire.chat import (
 from nodetool.api.wire.problems import parse_body
 from nodetool.types.events import ToolCallDelta, Usage
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
+from nodetool.types.trusted import trusted
 
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # no cycles
 
@@ -44,22 +45,28 @@ def _message(wire: ChatMessage) -> Message:
     calls = None
     if type(wire) is AssistantMessage and wire.tool_calls:
         calls = [
-            ToolCall.model_construct(
-                id=c.id,
-                type="function",
-                function=FunctionCall.model_construct(
-                    name=c.function.name, arguments=c.function.arguments
-                ),
+            trusted(
+                ToolCall,
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": trusted(
+                        FunctionCall, {"name": c.function.name, "arguments": c.function.arguments}
+                    ),
+                },
             )
             for c in wire.tool_calls
         ]
     role = wire.role
-    return Message.model_construct(
-        role="system" if role == "developer" else role,
-        content=_content(wire.content),
-        name=wire.name,
-        tool_calls=calls,
-        tool_call_id=wire.tool_call_id if type(wire) is ToolMessage else None,
+    return trusted(
+        Message,
+        {
+            "role": "system" if role == "developer" else role,
+            "content": _content(wire.content),
+            "name": wire.name,
+            "tool_calls": calls,
+            "tool_call_id": wire.tool_call_id if type(wire) is ToolMessage else None,
+        },
     )
 
 
@@ -85,23 +92,28 @@ def to_options(request: ChatCompletionRequest) -> ChatOptions:
     stop = request.stop
     choice = request.tool_choice
     response_format = request.response_format
-    return ChatOptions.model_construct(
-        temperature=request.temperature,
-        top_p=request.top_p,
-        max_tokens=request.max_completion_tokens or request.max_tokens,
-        stop=[stop] if isinstance(stop, str) else stop,
-        seed=request.seed,
-        response_format=None
-        if response_format is None
-        else response_format.model_dump(exclude_unset=True),
-        tool_choice=choice if choice is None or isinstance(choice, str) else choice.model_dump(),
-        parallel_tool_calls=request.parallel_tool_calls,
-        user=request.user,
-        stream=bool(request.stream),
-        logprobs=request.logprobs,
-        top_logprobs=request.top_logprobs,
-        reasoning_effort=request.reasoning_effort,
-        verbosity=request.verbosity,
+    return trusted(
+        ChatOptions,
+        {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_completion_tokens or request.max_tokens,
+            "stop": [stop] if isinstance(stop, str) else stop,
+            "seed": request.seed,
+            "response_format": None
+            if response_format is None
+            else response_format.model_dump(exclude_unset=True),
+            "tool_choice": choice
+            if choice is None or isinstance(choice, str)
+            else choice.model_dump(),
+            "parallel_tool_calls": request.parallel_tool_calls,
+            "user": request.user,
+            "logprobs": request.logprobs,
+            "top_logprobs": request.top_logprobs,
+            "reasoning_effort": request.reasoning_effort,
+            "verbosity": request.verbosity,
+            "stream": bool(request.stream),
+        },
     )
 
 

@@ -18,6 +18,7 @@ from nodetool.api.wire.problems import parse_body
 from nodetool.api.wire.responses import ResponsesRequest
 from nodetool.errors import InvalidRequestError
 from nodetool.types.messages import ChatOptions, FunctionCall, Message, ToolCall, ToolSpec
+from nodetool.types.trusted import trusted
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 _UNSUPPORTED = ("background", "conversation", "prompt")
@@ -258,21 +259,24 @@ def chat_tool_choice(request: ResponsesRequest) -> str | dict[str, Any] | None:
 
 def to_options(request: ResponsesRequest) -> ChatOptions:
     logprobs = wants_logprobs(request)
-    return ChatOptions.model_construct(
-        temperature=request.temperature,
-        top_p=request.top_p,
-        max_tokens=request.max_output_tokens,
-        stop=None,
-        seed=request.seed,
-        response_format=response_format(request),
-        tool_choice=chat_tool_choice(request),
-        parallel_tool_calls=request.parallel_tool_calls,
-        user=request.user,
-        stream=bool(request.stream),
-        logprobs=logprobs or None,
-        top_logprobs=request.top_logprobs if logprobs else None,
-        reasoning_effort=(request.reasoning or {}).get("effort"),
-        verbosity=(request.text or {}).get("verbosity"),
+    return trusted(
+        ChatOptions,
+        {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_output_tokens,
+            "stop": None,
+            "seed": request.seed,
+            "response_format": response_format(request),
+            "tool_choice": chat_tool_choice(request),
+            "parallel_tool_calls": request.parallel_tool_calls,
+            "user": request.user,
+            "logprobs": logprobs or None,
+            "top_logprobs": request.top_logprobs if logprobs else None,
+            "reasoning_effort": (request.reasoning or {}).get("effort"),
+            "verbosity": (request.text or {}).get("verbosity"),
+            "stream": bool(request.stream),
+        },
     )
 
 

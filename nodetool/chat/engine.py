@@ -31,6 +31,7 @@ from nodetool.types.events import (
     Usage,
 )
 from nodetool.types.messages import ChatOptions, Message, ToolCall, ToolSpec
+from nodetool.types.trusted import trusted
 
 if TYPE_CHECKING:
     from nodetool.config import Settings
@@ -167,7 +168,7 @@ class ChatEngine:
                         finish = event.reason
             content = "".join(text)
             if not calls:
-                reply = Message(role="assistant", content=content)
+                reply = trusted(Message, _reply(content))
                 yield MessageEvent(reply, model=model_id, provider=provider.name)
                 if finish is None or finish == "tool_calls":  # calls dropped in the cap round
                     finish = "stop"
@@ -253,6 +254,17 @@ async def _run_client(
     if outcome.ok:
         outcome.result = json_safe(outcome.result, context)
     return outcome
+
+
+def _reply(content: str) -> dict[str, Any]:
+    """The fields of a plain assistant answer (a `Message` of them needs no validation)."""
+    return {
+        "role": "assistant",
+        "content": content,
+        "name": None,
+        "tool_calls": None,
+        "tool_call_id": None,
+    }
 
 
 def _new_call_id() -> str:
