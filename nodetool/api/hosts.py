@@ -15,6 +15,7 @@ they reveal nothing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -102,15 +103,17 @@ class TrustedHostMiddleware:
         self.app = app
         self.policy = policy
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Returns the awaitable to run (an allowed request keeps no frame of ours)."""
         kind = scope["type"]
         if kind not in ("http", "websocket") or self.policy.allow_all:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         host = _host_header(scope)
         if self.policy.allows(host) or (kind == "http" and scope["path"] in PROBE_PATHS):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._refuse(kind, host, receive, send)
+
+    async def _refuse(self, kind: str, host: str | None, receive: Receive, send: Send) -> None:
         if kind == "http":
             await send_error(send, _refusal(host))
             return

@@ -11,6 +11,7 @@ that trusts any host also accepts its own origin (Origin == Host).
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -96,16 +97,20 @@ class WebSocketOriginGuard:
             return host is not None and netloc == host.lower()
         return self.hosts.allows(netloc)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Returns the awaitable to run (HTTP keeps no frame of ours)."""
         if scope["type"] == "websocket":
             origin = _header(scope, b"origin")
             if origin is not None and not self.allows(origin, _header(scope, b"host")):
-                message = await receive()
-                if message["type"] == "websocket.connect":
-                    await send({"type": "websocket.accept"})
-                    await send(_ORIGIN_CLOSE)
-                return
-        await self.app(scope, receive, send)
+                return _refuse_socket(receive, send)
+        return self.app(scope, receive, send)
+
+
+async def _refuse_socket(receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send(_ORIGIN_CLOSE)
 
 
 def install_cors(app, settings: Settings, kind: str) -> CorsPolicy | None:  # app: FastAPI

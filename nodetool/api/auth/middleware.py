@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Awaitable
 from typing import Protocol
 from urllib.parse import parse_qsl
 
@@ -57,8 +58,11 @@ class StaticAuthenticator:
     def __init__(self, token: str) -> None:
         self._token = token.encode("utf-8")
 
-    async def authenticate(self, token: bytes, client: str | None = None) -> str | None:
+    def check(self, token: bytes) -> str | None:
         return DEFAULT_USER if hmac.compare_digest(token, self._token) else None
+
+    async def authenticate(self, token: bytes, client: str | None = None) -> str | None:
+        return self.check(token)
 
     async def aclose(self) -> None:
         return None
@@ -120,22 +124,31 @@ class AuthMiddleware:
         self.authenticator = authenticator
         self.public_paths = public_paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Returns the awaitable to run: a request let through without waiting for an
+        authenticator (no auth, a public path, the static token) keeps no frame of ours."""
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, receive, self._closing_send(send))
-            return
+            return self.app(scope, receive, self._closing_send(send))
         if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        if self.authenticator is None:
+            return self.app(scope, receive, send)
+        authenticator = self.authenticator
+        if authenticator is None:
             set_user_id(scope, DEFAULT_USER)
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         if kind == "http" and self._is_public(scope):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         token = request_token(scope)
+        if token and type(authenticator) is StaticAuthenticator:
+            user_id = authenticator.check(token)
+            if user_id is not None:
+                set_user_id(scope, user_id)
+                return self.app(scope, receive, send)
+        return self._authenticate(scope, receive, send, token)
+
+    async def _authenticate(
+        self, scope: Scope, receive: Receive, send: Send, token: bytes | None
+    ) -> None:
         client = scope.get("client")
         try:
             user_id = (
