@@ -302,10 +302,9 @@ class HttpClient:
         idle = self._idle.get(origin)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
         while idle:
             conn = idle.pop()
-            if conn.usable and now - conn.idle_since < self.keepalive_expiry:
+            if conn.usable and conn.idle_for() < self.keepalive_expiry:
                 return conn
             conn.abort()
         return None
@@ -364,7 +363,7 @@ class HttpClient:
             idle = self._idle[conn.origin] = deque()
         if conn.keep_alive and conn.usable and not self._closed and len(idle) < self.max_idle:
             conn._parser = None
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = conn.loop.time()  # type: ignore[union-attr]
             idle.append(conn)
         else:
             conn.abort()

@@ -60,6 +60,7 @@ class Connection(asyncio.Protocol):
         self.origin = origin
         self.read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it was made on
         self.closed = False
         self.idle_since = 0.0
         self._parser: Any = None
@@ -81,6 +82,7 @@ class Connection(asyncio.Protocol):
     # ---- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()  # once: each lookup costs a getpid()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -149,6 +151,10 @@ class Connection(asyncio.Protocol):
         self.headers = []
         self.transport.write(data)  # type: ignore[union-attr]
 
+    def idle_for(self) -> float:
+        """Seconds since `idle_since` (a connected connection's loop time)."""
+        return self.loop.time() - self.idle_since  # type: ignore[union-attr]
+
     @property
     def usable(self) -> bool:
         return not self.closed and not self.transport.is_closing()  # type: ignore[union-attr]
@@ -190,7 +196,7 @@ class Connection(asyncio.Protocol):
     async def _wait(self) -> None:
         """Wait for `_wake`, at most `read_timeout` s. One timer serves every wait: when it
         fires early for the current wait it re-arms itself, so a wait creates no timer."""
-        loop = asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = self.loop  # type: ignore[assignment]
         waiter = self._waiter = loop.create_future()
         self._wait_since = loop.time()
         if self._timer is None:
@@ -205,7 +211,7 @@ class Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return  # not waiting: the next wait arms the timer again
-        loop = asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = self.loop  # type: ignore[assignment]
         due = self._wait_since + self.read_timeout
         if loop.time() < due:
             self._timer = loop.call_at(due, self._expire)
