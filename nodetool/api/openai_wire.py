@@ -153,27 +153,28 @@ def completion_body(
     usage: Usage | None,
     logprobs: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """A `chat.completion` object, serialized."""
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = [_call_dict(call) for call in tool_calls]
-    body = {
-        "id": cid,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": (usage or Usage()).as_dict(),
-        "system_fingerprint": None,
-    }
-    return _dumps(body).encode()
+    """A `chat.completion` object, serialized (formatted directly: the same bytes as dumping
+    the object compactly, without building it)."""
+    calls = ',"tool_calls":' + _dumps([_call_dict(c) for c in tool_calls]) if tool_calls else ""
+    choice_logprobs = "null" if logprobs is None else _dumps({"content": logprobs, "refusal": None})
+    return (
+        f'{{"id":{_quote(cid)},"object":"chat.completion","created":{int(time.time())},'
+        f'"model":{_quote(model)},"choices":[{{"index":0,"message":{{"role":"assistant",'
+        f'"content":{"null" if content is None else _quote(content)},"refusal":null{calls}}},'
+        f'"logprobs":{choice_logprobs},"finish_reason":{_quote(finish_reason)}}}],'
+        f'"usage":{usage_json(usage)},"system_fingerprint":null}}'
+    ).encode()
+
+
+def usage_json(usage: Usage | None) -> str:
+    """A usage object, serialized (zeros when the upstream sent none)."""
+    if usage is None:
+        return '{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}'
+    prompt, completion = int(usage.prompt_tokens), int(usage.completion_tokens)
+    return (
+        f'{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
+        f'"total_tokens":{prompt + completion}}}'
+    )
 
 
 class ChunkEncoder:
