@@ -187,6 +187,8 @@ class ChunkEncoder:
     __slots__ = (
         "_head",
         "_tail",
+        "_content_head",
+        "_content_tail",
         "_finish_tail",
         "_seen",
         "_created",
@@ -207,13 +209,15 @@ class ChunkEncoder:
         usage_field = ',"usage":null' if include_usage else ""
         self._tail = f',"logprobs":null,"finish_reason":null}}]{usage_field}}}\n\n'
         self._finish_tail = usage_field + "}\n\n"
+        self._content_head = self._head + '{"content":'
+        self._content_tail = "}" + self._tail
         self._seen: set[int] = set()
 
     def role(self) -> str:
         return self._head + '{"role":"assistant","content":"","refusal":null}' + self._tail
 
     def content(self, text: str) -> str:
-        return self._head + '{"content":' + _quote(text) + "}" + self._tail
+        return self._content_head + _quote(text) + self._content_tail
 
     def content_logprobs(self, text: str, logprobs: list[dict[str, Any]]) -> str:
         """A content chunk carrying its tokens' log probabilities."""

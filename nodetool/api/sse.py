@@ -167,6 +167,7 @@ class _Stream:
         self.room = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.last = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         events = self.response.events
@@ -215,33 +216,44 @@ class _Stream:
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
 
     def _tick(self) -> None:
-        self.wake.set()
+        """The keep-alive timer, armed once per idle spell rather than per batch: it wakes the
+        writer when the stream has been idle for the interval, else re-arms for the rest."""
+        self.timer = None
+        due = self.last + self.response.keepalive
+        if self.loop.time() >= due:
+            self.wake.set()
+        else:
+            self.timer = self.loop.call_at(due, self._tick)
 
     async def _write(self) -> None:
         """Send what the producer buffered, in batches; keep-alives while it is idle."""
         loop, buffer, wake, send = self.loop, self.buffer, self.wake, self.send
         interval = self.response.keepalive
-        while True:
-            if not buffer:
-                timer = loop.call_later(max(0.0, self.last + interval - loop.time()), self._tick)
-                try:
+        try:
+            while True:
+                if not buffer:
+                    if self.timer is None:
+                        self.timer = loop.call_at(self.last + interval, self._tick)
                     await wake.wait()
-                finally:
-                    timer.cancel()
-            wake.clear()
-            if buffer:
-                last = self.closing  # set only after the tail is in the buffer
-                body = "".join(buffer).encode()
-                buffer.clear()
-                self.room.set()
-                await self._start()
-                self.last = loop.time()
-                if last:
-                    self.watch.complete = True
-                    await send({"type": "http.response.body", "body": body, "more_body": False})
-                    return
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            elif loop.time() - self.last >= interval:
-                await self._start()
-                self.last = loop.time()
-                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                wake.clear()
+                if buffer:
+                    last = self.closing  # set only after the tail is in the buffer
+                    body = "".join(buffer).encode()
+                    buffer.clear()
+                    self.room.set()
+                    if not self.started:
+                        await self._start()
+                    self.last = loop.time()
+                    if last:
+                        self.watch.complete = True
+                        await send({"type": "http.response.body", "body": body, "more_body": False})
+                        return
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                elif loop.time() - self.last >= interval:
+                    await self._start()
+                    self.last = loop.time()
+                    await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
