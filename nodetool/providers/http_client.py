@@ -31,7 +31,7 @@ import asyncio
 import json
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -237,11 +237,14 @@ class HttpClient:
                 raise
             return Response(conn, self)
 
-    async def post(self, url: str, body: bytes, content_type: str = "application/json") -> Response:
-        return await self.request("POST", url, body=body, headers={"content-type": content_type})
+    def post(
+        self, url: str, body: bytes, content_type: str = "application/json"
+    ) -> Coroutine[Any, Any, Response]:
+        """`request`'s coroutine itself (no frame of ours stays on the stack)."""
+        return self.request("POST", url, body=body, headers={"content-type": content_type})
 
-    async def get(self, url: str) -> Response:
-        return await self.request("GET", url)
+    def get(self, url: str) -> Coroutine[Any, Any, Response]:
+        return self.request("GET", url)
 
     # ---- pool ------------------------------------------------------------------------------
     async def _wait_for_slot(self, slots: ConnectionSlots, origin: Origin) -> None:
