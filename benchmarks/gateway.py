@@ -432,10 +432,12 @@ def main() -> None:
             "NODETOOL_DATA_DIR": str(work / "data"),
             "NODETOOL_CONFIG_DIR": str(work / "config"),
         }
-        nodetool = shutil.which("nodetool", path=str(Path(sys.executable).parent)) or "nodetool"
-        cmd = [nodetool, "chat-server", "--port", str(port), "--provider", "openai"]
-        cmd += ["--log-level", "warning"]
-        procs.append(start(cmd, env, f"http://127.0.0.1:{port}/health", work / "nodetool.log"))
+        # the checkout this script is in (the venv's `nodetool` may be installed from another)
+        cmd = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port)]
+        cmd += ["--provider", "openai", "--log-level", "warning"]
+        own_env = {**env, "PYTHONPATH": str(ROOT)}
+        ready = f"http://127.0.0.1:{port}/health"
+        procs.append(start(cmd, own_env, ready, work / "nodetool.log", cwd=str(ROOT)))
         targets["nodetool"] = (port, procs[-1].pid)
         targets["responses"] = (port, procs[-1].pid)  # same server, /v1/responses
         if args.baseline:
@@ -451,7 +453,7 @@ def main() -> None:
             targets["base-resp"] = (port, procs[-1].pid)
         if args.httpx:
             port = free_port()
-            httpx_env = {**env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}
+            httpx_env = {**own_env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}
             cmd = [
                 sys.executable,
                 str(HERE / "httpx_gateway.py"),
