@@ -177,7 +177,7 @@ class _Stream:
             try:
                 async for event in events:
                     buffer.append(event)
-                    if not wake.is_set():
+                    if len(buffer) == 1:  # was empty: the writer may be waiting
                         wake.set()
                     if len(buffer) >= MAX_BUFFER:  # the client reads slowly
                         await self._wait_for_room(writer)
