@@ -15,7 +15,10 @@ Per server: time to first token (TTFT, median) and streamed decode tokens/s (pre
 tokens after the first over the time after the first), single stream; then the aggregate decode
 rate of 4 concurrent streams (batched in llama.cpp's parallel slots) with the provider's default
 sampling (temperature 0.2): greedy requests are reproducible, so nodetool decodes them alone
-(NODETOOL_LOCAL_REPRODUCIBLE_ALONE). Rounds rotate the order.
+(NODETOOL_LOCAL_REPRODUCIBLE_ALONE). Rounds rotate the order. Prefill makes TTFT vary by tens
+of ms from one request to the next on 2 cores, so the gateway's own share is measured apart as
+well: nodetool with a stand-in child that answers at once (`stand_in_llama.py`), against the
+stand-in directly, 300 requests each.
 Targets: decode >= 0.9x llama-server's; TTFT within 5 ms of llama-server's; 4-stream aggregate
 >= 0.9x `llama-server -np 4`.
 
@@ -204,6 +207,57 @@ def start_servers(data: str, procs: list[subprocess.Popen], max_tokens: int) -> 
     return targets
 
 
+STAND_IN = Path(__file__).resolve().parent / "stand_in_llama.py"
+
+
+async def first_token_ms(client: httpx.AsyncClient, url: str, body: dict) -> float:
+    stream = await sse(client, url, body, lambda chunk: _text(chunk) or chunk.get("content"))
+    return (stream.visible - stream.start) * 1000
+
+
+def _text(chunk: dict) -> str:
+    return ((chunk.get("choices") or [{}])[0].get("delta") or {}).get("content") or ""
+
+
+async def _shares(ours: str, direct: str, requests: int) -> tuple[float, float]:
+    path, body, _ = nodetool_request(8, 0.0)
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    timings: tuple[list[float], list[float]] = ([], [])
+    async with httpx.AsyncClient(timeout=60, limits=fresh) as client:
+        for index in range(requests + 20):  # the first 20 warm up
+            gateway = await first_token_ms(client, ours + path, body)
+            alone = await first_token_ms(client, direct + "/completion", {"prompt": "x"})
+            if index >= 20:
+                timings[0].append(gateway)
+                timings[1].append(alone)
+    return statistics.median(timings[0]), statistics.median(timings[1])
+
+
+def gateway_share(data: str, requests: int) -> tuple[float, float]:
+    """Time to first token through nodetool whose child is a stand-in answering at once, and
+    from the stand-in directly: the difference is the gateway's own share of TTFT."""
+    env = {
+        **os.environ,
+        "NODETOOL_DATA_DIR": data,
+        "NODETOOL_LOG_LEVEL": "warning",
+        "NODETOOL_LLAMA_SERVER": str(STAND_IN),
+    }
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    procs = [
+        start([sys.executable, str(STAND_IN), "--host", "127.0.0.1", "--port", str(ports[1])],
+              urls[1]),
+        start([sys.executable, "-m", "nodetool", "chat-server", "--port", str(ports[0])],
+              urls[0], env),
+    ]  # fmt: skip
+    try:
+        return asyncio.run(_shares(urls[0], urls[1], requests))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+
+
 def main(rounds: int, max_tokens: int) -> None:
     settings = load_settings()
     procs: list[subprocess.Popen] = []
@@ -214,6 +268,7 @@ def main(rounds: int, max_tokens: int) -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait()
+        ours_ms, direct_ms = gateway_share(data, 300)
     print(f"{rounds} rounds, {max_tokens} max tokens, same prompt, sampling and GGUF")
     print(f"  {'server':<24} {'TTFT ms':>8} {'decode tok/s':>13} {'4 streams tok/s':>16}")
     for name, r in found.items():
@@ -223,6 +278,11 @@ def main(rounds: int, max_tokens: int) -> None:
     print(f"decode ratio nodetool / llama-server: {decode:.3f} (target >= 0.9)")
     ttft = ours["ttft"] - anchor["ttft"]
     print(f"TTFT difference nodetool - llama-server: {ttft:+.1f} ms (target <= 5 ms)")
+    print(
+        f"gateway's own share of TTFT: {ours_ms - direct_ms:+.2f} ms (p50 of 300 with a "
+        f"stand-in child answering at once: {ours_ms:.2f} ms through nodetool, "
+        f"{direct_ms:.2f} ms from the stand-in directly)"
+    )
     batch = ours["agg4"] / anchor["agg4"]
     print(
         f"4-stream aggregate nodetool / llama-server -np {settings.local_parallel}: {batch:.3f} "
