@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, Row, event
+from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -72,9 +73,28 @@ def _sqlite_engine(url: str, *, pool_size: int, immediate: bool) -> AsyncEngine:
         pool_timeout=BUSY_TIMEOUT_MS / 1000,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
     )
+    _sqlite_session(engine.sync_engine, immediate=immediate)
+    return engine
+
+
+def _sqlite_sync_writer(url: str) -> Engine:
+    """A synchronous engine on the same file, for whole write transactions run in one hop to
+    a worker thread (`Database.run_write_sync`)."""
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"),
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    _sqlite_session(engine, immediate=True)
+    return engine
+
+
+def _sqlite_session(engine: Engine, *, immediate: bool) -> None:
+    """The pragmas on every new connection, and our own BEGIN (IMMEDIATE for writers)."""
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cursor = dbapi_conn.cursor()
@@ -82,11 +102,9 @@ def _sqlite_engine(url: str, *, pool_size: int, immediate: bool) -> AsyncEngine:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
-
-    return engine
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -119,6 +137,8 @@ class Database:
             self._read_engine = _sqlite_engine(url, pool_size=min(pool_size, 4), immediate=False)
             self._write_engine = _sqlite_engine(url, pool_size=1, immediate=True)
             self._lock: asyncio.Lock | None = asyncio.Lock()
+            self._sync_writer: Engine | None = None  # made on first `run_write_sync`
+            self._writer_thread: ThreadPoolExecutor | None = None
         elif self.dialect == "postgresql":
             try:
                 import asyncpg  # noqa: F401
@@ -163,6 +183,33 @@ class Database:
 
         return await _shielded(transaction())
 
+    async def run_write_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn`, given a synchronous connection, in a write transaction that completes even
+        if the caller is cancelled. On SQLite the whole transaction is one hop to a writer
+        thread (the async driver hops to its thread for every call: about ten for a small
+        write); on PostgreSQL it runs on the async connection (`run_sync`)."""
+        if self._lock is None:
+
+            async def transaction() -> T:
+                async with self.write() as conn:
+                    return await conn.run_sync(fn)
+
+            return await _shielded(transaction())
+
+        async def in_thread() -> T:
+            async with self._lock:  # type: ignore[union-attr]
+                if self._writer_thread is None:
+                    self._sync_writer = _sqlite_sync_writer(self.url)
+                    self._writer_thread = ThreadPoolExecutor(1, "nodetool-sqlite-writer")
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._writer_thread, self._sync_write, fn)
+
+        return await _shielded(in_thread())
+
+    def _sync_write(self, fn: Callable[[Connection], T]) -> T:
+        with self._sync_writer.begin() as conn:  # type: ignore[union-attr]
+            return fn(conn)
+
     async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `fn` in a read transaction; a cancelled caller never interrupts the driver."""
 
@@ -180,11 +227,13 @@ class Database:
 
         return await self.run_read(run)
 
-    async def first(self, query: Executable) -> Row[Any] | None:
-        """The first row of one query, or None."""
+    async def first(
+        self, query: Executable, params: dict[str, Any] | None = None
+    ) -> Row[Any] | None:
+        """The first row of one query (with `params` for its bound parameters), or None."""
 
         async def run(conn: AsyncConnection) -> Row[Any] | None:
-            return (await conn.execute(query)).first()
+            return (await conn.execute(query, params)).first()
 
         return await self.run_read(run)
 
@@ -192,6 +241,11 @@ class Database:
         await self._read_engine.dispose()
         if self._write_engine is not self._read_engine:
             await self._write_engine.dispose()
+        if self._lock is not None and self._writer_thread is not None:
+            async with self._lock:  # after any write under way
+                self._writer_thread.shutdown(wait=True)
+                self._writer_thread = None
+                self._sync_writer.dispose()  # type: ignore[union-attr]
 
 
 async def _shielded(coro: Coroutine[Any, Any, T]) -> T:

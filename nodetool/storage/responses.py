@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodetool.config import Settings
@@ -55,6 +55,31 @@ def _record(row: Any) -> Record:
     }
 
 
+# built once: composing a statement costs about 0.6 ms of SQLAlchemy work, executing one ~30 µs
+_UPDATE = (
+    update(responses)
+    .where(responses.c.id == bindparam("key_id"), responses.c.user_id == bindparam("key_user_id"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in ("previous_response_id", "response", "input_items", "history")
+        }
+    )
+)
+_SELECT = select(responses).where(
+    responses.c.id == bindparam("key_id"), responses.c.user_id == bindparam("key_user_id")
+)
+_INSERT = insert(responses).values(
+    id=bindparam("key_id"),
+    user_id=bindparam("key_user_id"),
+    created_at=bindparam("created_at"),
+    previous_response_id=bindparam("previous_response_id"),
+    response=bindparam("response"),
+    input_items=bindparam("input_items"),
+    history=bindparam("history"),
+)
+
+
 class SqlResponseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -76,33 +101,23 @@ class SqlResponseStore:
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
     ) -> None:
-        values = {
+        row = {
+            "key_id": response["id"],
+            "key_user_id": user_id,
             "previous_response_id": response.get("previous_response_id"),
             "response": dumps(response),
             "input_items": dumps(input_items),
             "history": dumps(history),
         }
-        response_id = response["id"]
 
-        async def run(conn: AsyncConnection) -> None:
-            changed = await conn.execute(
-                update(responses)
-                .where(responses.c.id == response_id, responses.c.user_id == user_id)
-                .values(values)
-            )
-            if changed.rowcount == 0:
-                await conn.execute(
-                    insert(responses).values(
-                        id=response_id, user_id=user_id, created_at=now(), **values
-                    )
-                )
+        def run(conn: Connection) -> None:
+            if conn.execute(_UPDATE, row).rowcount == 0:
+                conn.execute(_INSERT, {**row, "created_at": now()})
 
-        await self._db.run_write(run)
+        await self._db.run_write_sync(run)  # one hop per response on SQLite
 
     async def get(self, user_id: str, id: str) -> Record | None:
-        row = await self._db.first(
-            select(responses).where(responses.c.id == id, responses.c.user_id == user_id)
-        )
+        row = await self._db.first(_SELECT, {"key_id": id, "key_user_id": user_id})
         return None if row is None else _record(row)
 
     async def delete(self, user_id: str, id: str) -> bool:
