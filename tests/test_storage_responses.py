@@ -3,10 +3,12 @@ the responses-only store chat-server opens on the same database."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from nodetool.storage import open_response_store, open_store
 from tests.support.storage import BACKENDS, backend_settings
@@ -66,3 +68,53 @@ async def test_responses_only_store_shares_the_database(backend: str, tmp_path) 
         finally:
             await alone.close()
             await full.close()
+
+
+async def test_concurrent_saves_share_commits_and_all_land(responses) -> None:
+    db = responses._db
+    transactions = 0
+    run_write_sync = db.run_write_sync
+
+    async def counted(fn):
+        nonlocal transactions
+        transactions += 1
+        return await run_write_sync(fn)
+
+    db.run_write_sync = counted
+    try:
+        saved = [response() for _ in range(40)]
+        await asyncio.gather(*(responses.save("carol", r, [], []) for r in saved))
+    finally:
+        del db.run_write_sync
+    for r in saved:
+        assert (await responses.get("carol", r["id"]))["response"] == r
+    assert transactions < len(saved)  # one commit served several saves
+
+
+async def test_a_failing_save_does_not_fail_the_ones_sharing_its_commit(responses) -> None:
+    good = [response() for _ in range(6)]
+    bad = {"object": "response", "id": None}  # the key cannot be NULL
+    results = await asyncio.gather(
+        *(responses.save("dave", r, [], []) for r in good[:3]),
+        responses.save("dave", bad, [], []),
+        *(responses.save("dave", r, [], []) for r in good[3:]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[3], IntegrityError)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 6
+    for r in good:
+        assert await responses.get("dave", r["id"]) is not None
+
+
+async def test_a_save_whose_caller_is_cancelled_still_lands(responses) -> None:
+    kept = response()
+    task = asyncio.create_task(responses.save("erin", kept, [], []))
+    await asyncio.sleep(0)  # under way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if await responses.get("erin", kept["id"]) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert await responses.get("erin", kept["id"]) is not None

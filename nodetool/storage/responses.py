@@ -22,6 +22,7 @@ from nodetool.config import Settings
 from nodetool.storage.base import Record
 from nodetool.storage.codec import dumps, iso, loads, now
 from nodetool.storage.db import Database
+from nodetool.storage.group_commit import GroupCommit
 from nodetool.storage.migrations import migrated
 from nodetool.storage.schema import responses
 
@@ -80,9 +81,17 @@ _INSERT = insert(responses).values(
 )
 
 
+def _write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace each response row (one transaction, one hop on SQLite)."""
+    for row in rows:
+        if conn.execute(_UPDATE, row).rowcount == 0:
+            conn.execute(_INSERT, {**row, "created_at": now()})
+
+
 class SqlResponseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._saves: GroupCommit[dict[str, Any]] = GroupCommit(db, _write_rows)
 
     @classmethod
     async def open(cls, settings: Settings) -> SqlResponseStore:
@@ -109,12 +118,7 @@ class SqlResponseStore:
             "input_items": dumps(input_items),
             "history": dumps(history),
         }
-
-        def run(conn: Connection) -> None:
-            if conn.execute(_UPDATE, row).rowcount == 0:
-                conn.execute(_INSERT, {**row, "created_at": now()})
-
-        await self._db.run_write_sync(run)  # one hop per response on SQLite
+        await self._saves.submit(row)  # concurrent saves share a commit
 
     async def get(self, user_id: str, id: str) -> Record | None:
         row = await self._db.first(_SELECT, {"key_id": id, "key_user_id": user_id})
