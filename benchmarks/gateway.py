@@ -454,14 +454,8 @@ def main() -> None:
         if args.httpx:
             port = free_port()
             httpx_env = {**own_env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}
-            cmd = [
-                sys.executable,
-                str(HERE / "httpx_gateway.py"),
-                "chat-server",
-                "--port",
-                str(port),
-            ]
-            cmd += ["--provider", "openai", "--log-level", "warning"]
+            cmd = [sys.executable, str(HERE / "httpx_gateway.py"), "chat-server"]
+            cmd += ["--port", str(port), "--provider", "openai", "--log-level", "warning"]
             procs.append(start(cmd, httpx_env, f"http://127.0.0.1:{port}/health", work / "x.log"))
             targets["httpx"] = (port, procs[-1].pid)
             targets["httpx-resp"] = (port, procs[-1].pid)
