@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import msgpack
+
 HERE = Path(__file__).resolve().parent
 SETTLE = 3.0
 
@@ -115,7 +117,12 @@ async def hold(url: str, pid: int, count: int, turn: bool) -> dict[str, float]:
         message = {"type": "message", "role": "user", "content": "hi", "model": "stub-model"}
         await first.send(json.dumps(message))
         while True:
-            frame = json.loads(await asyncio.wait_for(first.recv(), 30))
+            raw = await asyncio.wait_for(first.recv(), 30)
+            # a socket idle for long gets the server's keep-alive `ping` frame, in MessagePack
+            # (the default) while the client has sent nothing yet
+            frame = json.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw)
+            if frame.get("type") == "ping":
+                continue
             if frame.get("type") == "error":
                 raise RuntimeError(f"turn failed: {frame}")
             if frame.get("type") == "chunk" and frame.get("done"):
