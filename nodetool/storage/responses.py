@@ -34,8 +34,11 @@ class ResponseStore(Protocol):
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
+        *,
+        encoded: str | None = None,
     ) -> None:
-        """Insert or replace the response `response["id"]` of this user."""
+        """Insert or replace the response `response["id"]` of this user; `encoded` is
+        `response` as JSON text when the caller has it already (stored as it is)."""
         ...
 
     async def get(self, user_id: str, id: str) -> Record | None: ...
@@ -140,12 +143,14 @@ class SqlResponseStore:
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
+        *,
+        encoded: str | None = None,
     ) -> None:
         row = {
             "key_id": response["id"],
             "key_user_id": user_id,
             "previous_response_id": response.get("previous_response_id"),
-            "response": dumps(response),
+            "response": dumps(response) if encoded is None else encoded,
             "input_items": dumps(input_items),
             "history": dumps(history),
         }
