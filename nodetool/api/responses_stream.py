@@ -90,6 +90,7 @@ class ResponseBuilder:
         self.output: list[dict[str, Any]] = []
         self.status = "in_progress"
         self.final: dict[str, Any] | None = None  # the response object once finished
+        self.final_json = ""  # `final` as JSON text (sent and stored as it is)
         self.seq = 0
         self._text: dict[str, Any] | None = None  # the open message item
         self._parts: list[str] = []
@@ -146,12 +147,13 @@ class ResponseBuilder:
             "usage": usage_object(usage) if usage is not None else None,
         }
 
-    def _response_event(self, kind: str, state: dict[str, Any]) -> str:
-        """An event carrying the response: its fixed part is serialised once per response."""
+    def _response_event(self, kind: str, state: str) -> str:
+        """An event carrying the response (`state` encoded): its fixed part is serialised once
+        per response."""
         self._settings()
         seq = self.seq
         self.seq += 1
-        body = _dumps(state)[:-1] + "," + self._fixed_json
+        body = state[:-1] + "," + self._fixed_json
         return (
             f'event: {kind}\ndata: {{"type":"{kind}","response":{body}}},'
             f'"sequence_number":{seq}}}\n\n'
@@ -166,7 +168,7 @@ class ResponseBuilder:
     def start(self) -> str:
         if not self.emit:
             return ""
-        state = self._state(None, None, None)
+        state = _dumps(self._state(None, None, None))
         created = self._response_event("response.created", state)
         return created + self._response_event("response.in_progress", state)
 
@@ -289,8 +291,7 @@ class ResponseBuilder:
         incomplete = _INCOMPLETE.get(finish_reason or "")
         self.status = "incomplete" if incomplete else "completed"
         out = self._close_all("incomplete" if incomplete else "completed")
-        state = self._state(usage, None, incomplete)
-        self.final = {**self._settings(), **state}
+        state = self._end(self._state(usage, None, incomplete))
         if not self.emit:
             return out
         kind = "response.incomplete" if incomplete else "response.completed"
@@ -302,8 +303,15 @@ class ResponseBuilder:
         code = "rate_limit_exceeded" if status == 429 else "server_error"
         self.status = "failed"
         out = self._close_all("incomplete")
-        state = self._state(None, {"code": code, "message": message}, None)
-        self.final = {**self._settings(), **state}
+        state = self._end(self._state(None, {"code": code, "message": message}, None))
         if not self.emit:
             return out
         return out + self._response_event("response.failed", state)
+
+    def _end(self, state: dict[str, Any]) -> str:
+        """Set `final` and `final_json` (the fixed part's text reused: the object is the fixed
+        part then the state); returns the state encoded."""
+        self.final = {**self._settings(), **state}
+        encoded = _dumps(state)
+        self.final_json = "{" + self._fixed_json + "," + encoded[1:]
+        return encoded

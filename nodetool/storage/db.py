@@ -138,6 +138,7 @@ class Database:
             self._write_engine = _sqlite_engine(url, pool_size=1, immediate=True)
             self._lock: asyncio.Lock | None = asyncio.Lock()
             self._sync_writer: Engine | None = None  # made on first `run_write_sync`
+            self._writer_conn: Connection | None = None  # kept open by the writer thread
             self._writer_thread: ThreadPoolExecutor | None = None
         elif self.dialect == "postgresql":
             try:
@@ -207,8 +208,21 @@ class Database:
         return await _shielded(in_thread())
 
     def _sync_write(self, fn: Callable[[Connection], T]) -> T:
-        with self._sync_writer.begin() as conn:  # type: ignore[union-attr]
+        """In the writer thread, on its one connection, kept open between transactions (a
+        pool checkout and return per write cost ~80 µs)."""
+        conn = self._writer_conn
+        if conn is None or conn.invalidated:  # first use, or the driver lost the connection
+            if conn is not None:
+                conn.close()
+            conn = self._writer_conn = self._sync_writer.connect()  # type: ignore[union-attr]
+        with conn.begin():
             return fn(conn)
+
+    def _close_writer(self) -> None:
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
+        self._sync_writer.dispose()  # type: ignore[union-attr]
 
     async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `fn` in a read transaction; a cancelled caller never interrupts the driver."""
@@ -243,9 +257,10 @@ class Database:
             await self._write_engine.dispose()
         if self._lock is not None and self._writer_thread is not None:
             async with self._lock:  # after any write under way
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._writer_thread, self._close_writer)
                 self._writer_thread.shutdown(wait=True)
                 self._writer_thread = None
-                self._sync_writer.dispose()  # type: ignore[union-attr]
 
 
 async def _shielded(coro: Coroutine[Any, Any, T]) -> T:

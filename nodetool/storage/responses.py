@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Dialect, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodetool.config import Settings
@@ -34,8 +34,11 @@ class ResponseStore(Protocol):
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
+        *,
+        encoded: str | None = None,
     ) -> None:
-        """Insert or replace the response `response["id"]` of this user."""
+        """Insert or replace the response `response["id"]` of this user; `encoded` is
+        `response` as JSON text when the caller has it already (stored as it is)."""
         ...
 
     async def get(self, user_id: str, id: str) -> Record | None: ...
@@ -81,11 +84,42 @@ _INSERT = insert(responses).values(
 )
 
 
+class _DriverSql:
+    """`_UPDATE` and `_INSERT` compiled once for a dialect and run as driver SQL: SQLAlchemy's
+    per-execution statement work costs ~0.1 ms a statement, the driver's ~40 µs."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.update, self.update_keys = _positional(_UPDATE, dialect)
+        self.insert, self.insert_keys = _positional(_INSERT, dialect)
+        self.stamp = responses.c.created_at.type.bind_processor(dialect) or (lambda v: v)
+
+    def write(self, conn: Connection, row: dict[str, Any]) -> None:
+        """Insert or replace one response row (driver errors still raise SQLAlchemy's)."""
+        if conn.exec_driver_sql(self.update, tuple(row[k] for k in self.update_keys)).rowcount:
+            return
+        row = {**row, "created_at": self.stamp(now())}
+        conn.exec_driver_sql(self.insert, tuple(row[k] for k in self.insert_keys))
+
+
+def _positional(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+    """The statement's SQL text and its parameters' names in order (positional paramstyles:
+    SQLite's qmark, asyncpg's numeric_dollar)."""
+    compiled = statement.compile(dialect=dialect)
+    if compiled.positiontup is None:
+        raise RuntimeError(f"{dialect.name}: expected a positional paramstyle")
+    return compiled.string, tuple(compiled.positiontup)
+
+
+_DRIVER_SQL: dict[str, _DriverSql] = {}
+
+
 def _write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert or replace each response row (one transaction, one hop on SQLite)."""
+    sql = _DRIVER_SQL.get(conn.dialect.name)
+    if sql is None:
+        sql = _DRIVER_SQL[conn.dialect.name] = _DriverSql(conn.dialect)
     for row in rows:
-        if conn.execute(_UPDATE, row).rowcount == 0:
-            conn.execute(_INSERT, {**row, "created_at": now()})
+        sql.write(conn, row)
 
 
 class SqlResponseStore:
@@ -109,12 +143,14 @@ class SqlResponseStore:
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
+        *,
+        encoded: str | None = None,
     ) -> None:
         row = {
             "key_id": response["id"],
             "key_user_id": user_id,
             "previous_response_id": response.get("previous_response_id"),
-            "response": dumps(response),
+            "response": dumps(response) if encoded is None else encoded,
             "input_items": dumps(input_items),
             "history": dumps(history),
         }

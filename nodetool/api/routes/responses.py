@@ -153,8 +153,9 @@ class _Run:
             return
         sent = self.turn.messages[1:] if self.wire.instructions else self.turn.messages
         history = [m.model_dump(mode="json", exclude_none=True) for m in sent + self.produced]
+        b = self.builder
         await self.store.save(
-            self.turn.user_id, self.builder.final, input_items(self.wire), history
+            self.turn.user_id, b.final, input_items(self.wire), history, encoded=b.final_json
         )
 
     def record(self, stream: bool) -> None:
@@ -177,7 +178,7 @@ class _Run:
         async with aclosing(self.events()) as events:
             async for _ in events:
                 pass
-        return dumps(self.builder.final)
+        return self.builder.final_json.encode()
 
 
 async def create_response(request: Request) -> Response:
