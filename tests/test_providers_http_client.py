@@ -112,7 +112,7 @@ async def test_requests_over_a_unix_socket(tmp_path) -> None:
     async with RawServer(Act([ok(b"one")]), Act([ok(b"two")]), uds=path) as server:
         client = HttpClient("http://llama", uds=path)
         written = asyncio.Event()
-        response = await client.request("POST", "/completion", body=b"{}", written=written)
+        response = await client.request("POST", "/completion", body=b"{}", on_written=written.set)
         assert written.is_set()
         assert await response.read() == b"one"
         assert await (await client.get("/slots")).read() == b"two"

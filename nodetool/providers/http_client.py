@@ -31,7 +31,7 @@ import asyncio
 import json
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -187,11 +187,11 @@ class HttpClient:
         body: bytes | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
-        written: asyncio.Event | None = None,
+        on_written: Callable[[], object] | None = None,
     ) -> Response:
         """Send a request; returns once the response's headers arrived (read or close it).
 
-        `written` is set once the request is handed to the socket.
+        `on_written` is called once the request is handed to the socket.
         """
         if self._closed:
             raise HttpError("the HTTP client is closed")
@@ -223,8 +223,8 @@ class HttpClient:
             self._active[conn] = slots
             try:
                 conn.send(data)
-                if written is not None:
-                    written.set()
+                if on_written is not None:
+                    on_written()
                 await conn.wait_headers()
             except RemoteDisconnected:
                 self._drop(conn)

@@ -266,19 +266,23 @@ async def _send(client: HttpClient, body: bytes, *, at_once: bool) -> asyncio.Fu
     in a later batch than the one before). Otherwise it waits in the child's queue: return
     once it is under way (its headers arrived), which keeps the line in arrival order.
     """
-    written = asyncio.Event()
+    ready = asyncio.get_running_loop().create_future()
+
+    def wake(*_: object) -> None:
+        if not ready.done():
+            ready.set_result(None)
+
     sending = asyncio.ensure_future(
-        client.request("POST", "/completion", body=body, headers=_JSON, written=written)
+        client.request(
+            "POST", "/completion", body=body, headers=_JSON, on_written=wake if at_once else None
+        )
     )
-    waiting = asyncio.ensure_future(written.wait()) if at_once else None
+    sending.add_done_callback(wake)  # also when it fails before being written
     try:
-        await asyncio.wait({sending, waiting} - {None}, return_when=asyncio.FIRST_COMPLETED)
+        await ready
     except BaseException:
         sending.cancel()
         raise
-    finally:
-        if waiting is not None:
-            waiting.cancel()
     return sending
 
 

@@ -110,22 +110,18 @@ def _positional(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...]]
     return compiled.string, tuple(compiled.positiontup)
 
 
-_DRIVER_SQL: dict[str, _DriverSql] = {}
-
-
-def _write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert or replace each response row (one transaction, one hop on SQLite)."""
-    sql = _DRIVER_SQL.get(conn.dialect.name)
-    if sql is None:
-        sql = _DRIVER_SQL[conn.dialect.name] = _DriverSql(conn.dialect)
-    for row in rows:
-        sql.write(conn, row)
-
-
 class SqlResponseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._saves: GroupCommit[dict[str, Any]] = GroupCommit(db, _write_rows)
+        self._sql: _DriverSql | None = None  # compiled for the database's dialect on first save
+        self._saves: GroupCommit[dict[str, Any]] = GroupCommit(db, self._write_rows)
+
+    def _write_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace each response row (one transaction, one hop on SQLite)."""
+        if self._sql is None:
+            self._sql = _DriverSql(conn.dialect)
+        for row in rows:
+            self._sql.write(conn, row)
 
     @classmethod
     async def open(cls, settings: Settings) -> SqlResponseStore:
