@@ -155,6 +155,22 @@ class HotLaneApp(FastAPI):
 
     _lane: ASGIApp | None = None
     _lane_paths: frozenset[str] | None = None
+    _direct: Any = None  # the direct lane (False: none), built on first use
+
+    def direct_lane(self) -> Any:
+        """The `nodetool.api.direct_lane.DirectLane` the HTTP protocol hands hot requests to,
+        or None (FastAPI's native telemetry on, or a middleware the lane does not know)."""
+        direct = self._direct
+        if direct is None:
+            from nodetool.api.direct_lane import build_direct_lane
+
+            telemetry = getattr(self, "_native_telemetry", None)
+            if telemetry is not None and telemetry.enabled():
+                direct = False
+            else:
+                direct = build_direct_lane(self, self.user_middleware) or False
+            self._direct = direct
+        return direct or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         paths = self._lane_paths

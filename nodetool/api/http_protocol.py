@@ -27,6 +27,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from nodetool.api.direct_exchange import DirectExchange
 from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
 from nodetool.api.http_writes import HeldHead
 from nodetool.config import Settings
@@ -100,6 +101,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: Any = None  # one timer per connection, re-armed lazily (see _arm)
         self._timer_at = 0.0  # when it fires
         self._deadline: float | None = None  # when the current limit runs out
+        self._lane: Any = None  # the app's direct lane (False: it has none), looked up once
+        self._direct: tuple[Any, str] | None = None  # (endpoint, user) of a direct request
         if self.access_log and not self.access_logger.isEnabledFor(logging.INFO):
             self.access_log = False  # no access-log arguments formatted for nothing
 
@@ -213,6 +216,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._headers_done()
         if self._refusal is not None:
             return  # answered by data_received once the parser returns
+        if self._take_direct():
+            self._in_body = True
+            self._arm(self.limits.body_timeout)
+            return
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
@@ -226,6 +233,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self._refusal is not None:
             return
+        if self._direct is not None:
+            self.cycle.parts.append(body)  # type: ignore[attr-defined]
+            return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -234,7 +244,54 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_body:
             self._in_body = False
             self._disarm()
-        super().on_message_complete()
+        direct = self._direct
+        if direct is None:
+            super().on_message_complete()
+            return
+        self._direct = None
+        if self.cycle.response_complete:  # refused meanwhile (a timeout)
+            return
+        task = self.loop.create_task(self._lane.run(self.cycle, *direct))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    # ---- the direct lane --------------------------------------------------------------------
+
+    def _take_direct(self) -> bool:
+        """Hand the request to the app's direct lane (`nodetool.api.direct_lane`) if it takes
+        it; the lane's exchange then stands in for uvicorn's cycle."""
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = find_direct_lane(self.app) or False
+        if lane is False:
+            return False
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.should_upgrade():
+            return False
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or self.root_path:
+            return False  # pipelined behind an unfinished response; or under a root path
+        if self.limit_concurrency is not None:
+            return False
+        path, _, query = self.url.partition(b"?")
+        if b"%" in path or b"#" in query:
+            return False
+        taken = lane.take(path, self.headers, self.config.proxy_headers)
+        if taken is None:
+            return False
+        version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = "POST"
+        if version != "1.1":
+            scope["http_version"] = version
+        scope["path"] = path.decode("ascii")
+        scope["raw_path"] = path
+        scope["query_string"] = query
+        scope[SCOPE_KEY] = DisconnectSignal()  # type: ignore[literal-required]
+        keep_alive = version != "1.0" and parser.should_keep_alive()
+        self.cycle = DirectExchange(self, scope, keep_alive)  # type: ignore[assignment]
+        self._direct = taken
+        return True
 
     # ---- refusals ---------------------------------------------------------------------------
 
@@ -279,6 +336,16 @@ def _json(value: Any) -> bytes:
     import json
 
     return json.dumps(value).encode()
+
+
+def find_direct_lane(app: Any) -> Any:
+    """The direct lane of the app under uvicorn's wrappers (None if it has none)."""
+    for _ in range(4):
+        get = getattr(app, "direct_lane", None)
+        if get is not None:
+            return get()
+        app = getattr(app, "app", None)
+    return None
 
 
 def protocol_factory(limits: HttpLimits) -> Any:

@@ -13,7 +13,8 @@ wrapper at all.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
+from contextvars import Token
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,13 +38,7 @@ class RequestLayer:
         return self._http(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = incoming(scope) or new_request_id()
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        state["request_id"] = request_id
-        token = current_request_id.set(request_id)
-        header = (HEADER, request_id.encode())
+        header, token = open_request(scope)
         status = 500
         complete = gone = False
 
@@ -52,9 +47,7 @@ class RequestLayer:
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
-                headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
-                headers.append(header)
-                message["headers"] = headers
+                message["headers"] = with_request_id(message.get("headers"), header)
             elif kind == "http.response.body" and not message.get("more_body"):
                 complete = True
             await send(message)
@@ -66,11 +59,43 @@ class RequestLayer:
             gone = True
             raise
         finally:
-            current_request_id.reset(token)
-            if gone and not complete:
-                status = CLIENT_CLOSED
-            path = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "unmatched")
-            self.metrics.request(path, scope["method"], status)
+            close_request(self.metrics, scope, status, complete, gone, token)
+
+
+def open_request(scope: Scope) -> tuple[tuple[bytes, bytes], Token[str | None]]:
+    """Start a request's bookkeeping: its id (in the scope's state and the task's context);
+    returns the response header carrying it and the context token for `close_request`."""
+    request_id = incoming(scope) or new_request_id()
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    state["request_id"] = request_id
+    return (HEADER, request_id.encode()), current_request_id.set(request_id)
+
+
+def with_request_id(
+    headers: Iterable[tuple[bytes, bytes]] | None, header: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers with the request id last (replacing any the app set)."""
+    out = [h for h in headers or () if h[0].lower() != HEADER]
+    out.append(header)
+    return out
+
+
+def close_request(
+    metrics: Metrics,
+    scope: Scope,
+    status: int,
+    complete: bool,
+    gone: bool,
+    token: Token[str | None],
+) -> None:
+    """Count the request by route, method and final status (499: its client left first)."""
+    current_request_id.reset(token)
+    if gone and not complete:
+        status = CLIENT_CLOSED
+    path = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "unmatched")
+    metrics.request(path, scope["method"], status)
 
 
 def install_request_layer(app: ASGIApp) -> None:
