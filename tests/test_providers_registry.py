@@ -161,6 +161,20 @@ async def test_model_lists_are_cached(both: ProviderRegistry, ollama_stub: Ollam
     assert ollama_stub.tag_requests == 2
 
 
+async def test_routes_are_remembered_only_for_listed_models(
+    both: ProviderRegistry, ollama_stub: OllamaStub
+) -> None:
+    """A listed model's route is kept until a listing changes; unknown names leave nothing."""
+    for n in range(50):
+        with pytest.raises(ModelNotFoundError):
+            await both.resolve(f"unknown-{n}")
+    assert await route(both, "llama-stub") == ("ollama", "llama-stub")
+    assert len(both._routes) == 1
+    both.invalidate()
+    assert await route(both, "llama-stub") == ("ollama", "llama-stub")
+    assert ollama_stub.tag_requests == 2  # the route was looked up again in a new listing
+
+
 async def test_routed_provider_streams(both: ProviderRegistry) -> None:
     provider, model = await both.resolve("openai/stub-model")
     result = await collect(provider.stream_chat([Message(role="user", content="hi")], model))

@@ -68,6 +68,7 @@ class LocalProvider:
     name = "local"
     default_model = MODEL_ID
     cache_models = False  # its status (available or not) changes at run time
+    fixed_ids = frozenset({MODEL_ID})  # its one model id does not: routing needs no listing
     honours = frozenset(
         {"seed", "stop", "response_format", "tool_choice", "logprobs", "top_logprobs", "echo"}
     )

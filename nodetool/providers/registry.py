@@ -147,6 +147,9 @@ class ProviderRegistry:
         self.aliases = dict(aliases or {})
         self._cache: dict[str, tuple[float, list[ModelInfo] | None, set[str] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # model -> (until, route): a model the listings name routes the same way until the
+        # first of them expires (bounded: only listed ids are kept; any new listing clears it)
+        self._routes: dict[str, tuple[float, tuple[ChatProvider, str]]] = {}
 
     @classmethod
     async def create(cls, settings: Settings) -> ProviderRegistry:
@@ -212,13 +215,20 @@ class ProviderRegistry:
         return chosen, await self._default_model_for(chosen)
 
     async def _route_by_listing(self, model: str) -> tuple[ChatProvider, str]:
+        known = self._routes.get(model)
+        if known is not None and known[0] > time.monotonic():
+            return known[1]  # the per-request case
         names = list(self._providers)
-        listed = self._fresh_ids(names)  # the per-request case: no tasks, no loop round trip
+        listed = self._fresh_ids(names)  # no tasks, no loop round trip
         if listed is None:
             listed = await self._all_ids(names)
         owners = [n for n, ids in zip(names, listed, strict=True) if ids and _lists(model, ids)]
         if len(owners) == 1:
-            return self._providers[owners[0]], model
+            route = self._routes[model] = (
+                self._listed_until(),
+                (self._providers[owners[0]], model),
+            )
+            return route[1]
         if owners:
             if self.default_provider in owners:
                 return self._providers[self.default_provider], model
@@ -256,11 +266,21 @@ class ProviderRegistry:
             param="model",
         )
 
+    def _listed_until(self) -> float:
+        """When the first of the cached listings routing relies on expires."""
+        fixed = [n for n, p in self._providers.items() if getattr(p, "fixed_ids", None)]
+        expiries = [entry[0] for n, entry in self._cache.items() if n not in fixed]
+        return min(expiries, default=time.monotonic() + MODELS_TTL)
+
     def _fresh_ids(self, names: list[str]) -> list[set[str] | None] | None:
         """Every provider's cached ids if all are still fresh, else None."""
         now = time.monotonic()
         listed = []
         for name in names:
+            fixed = getattr(self._providers[name], "fixed_ids", None)
+            if fixed is not None:  # ids that never change: no listing needed to route
+                listed.append(fixed)
+                continue
             entry = self._cache.get(name)
             if entry is None or entry[0] <= now:
                 return None
@@ -316,6 +336,7 @@ class ProviderRegistry:
             log.warning("listing models of %s failed: %s", name, exc)
             models, ids, ttl = None, None, 5.0
         self._cache[name] = (time.monotonic() + ttl, models, ids)
+        self._routes.clear()
         return models, ids
 
     async def list_models(self) -> list[ModelInfo]:
@@ -346,6 +367,7 @@ class ProviderRegistry:
     def invalidate(self) -> None:
         """Forget the cached model lists (the next routing or listing asks the providers)."""
         self._cache.clear()
+        self._routes.clear()
 
     async def aclose(self) -> None:
         for provider in self._providers.values():
