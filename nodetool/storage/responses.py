@@ -35,11 +35,20 @@ class ResponseStore(Protocol):
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
-        *,
-        encoded: str | None = None,
     ) -> None:
-        """Insert or replace the response `response["id"]` of this user; `encoded` is
-        `response` as JSON text when the caller has it already (stored as it is)."""
+        """Insert or replace the response `response["id"]` of this user."""
+        ...
+
+    async def save_encoded(
+        self,
+        user_id: str,
+        response_id: str,
+        previous_response_id: str | None,
+        response: str,
+        input_items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+    ) -> None:
+        """`save`, given the response as JSON text (stored as it is) and its two keys."""
         ...
 
     async def get(self, user_id: str, id: str) -> Record | None: ...
@@ -140,14 +149,26 @@ class SqlResponseStore:
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
-        *,
-        encoded: str | None = None,
+    ) -> None:
+        previous = response.get("previous_response_id")
+        await self.save_encoded(
+            user_id, response["id"], previous, dumps(response), input_items, history
+        )
+
+    async def save_encoded(
+        self,
+        user_id: str,
+        response_id: str,
+        previous_response_id: str | None,
+        response: str,
+        input_items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
     ) -> None:
         row = {
-            "key_id": response["id"],
+            "key_id": response_id,
             "key_user_id": user_id,
-            "previous_response_id": response.get("previous_response_id"),
-            "response": dumps(response) if encoded is None else encoded,
+            "previous_response_id": previous_response_id,
+            "response": response,
             "input_items": dumps(input_items),
             "history": dumps(history),
         }
