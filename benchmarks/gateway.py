@@ -7,7 +7,8 @@ measures side by side, in one run, with an asyncio HTTP/1.1 load generator on ke
 connections: requests/s and p50/p99 latency (to the last byte) at concurrency 1 and 32, for a
 streamed answer of 32 content chunks and for a non-stream answer, against
   (a) the stub directly, (b) `nodetool chat-server` (the real CLI, as a subprocess), on
-  `/v1/chat/completions` and, as `responses`, the same answer through `/v1/responses`,
+  `/v1/chat/completions` and, as `responses`, the same answer through `/v1/responses`
+  (`resp-nostore`: with `"store": false`, no durable write before the answer),
   (c) LiteLLM's proxy (`litellm[proxy]` in its own virtualenv, benchmarks/.litellm-venv,
       created on first use; if it cannot be installed the output says so).
 Prints the table and the ratios against the targets: throughput >= 10x LiteLLM's; latency
@@ -260,14 +261,16 @@ class Result:
 
 
 def build_request(port: int, stream: bool, api: str = "chat") -> bytes:
-    if api == "responses":
+    if api != "chat":  # "responses", or "nostore" (`"store": false`)
         body: dict = {"model": MODEL, "input": "Say something."}
+        if api == "nostore":
+            body["store"] = False
     else:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}]}
     if stream:
         body["stream"] = True
     payload = json.dumps(body).encode()
-    path = "/v1/responses" if api == "responses" else "/v1/chat/completions"
+    path = "/v1/chat/completions" if api == "chat" else "/v1/responses"
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nAuthorization: Bearer {API_KEY}\r\n"
@@ -297,7 +300,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 def valid(body: bytes, stream: bool, api: str = "chat") -> bool:
-    if api == "responses":
+    if api != "chat":
         if stream:
             done = body.rstrip().rsplit(b"\n", 1)[-1].startswith(b'data: {"type":"response.comp')
             return done and body.count(b'"delta":"tok') == CHUNKS
@@ -408,7 +411,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="nodetool-bench-"))
     procs: list[subprocess.Popen] = []
-    targets: dict[str, tuple[int, int]] = {}  # name -> (port, pid)
+    targets: dict[str, tuple[int, int, str]] = {}  # name -> (port, pid, api)
     notes: list[str] = []
     try:
         stub_port = free_port()
@@ -421,7 +424,7 @@ def main() -> None:
                 work / "stub.log",
             )
         )
-        targets["direct"] = (stub_port, procs[-1].pid)
+        targets["direct"] = (stub_port, procs[-1].pid, "chat")
 
         port = free_port()
         env = {
@@ -438,8 +441,9 @@ def main() -> None:
         own_env = {**env, "PYTHONPATH": str(ROOT)}
         ready = f"http://127.0.0.1:{port}/health"
         procs.append(start(cmd, own_env, ready, work / "nodetool.log", cwd=str(ROOT)))
-        targets["nodetool"] = (port, procs[-1].pid)
-        targets["responses"] = (port, procs[-1].pid)  # same server, /v1/responses
+        targets["nodetool"] = (port, procs[-1].pid, "chat")
+        targets["responses"] = (port, procs[-1].pid, "responses")  # same server
+        targets["resp-nostore"] = (port, procs[-1].pid, "nostore")
         if args.baseline:
             port = free_port()
             baseline = str(Path(args.baseline).resolve())
@@ -449,16 +453,17 @@ def main() -> None:
             cmd += ["--provider", "openai", "--log-level", "warning"]
             ready = f"http://127.0.0.1:{port}/health"
             procs.append(start(cmd, base_env, ready, work / "b.log", cwd=baseline))
-            targets["base"] = (port, procs[-1].pid)
-            targets["base-resp"] = (port, procs[-1].pid)
+            targets["base"] = (port, procs[-1].pid, "chat")
+            targets["base-resp"] = (port, procs[-1].pid, "responses")
+            targets["base-nostore"] = (port, procs[-1].pid, "nostore")
         if args.httpx:
             port = free_port()
             httpx_env = {**own_env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}
             cmd = [sys.executable, str(HERE / "httpx_gateway.py"), "chat-server"]
             cmd += ["--port", str(port), "--provider", "openai", "--log-level", "warning"]
             procs.append(start(cmd, httpx_env, f"http://127.0.0.1:{port}/health", work / "x.log"))
-            targets["httpx"] = (port, procs[-1].pid)
-            targets["httpx-resp"] = (port, procs[-1].pid)
+            targets["httpx"] = (port, procs[-1].pid, "chat")
+            targets["httpx-resp"] = (port, procs[-1].pid, "responses")
 
         if not args.no_litellm:
             exe, why = litellm_binary(install=not args.no_install)
@@ -478,7 +483,7 @@ def main() -> None:
                 try:
                     ready = f"http://127.0.0.1:{port}/health/liveliness"
                     procs.append(start(cmd, env, ready, work / "litellm.log"))
-                    targets["litellm"] = (port, procs[-1].pid)
+                    targets["litellm"] = (port, procs[-1].pid, "chat")
                 except (RuntimeError, TimeoutError) as exc:
                     log = (work / "litellm.log").read_text()[-2000:]
                     notes.append(f"LiteLLM proxy failed to start ({exc}): {log}")
@@ -488,12 +493,11 @@ def main() -> None:
         results: dict[tuple[str, bool, int], Result] = {}
         for stream in (False, True):
             for concurrency in (1, 32):
-                for name, (target_port, pid) in targets.items():
-                    api = "responses" if name.endswith(("responses", "-resp")) else "chat"
+                for name, (target_port, pid, api) in targets.items():
                     result = measure(target_port, pid, stream, concurrency, args.duration, api)
                     results[(name, stream, concurrency)] = result
                     print(
-                        f"  measured {name:9s} {'stream' if stream else 'json':6s} "
+                        f"  measured {name:12s} {'stream' if stream else 'json':6s} "
                         f"c={concurrency:<3d} {result.rps:8.1f} req/s",
                         flush=True,
                     )
@@ -509,14 +513,14 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
     print(f"gateway benchmark: {CHUNKS}-chunk stream and non-stream answer, {duration:g} s each")
     print("(cpu ms/req: CPU time of the target process per request; for `direct`, the stub's)")
     head = ("workload", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "errors")
-    print("{:18s} {:9s} {:>9s} {:>8s} {:>8s} {:>10s} {:>6s}".format(*head))
+    print("{:18s} {:12s} {:>9s} {:>8s} {:>8s} {:>10s} {:>6s}".format(*head))
     for stream in (False, True):
         for concurrency in (1, 32):
             label = f"{'stream' if stream else 'non-stream'} c={concurrency}"
             for name in names:
                 r = results[(name, stream, concurrency)]
                 print(
-                    f"{label:18s} {name:9s} {r.rps:9.1f} {r.pct(0.5):8.2f} "
+                    f"{label:18s} {name:12s} {r.rps:9.1f} {r.pct(0.5):8.2f} "
                     f"{r.pct(0.99):8.2f} {r.cpu_ms:10.2f} {r.errors:6d}"
                 )
     print()

@@ -73,19 +73,19 @@ async def test_responses_only_store_shares_the_database(backend: str, tmp_path) 
 async def test_concurrent_saves_share_commits_and_all_land(responses) -> None:
     db = responses._db
     transactions = 0
-    run_write_sync = db.run_write_sync
+    run_driver_write = db.run_driver_write
 
     async def counted(fn):
         nonlocal transactions
         transactions += 1
-        return await run_write_sync(fn)
+        return await run_driver_write(fn)
 
-    db.run_write_sync = counted
+    db.run_driver_write = counted
     try:
         saved = [response() for _ in range(40)]
         await asyncio.gather(*(responses.save("carol", r, [], []) for r in saved))
     finally:
-        del db.run_write_sync
+        del db.run_driver_write
     for r in saved:
         assert (await responses.get("carol", r["id"]))["response"] == r
     assert transactions < len(saved)  # one commit served several saves

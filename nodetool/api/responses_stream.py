@@ -13,6 +13,7 @@ formatted from a per-item template (one string escape each), like the chat chunk
 from __future__ import annotations
 
 import json
+import math
 import time
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
@@ -70,7 +71,11 @@ def _verbosity(request: ResponsesRequest) -> dict[str, Any]:
 
 
 class ResponseBuilder:
-    """One response's state; `emit=False` skips building stream events (non-stream path)."""
+    """One response's state; `emit=False` skips building stream events (non-stream path).
+
+    Items are encoded once, when they close (`_items`); the response's fixed members once per
+    response (`_fixed_json`), formatted directly: every event and the final object reuse them.
+    """
 
     def __init__(
         self,
@@ -89,99 +94,92 @@ class ResponseBuilder:
         self.created_at = int(time.time())
         self.output: list[dict[str, Any]] = []
         self.status = "in_progress"
-        self.final: dict[str, Any] | None = None  # the response object once finished
-        self.final_json = ""  # `final` as JSON text (sent and stored as it is)
+        self.final_json = ""  # the response object once finished, as JSON (sent and stored)
         self.seq = 0
+        self._items: list[str] = []  # the JSON of each closed output item, in order
         self._text: dict[str, Any] | None = None  # the open message item
         self._parts: list[str] = []
         self._logprobs: list[dict[str, Any]] = []
         self._delta_head = ""
         self._calls: dict[int, dict[str, Any]] = {}  # open function_call items by index
-        self._fixed: dict[str, Any] | None = None
         self._fixed_json = ""
 
     # ---- the response object ---------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        """The parts of the object that never change during the response (made once)."""
-        if self._fixed is None:
+    def _fixed(self) -> str:
+        """The members that never change during the response, as JSON text without braces
+        (the same text as the compact dump of their object)."""
+        if not self._fixed_json:
             r = self.request
             fmt = (r.text or {}).get("format") if response_format(r) else None
-            self._fixed = {
-                "id": self.id,
-                "object": "response",
-                "created_at": self.created_at,
-                "background": False,
-                "instructions": r.instructions,
-                "max_output_tokens": r.max_output_tokens,
-                "max_tool_calls": None,
-                "model": self.model,
-                "parallel_tool_calls": r.parallel_tool_calls is not False,
-                "previous_response_id": r.previous_response_id,
-                "reasoning": {"effort": (r.reasoning or {}).get("effort"), "summary": None},
-                "service_tier": "default",
-                "store": self.store,
-                "temperature": 1.0 if r.temperature is None else r.temperature,
-                "text": {"format": fmt or {"type": "text"}, **_verbosity(r)},
-                "tool_choice": r.tool_choice.model_dump()
-                if r.tool_choice is not None and not isinstance(r.tool_choice, str)
-                else r.tool_choice or "auto",
-                "tools": [_tool_entry(t) for t in r.tools or ()],
-                "top_logprobs": r.top_logprobs or 0,
-                "top_p": 1.0 if r.top_p is None else r.top_p,
-                "truncation": r.truncation or "disabled",
-                "user": r.user,
-                "metadata": r.metadata or {},
-            }
-            self._fixed_json = _dumps(self._fixed)[1:-1]
-        return self._fixed
+            choice = r.tool_choice
+            if choice is not None and not isinstance(choice, str):
+                choice = choice.model_dump()
+            text = _dumps({"format": fmt or {"type": "text"}, **_verbosity(r)}) if r.text else _TEXT
+            self._fixed_json = (
+                f'"id":{_quote(self.id)},"object":"response","created_at":{self.created_at},'
+                f'"background":false,"instructions":{_json(r.instructions)},'
+                f'"max_output_tokens":{_json(r.max_output_tokens)},"max_tool_calls":null,'
+                f'"model":{_json(self.model)},'
+                f'"parallel_tool_calls":{_json(r.parallel_tool_calls is not False)},'
+                f'"previous_response_id":{_json(r.previous_response_id)},'
+                f'"reasoning":{{"effort":{_json((r.reasoning or {}).get("effort"))},'
+                f'"summary":null}},"service_tier":"default","store":{_json(self.store)},'
+                f'"temperature":{_json(1.0 if r.temperature is None else r.temperature)},'
+                f'"text":{text},'
+                f'"tool_choice":{_json(choice or "auto")},'
+                f'"tools":{_dumps([_tool_entry(t) for t in r.tools]) if r.tools else "[]"},'
+                f'"top_logprobs":{_json(r.top_logprobs or 0)},'
+                f'"top_p":{_json(1.0 if r.top_p is None else r.top_p)},'
+                f'"truncation":{_json(r.truncation or "disabled")},"user":{_json(r.user)},'
+                f'"metadata":{_dumps(r.metadata) if r.metadata else "{}"}'
+            )
+        return self._fixed_json
 
     def _state(
         self, usage: Usage | None, error: dict[str, Any] | None, incomplete: str | None
-    ) -> dict[str, Any]:
-        """The parts that change: status, output, usage, error details."""
-        return {
-            "status": self.status,
-            "error": error,
-            "incomplete_details": {"reason": incomplete} if incomplete else None,
-            "output": list(self.output),
-            "usage": usage_object(usage) if usage is not None else None,
-        }
+    ) -> str:
+        """The members that change (status, error, output, usage) as a JSON object; every
+        output item is closed (its JSON in `_items`)."""
+        return (
+            f'{{"status":"{self.status}","error":{_json(error)},"incomplete_details":'
+            + ("null" if incomplete is None else f'{{"reason":"{incomplete}"}}')
+            + ',"output":['
+            + ",".join(self._items)
+            + '],"usage":'
+            + ("null" if usage is None else _usage_json(usage))
+            + "}"
+        )
 
     def _response_event(self, kind: str, state: str) -> str:
-        """An event carrying the response (`state` encoded): its fixed part is serialised once
-        per response."""
-        self._settings()
+        """An event carrying the response (`state` encoded, then the fixed members)."""
         seq = self.seq
         self.seq += 1
-        body = state[:-1] + "," + self._fixed_json
         return (
-            f'event: {kind}\ndata: {{"type":"{kind}","response":{body}}},'
+            f'event: {kind}\ndata: {{"type":"{kind}","response":{state[:-1]},{self._fixed()}}},'
             f'"sequence_number":{seq}}}\n\n'
         )
 
     # ---- events ------------------------------------------------------------------------
-    def _event(self, kind: str, body: dict[str, Any]) -> str:
-        body = {"type": kind, **body, "sequence_number": self.seq}
+    def _event(self, kind: str, body: str) -> str:
+        """An event whose members after `type` are `body` (JSON text, without braces)."""
+        seq = self.seq
         self.seq += 1
-        return f"event: {kind}\ndata: {_dumps(body)}\n\n"
+        return f'event: {kind}\ndata: {{"type":"{kind}",{body},"sequence_number":{seq}}}\n\n'
 
     def start(self) -> str:
         if not self.emit:
             return ""
-        state = _dumps(self._state(None, None, None))
-        created = self._response_event("response.created", state)
-        return created + self._response_event("response.in_progress", state)
+        created = self._response_event("response.created", _START_STATE)
+        return created + self._response_event("response.in_progress", _START_STATE)
 
     def text(self, delta: str) -> str:
-        out = ""
-        if self._text is None:
-            out = self._open_text()
+        out = self._open_text() if self._text is None else ""
         self._parts.append(delta)
         if not self.emit:
             return out
         seq = self.seq
         self.seq += 1
-        return out + self._delta_head + _quote(delta) + ',"sequence_number":' + str(seq) + "}\n\n"
+        return f'{out}{self._delta_head}{_quote(delta)},"sequence_number":{seq}}}\n\n'
 
     def logprobs(self, content: list[dict[str, Any]]) -> None:
         if self._text is not None:
@@ -202,36 +200,57 @@ class ResponseBuilder:
         self._parts, self._logprobs = [], []
         if not self.emit:
             return out
+        where = f'"item_id":"{item_id}","output_index":{index},"content_index":0'
         self._delta_head = (
             'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-            f'"item_id":"{item_id}","output_index":{index},"content_index":0,'
-            '"logprobs":[],"delta":'
+            f'{where},"logprobs":[],"delta":'
         )
-        where = {"output_index": index}
-        out += self._event("response.output_item.added", {**where, "item": dict(self._text)})
-        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        ids = {"item_id": item_id, **where, "content_index": 0}
-        return out + self._event("response.content_part.added", {**ids, "part": part})
+        item = f'{{"id":"{item_id}",{_MESSAGE_OPEN}}}'
+        out += self._event("response.output_item.added", f'"output_index":{index},"item":{item}')
+        return out + self._event("response.content_part.added", f"{where},{_EMPTY_PART}")
 
     def _close_text(self, status: str) -> str:
         item, self._text = self._text, None
         if item is None:
             return ""
         text = "".join(self._parts)
-        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": self._logprobs}
+        logprobs = self._logprobs
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
         item["content"] = [part]
         item["status"] = status
+        quoted = _quote(text)
+        part_json = (
+            f'{{"type":"output_text","text":{quoted},"annotations":[],'
+            f'"logprobs":{_dumps(logprobs) if logprobs else "[]"}}}'
+        )
+        item_json = (
+            f'{{"id":"{item["id"]}","type":"message","role":"assistant","status":"{status}",'
+            f'"content":[{part_json}]}}'
+        )
+        self._items.append(item_json)
         if not self.emit:
             return ""
-        index = self.output.index(item)
-        ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
-        short = [
-            {"token": e["token"], "logprob": e["logprob"], "top_logprobs": e["top_logprobs"]}
-            for e in self._logprobs
-        ]
-        out = self._event("response.output_text.done", {**ids, "text": text, "logprobs": short})
-        out += self._event("response.content_part.done", {**ids, "part": part})
-        return out + self._event("response.output_item.done", {"output_index": index, "item": item})
+        index = len(self._items) - 1
+        where = f'"item_id":"{item["id"]}","output_index":{index},"content_index":0'
+        short = "[]"
+        if logprobs:
+            short = _dumps(
+                [
+                    {
+                        "token": e["token"],
+                        "logprob": e["logprob"],
+                        "top_logprobs": e["top_logprobs"],
+                    }
+                    for e in logprobs
+                ]
+            )
+        out = self._event(
+            "response.output_text.done", f'{where},"text":{quoted},"logprobs":{short}'
+        )
+        out += self._event("response.content_part.done", f'{where},"part":{part_json}')
+        return out + self._event(
+            "response.output_item.done", f'"output_index":{index},"item":{item_json}'
+        )
 
     def tool_call(self, delta: ToolCallDelta) -> str:
         item = self._calls.get(delta.index)
@@ -249,15 +268,14 @@ class ResponseBuilder:
             self._calls[delta.index] = item
             self.output.append(item)
             if self.emit:
-                added = {"output_index": len(self.output) - 1, "item": dict(item)}
+                added = f'"output_index":{len(self.output) - 1},"item":{_dumps(item)}'
                 out += self._event("response.output_item.added", added)
         item["arguments"] += delta.arguments
         if self.emit and delta.arguments:
-            body = {
-                "item_id": item["id"],
-                "output_index": self.output.index(item),
-                "delta": delta.arguments,
-            }
+            body = (
+                f'"item_id":"{item["id"]}","output_index":{self.output.index(item)},'
+                f'"delta":{_quote(delta.arguments)}'
+            )
             out += self._event("response.function_call_arguments.delta", body)
         return out
 
@@ -265,16 +283,17 @@ class ResponseBuilder:
         out = ""
         for item in self._calls.values():
             item["status"] = status
+            item_json = _dumps(item)
+            self._items.append(item_json)
             if self.emit:
-                index = self.output.index(item)
-                body = {
-                    "item_id": item["id"],
-                    "output_index": index,
-                    "arguments": item["arguments"],
-                }
+                index = len(self._items) - 1
+                body = (
+                    f'"item_id":"{item["id"]}","output_index":{index},'
+                    f'"arguments":{_quote(item["arguments"])}'
+                )
                 out += self._event("response.function_call_arguments.done", body)
                 out += self._event(
-                    "response.output_item.done", {"output_index": index, "item": item}
+                    "response.output_item.done", f'"output_index":{index},"item":{item_json}'
                 )
         self._calls = {}
         return out
@@ -308,10 +327,43 @@ class ResponseBuilder:
             return out
         return out + self._response_event("response.failed", state)
 
-    def _end(self, state: dict[str, Any]) -> str:
-        """Set `final` and `final_json` (the fixed part's text reused: the object is the fixed
-        part then the state); returns the state encoded."""
-        self.final = {**self._settings(), **state}
-        encoded = _dumps(state)
-        self.final_json = "{" + self._fixed_json + "," + encoded[1:]
-        return encoded
+    def _end(self, state: str) -> str:
+        """Set `final_json` (the fixed members, then the state); returns the state."""
+        self.final_json = "{" + self._fixed() + "," + state[1:]
+        return state
+
+
+_START_STATE = (
+    '{"status":"in_progress","error":null,"incomplete_details":null,"output":[],"usage":null}'
+)
+_TEXT = '{"format":{"type":"text"}}'
+_MESSAGE_OPEN = '"type":"message","role":"assistant","status":"in_progress","content":[]'
+_EMPTY_PART = '"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}'
+
+
+def _json(value: Any) -> str:
+    """`value` as compact JSON (strings, None and booleans without the encoder's call)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    kind = type(value)
+    if kind is str:
+        return _quote(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)  # what the encoder writes for them
+    return _dumps(value)
+
+
+def _usage_json(usage: Usage) -> str:
+    """`usage_object(usage)` encoded."""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if type(prompt) is not int or type(completion) is not int:
+        return _dumps(usage_object(usage))
+    return (
+        f'{{"input_tokens":{prompt},"input_tokens_details":{{"cached_tokens":0,'
+        f'"cache_write_tokens":0}},"output_tokens":{completion},'
+        f'"output_tokens_details":{{"reasoning_tokens":0}},"total_tokens":{prompt + completion}}}'
+    )

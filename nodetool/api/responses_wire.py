@@ -11,7 +11,7 @@ reasoning summaries, non-function tools, file inputs) are refused by name, never
 from __future__ import annotations
 
 import json
-import secrets
+from os import urandom
 from typing import Any
 
 from nodetool.api.wire.problems import parse_body
@@ -25,7 +25,7 @@ _UNSUPPORTED = ("background", "conversation", "prompt")
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}_{urandom(24).hex()}"  # what secrets.token_hex(24) returns
 
 
 def parse_request(body: bytes) -> ResponsesRequest:
@@ -110,11 +110,11 @@ def to_messages(request: ResponsesRequest, history: list[Message]) -> list[Messa
     """The conversation for the engine: instructions, stored history, then this input."""
     messages: list[Message] = []
     if request.instructions:
-        messages.append(Message(role="system", content=request.instructions))
+        messages.append(_text_message("system", request.instructions))
     messages.extend(history)
     raw = request.input
     if isinstance(raw, str):
-        messages.append(Message(role="user", content=raw))
+        messages.append(_text_message("user", raw))
         return messages
     for index, item in enumerate(raw):
         where = f"input[{index}]"
@@ -162,6 +162,12 @@ def to_messages(request: ResponsesRequest, history: list[Message]) -> list[Messa
                 f"{where}.type",
             )
     return messages
+
+
+def _text_message(role: str, text: str) -> Message:
+    """`Message(role=role, content=text)` without validating the two strings again."""
+    values = {"role": role, "content": text, "name": None, "tool_calls": None}
+    return trusted(Message, {**values, "tool_call_id": None})
 
 
 def _str(item: dict[str, Any], key: str, where: str) -> str:

@@ -16,17 +16,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Executable, Row, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from nodetool.config import Settings, SettingsError
+from nodetool.storage.sqlite_writer import Execute, SqliteWriter
 
 T = TypeVar("T")
 
@@ -78,8 +78,8 @@ def _sqlite_engine(url: str, *, pool_size: int, immediate: bool) -> AsyncEngine:
 
 
 def _sqlite_sync_writer(url: str) -> Engine:
-    """A synchronous engine on the same file, for whole write transactions run in one hop to
-    a worker thread (`Database.run_write_sync`)."""
+    """A synchronous engine on the same file, whose one connection the writer thread uses
+    (`Database.run_driver_write`)."""
     engine = create_engine(
         make_url(url).set(drivername="sqlite+pysqlite"),
         pool_size=1,
@@ -137,9 +137,7 @@ class Database:
             self._read_engine = _sqlite_engine(url, pool_size=min(pool_size, 4), immediate=False)
             self._write_engine = _sqlite_engine(url, pool_size=1, immediate=True)
             self._lock: asyncio.Lock | None = asyncio.Lock()
-            self._sync_writer: Engine | None = None  # made on first `run_write_sync`
-            self._writer_conn: Connection | None = None  # kept open by the writer thread
-            self._writer_thread: ThreadPoolExecutor | None = None
+            self._writer: SqliteWriter | None = None  # started on first `run_driver_write`
         elif self.dialect == "postgresql":
             try:
                 import asyncpg  # noqa: F401
@@ -184,45 +182,29 @@ class Database:
 
         return await _shielded(transaction())
 
-    async def run_write_sync(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn`, given a synchronous connection, in a write transaction that completes even
-        if the caller is cancelled. On SQLite the whole transaction is one hop to a writer
-        thread (the async driver hops to its thread for every call: about ten for a small
-        write); on PostgreSQL it runs on the async connection (`run_sync`)."""
+    @property
+    def write_dialect(self) -> Dialect:
+        """The dialect `run_driver_write`'s SQL is written for (its positional paramstyle)."""
+        return self._write_engine.dialect
+
+    async def run_driver_write(self, fn: Callable[[Execute], T]) -> T:
+        """Run `fn(execute)` in a write transaction that completes even if the caller is
+        cancelled; `execute(sql, params)` runs driver SQL (`write_dialect`'s positional
+        paramstyle) and returns the rowcount. On SQLite the whole transaction is one hop to
+        the writer thread (`SqliteWriter`: the async driver hops to its thread for every call,
+        about ten for a small write); on PostgreSQL it runs on the async connection."""
         if self._lock is None:
 
             async def transaction() -> T:
                 async with self.write() as conn:
-                    return await conn.run_sync(fn)
+                    return await conn.run_sync(lambda sync: fn(_driver_execute(sync)))
 
             return await _shielded(transaction())
 
-        async def in_thread() -> T:
-            async with self._lock:  # type: ignore[union-attr]
-                if self._writer_thread is None:
-                    self._sync_writer = _sqlite_sync_writer(self.url)
-                    self._writer_thread = ThreadPoolExecutor(1, "nodetool-sqlite-writer")
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._writer_thread, self._sync_write, fn)
-
-        return await _shielded(in_thread())
-
-    def _sync_write(self, fn: Callable[[Connection], T]) -> T:
-        """In the writer thread, on its one connection, kept open between transactions (a
-        pool checkout and return per write cost ~80 µs)."""
-        conn = self._writer_conn
-        if conn is None or conn.invalidated:  # first use, or the driver lost the connection
-            if conn is not None:
-                conn.close()
-            conn = self._writer_conn = self._sync_writer.connect()  # type: ignore[union-attr]
-        with conn.begin():
-            return fn(conn)
-
-    def _close_writer(self) -> None:
-        if self._writer_conn is not None:
-            self._writer_conn.close()
-            self._writer_conn = None
-        self._sync_writer.dispose()  # type: ignore[union-attr]
+        async with self._lock:  # the writer thread completes a transaction it was given
+            if self._writer is None:
+                self._writer = SqliteWriter(_sqlite_sync_writer(self.url))
+            return await self._writer.run(fn)
 
     async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `fn` in a read transaction; a cancelled caller never interrupts the driver."""
@@ -255,12 +237,17 @@ class Database:
         await self._read_engine.dispose()
         if self._write_engine is not self._read_engine:
             await self._write_engine.dispose()
-        if self._lock is not None and self._writer_thread is not None:
+        if self._lock is not None and self._writer is not None:
             async with self._lock:  # after any write under way
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._writer_thread, self._close_writer)
-                self._writer_thread.shutdown(wait=True)
-                self._writer_thread = None
+                await self._writer.close()
+                self._writer = None
+
+
+def _driver_execute(conn: Connection) -> Execute:
+    def execute(sql: str, params: Sequence[Any] = ()) -> int:
+        return conn.exec_driver_sql(sql, tuple(params)).rowcount
+
+    return execute
 
 
 async def _shielded(coro: Coroutine[Any, Any, T]) -> T:

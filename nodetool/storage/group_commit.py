@@ -12,17 +12,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from sqlalchemy import Connection
-
 from nodetool.storage.db import Database
+from nodetool.storage.sqlite_writer import Execute
 
 T = TypeVar("T")
 
 
 class GroupCommit(Generic[T]):
-    """Commits items with `write(connection, items)`, batching those that queue meanwhile."""
+    """Commits items with `write(execute, items)` (`Database.run_driver_write`), batching those
+    that queue meanwhile."""
 
-    def __init__(self, db: Database, write: Callable[[Connection, list[T]], None]) -> None:
+    def __init__(self, db: Database, write: Callable[[Execute, list[T]], None]) -> None:
         self._db = db
         self._write = write
         self._queue: list[tuple[T, asyncio.Future[None]]] = []
@@ -34,7 +34,7 @@ class GroupCommit(Generic[T]):
         self._queue.append((item, done))
         if self._runner is None:
             self._runner = asyncio.ensure_future(self._run())
-        await asyncio.shield(done)
+        await done  # cancelled with its caller, the item is written all the same
 
     async def _run(self) -> None:
         try:
@@ -50,7 +50,7 @@ class GroupCommit(Generic[T]):
     async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            await self._db.run_write_sync(lambda conn: self._write(conn, items))
+            await self._db.run_driver_write(lambda execute: self._write(execute, items))
         except Exception as exc:
             if len(batch) > 1:
                 for one in batch:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Dialect, bindparam, delete, insert, select, update
+from sqlalchemy import Dialect, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodetool.config import Settings
@@ -25,6 +25,7 @@ from nodetool.storage.db import Database
 from nodetool.storage.group_commit import GroupCommit
 from nodetool.storage.migrations import migrated
 from nodetool.storage.schema import responses
+from nodetool.storage.sqlite_writer import Execute
 
 
 class ResponseStore(Protocol):
@@ -34,11 +35,20 @@ class ResponseStore(Protocol):
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
-        *,
-        encoded: str | None = None,
     ) -> None:
-        """Insert or replace the response `response["id"]` of this user; `encoded` is
-        `response` as JSON text when the caller has it already (stored as it is)."""
+        """Insert or replace the response `response["id"]` of this user."""
+        ...
+
+    async def save_encoded(
+        self,
+        user_id: str,
+        response_id: str,
+        previous_response_id: str | None,
+        response: str,
+        input_items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+    ) -> None:
+        """`save`, given the response as JSON text (stored as it is) and its two keys."""
         ...
 
     async def get(self, user_id: str, id: str) -> Record | None: ...
@@ -93,12 +103,12 @@ class _DriverSql:
         self.insert, self.insert_keys = _positional(_INSERT, dialect)
         self.stamp = responses.c.created_at.type.bind_processor(dialect) or (lambda v: v)
 
-    def write(self, conn: Connection, row: dict[str, Any]) -> None:
+    def write(self, execute: Execute, row: dict[str, Any]) -> None:
         """Insert or replace one response row (driver errors still raise SQLAlchemy's)."""
-        if conn.exec_driver_sql(self.update, tuple(row[k] for k in self.update_keys)).rowcount:
+        if execute(self.update, tuple(row[k] for k in self.update_keys)):
             return
         row = {**row, "created_at": self.stamp(now())}
-        conn.exec_driver_sql(self.insert, tuple(row[k] for k in self.insert_keys))
+        execute(self.insert, tuple(row[k] for k in self.insert_keys))
 
 
 def _positional(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
@@ -116,12 +126,12 @@ class SqlResponseStore:
         self._sql: _DriverSql | None = None  # compiled for the database's dialect on first save
         self._saves: GroupCommit[dict[str, Any]] = GroupCommit(db, self._write_rows)
 
-    def _write_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _write_rows(self, execute: Execute, rows: list[dict[str, Any]]) -> None:
         """Insert or replace each response row (one transaction, one hop on SQLite)."""
         if self._sql is None:
-            self._sql = _DriverSql(conn.dialect)
+            self._sql = _DriverSql(self._db.write_dialect)
         for row in rows:
-            self._sql.write(conn, row)
+            self._sql.write(execute, row)
 
     @classmethod
     async def open(cls, settings: Settings) -> SqlResponseStore:
@@ -139,14 +149,26 @@ class SqlResponseStore:
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         history: list[dict[str, Any]],
-        *,
-        encoded: str | None = None,
+    ) -> None:
+        previous = response.get("previous_response_id")
+        await self.save_encoded(
+            user_id, response["id"], previous, dumps(response), input_items, history
+        )
+
+    async def save_encoded(
+        self,
+        user_id: str,
+        response_id: str,
+        previous_response_id: str | None,
+        response: str,
+        input_items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
     ) -> None:
         row = {
-            "key_id": response["id"],
+            "key_id": response_id,
             "key_user_id": user_id,
-            "previous_response_id": response.get("previous_response_id"),
-            "response": dumps(response) if encoded is None else encoded,
+            "previous_response_id": previous_response_id,
+            "response": response,
             "input_items": dumps(input_items),
             "history": dumps(history),
         }

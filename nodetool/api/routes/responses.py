@@ -152,10 +152,15 @@ class _Run:
         if not self.builder.store:
             return
         sent = self.turn.messages[1:] if self.wire.instructions else self.turn.messages
-        history = [m.model_dump(mode="json", exclude_none=True) for m in sent + self.produced]
-        b = self.builder
-        await self.store.save(
-            self.turn.user_id, b.final, input_items(self.wire), history, encoded=b.final_json
+        history = [_stored_message(m) for m in sent + self.produced]
+        b, wire = self.builder, self.wire
+        await self.store.save_encoded(
+            self.turn.user_id,
+            b.id,
+            wire.previous_response_id,
+            b.final_json,
+            input_items(wire),
+            history,
         )
 
     def record(self, stream: bool) -> None:
@@ -179,6 +184,19 @@ class _Run:
             async for _ in events:
                 pass
         return self.builder.final_json.encode()
+
+
+def _stored_message(message: Message) -> dict[str, Any]:
+    """`message.model_dump(mode="json", exclude_none=True)`; a plain text message directly."""
+    content = message.content
+    if message.tool_calls is None and type(content) is str:
+        out: dict[str, Any] = {"role": message.role, "content": content}
+        if message.name is not None:
+            out["name"] = message.name
+        if message.tool_call_id is not None:
+            out["tool_call_id"] = message.tool_call_id
+        return out
+    return message.model_dump(mode="json", exclude_none=True)
 
 
 async def create_response(request: Request) -> Response:
