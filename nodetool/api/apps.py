@@ -164,13 +164,21 @@ def _settings_from_env() -> Settings:
     return Settings.model_validate(json.loads(os.environ[SETTINGS_ENV]))
 
 
+def _served(app: FastAPI) -> FastAPI:
+    """An app built in its own server process (`--reload`/`--workers` children)."""
+    from nodetool.api.gc_tuning import tune_for_serving
+
+    tune_for_serving()
+    return app
+
+
 def editor_app_from_env() -> FastAPI:
-    return create_editor_app(_settings_from_env())
+    return _served(create_editor_app(_settings_from_env()))
 
 
 def worker_app_from_env() -> FastAPI:
-    return create_worker_app(_settings_from_env())
+    return _served(create_worker_app(_settings_from_env()))
 
 
 def chat_server_app_from_env() -> FastAPI:
-    return create_chat_server_app(_settings_from_env())
+    return _served(create_chat_server_app(_settings_from_env()))

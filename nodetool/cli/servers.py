@@ -188,6 +188,9 @@ def _launch(
         )
         return
     app = FACTORIES[kind](settings)
+    from nodetool.api.gc_tuning import tune_for_serving
+
+    tune_for_serving()
     uvicorn.run(
         app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), **options
     )
