@@ -35,6 +35,10 @@ class Metrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self._requests: dict[tuple[str, str, int], Any] = {}  # (route, method, status) -> child
         self._chats: dict[tuple[str, bool], tuple[Any, Any, Any, Any]] = {}
+        # one process: requests are tallied in plain Python and folded into the collector
+        # when /metrics is read (several processes: counted at once, the others read files)
+        self._batched = not os.environ.get(MULTIPROC_ENV)
+        self._request_tally: dict[tuple[str, str, int], int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -125,6 +129,7 @@ class Metrics:
     def exposition_registry(self) -> CollectorRegistry:
         """What `/metrics` shows: this registry, or all worker processes' in multiprocess mode."""
         if not os.environ.get(MULTIPROC_ENV):
+            self.fold()
             return self.registry
         from prometheus_client import multiprocess
 
@@ -134,12 +139,20 @@ class Metrics:
 
     def request(self, route: str, method: str, status: int) -> None:
         key = (route, method, status)
+        if self._batched:
+            tally = self._request_tally
+            tally[key] = tally.get(key, 0) + 1
+            return
+        self._count_requests(key, 1)
+
+    def _count_requests(self, key: tuple[str, str, int], count: int) -> None:
         child = self._requests.get(key)
         if child is None:
+            route, method, status = key
             child = self._requests[key] = self.requests.labels(
                 self.instance, route, method, str(status)
             )
-        child.inc()
+        child.inc(count)
 
     def chat_done(
         self,
@@ -168,6 +181,12 @@ class Metrics:
             tokens_in.inc(prompt_tokens)
         if completion_tokens:
             tokens_out.inc(completion_tokens)
+
+    def fold(self) -> None:
+        """Fold the request tally into the collector (before it is read)."""
+        tally, self._request_tally = self._request_tally, {}
+        for key, count in tally.items():
+            self._count_requests(key, count)
 
     def upstream_error(self, provider: str, code: str | None) -> None:
         self._child(self.upstream_errors, provider, code or "error").inc()
