@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from nodetool.api.http_protocol import GuardedHttpToolsProtocol
 
 _DISCONNECT = {"type": "http.disconnect"}
+_CHECKED_NAMES: set[bytes] = set()  # response header names already found valid
 
 
 class DirectExchange:
@@ -153,9 +154,13 @@ class DirectExchange:
             content.append(b"%b: %b\r\n" % (name, value))
         length: int | None = None
         close = False
+        checked = _CHECKED_NAMES
         for name, value in headers or ():
-            if HEADER_RE.search(name):
-                raise RuntimeError("Invalid HTTP header name.")
+            if name not in checked:
+                if HEADER_RE.search(name):
+                    raise RuntimeError("Invalid HTTP header name.")
+                if len(checked) < 64:  # the app's own few names
+                    checked.add(name)
             if HEADER_VALUE_RE.search(value):
                 raise RuntimeError("Invalid HTTP header value.")
             name = name.lower()

@@ -96,6 +96,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._header_bytes = 0
         self._header_count = 0
+        self._header_size = 0
         self._refusal: str | None = None  # why the current request gets a 431
         self._in_body = False
         self._timer: Any = None  # one timer per connection, re-armed lazily (see _arm)
@@ -114,6 +115,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_bytes = 0
         self._header_count = 0
+        self._header_size = 0  # name and value bytes of the header lines parsed
         self._refusal = None
         self.pending.add(self, self.limits.max_pending_connections)
         self._arm(self.limits.header_timeout)
@@ -203,15 +205,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return f"request headers over {self.limits.max_header_bytes} bytes"
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """uvicorn's (lower-cased name, `Expect: 100-continue` noted), counted and sized."""
         self._header_count += 1
         if self._header_count > self.limits.max_headers:
             self._refusal = f"more than {self.limits.max_headers} header lines"
             return
-        super().on_header(name, value)
+        self._header_size += len(name) + len(value) + 4
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
-        if size > self.limits.max_header_bytes:  # all of it arrived in one read
+        if len(self.url) + self._header_size > self.limits.max_header_bytes:  # in one read
             self._refusal = self._too_large()
         self._headers_done()
         if self._refusal is not None:
