@@ -218,3 +218,31 @@ def test_every_app_has_the_lane_unless_a_token_must_be_awaited(kind, openai_stub
         supabase_key="anon",
     )
     assert FACTORIES[kind](remote).direct_lane() is None  # JWTs are verified the ordinary way
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_wait(openai_stub, tmp_path):
+    """The keep-alive wait runs on the connection's one timer: a connection that sends its
+    next request in time is kept; one that stays idle longer is closed."""
+    import time
+
+    from nodetool.api.apps import FACTORIES
+    from nodetool.api.http_protocol import uvicorn_options
+    from tests.support.servers import ServerThread
+    from tests.support.v1 import stub_settings
+
+    settings = stub_settings(openai_stub, tmp_path)
+    app = FACTORIES["chat-server"](settings)
+    payload = json.dumps(_body()).encode()
+    with ServerThread(app, timeout_keep_alive=1, **uvicorn_options(settings)) as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            for _ in range(3):  # each request within the wait keeps the connection
+                sock.sendall(_post_bytes(CHAT, payload))
+                answer = b""
+                while _complete(answer) < 1:
+                    answer += sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 200 OK")
+                time.sleep(0.6)
+            began = time.monotonic()
+            assert sock.recv(65536) == b""  # closed by the server
+            assert time.monotonic() - began < 2.5

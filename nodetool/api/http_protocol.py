@@ -102,6 +102,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: Any = None  # one timer per connection, re-armed lazily (see _arm)
         self._timer_at = 0.0  # when it fires
         self._deadline: float | None = None  # when the current limit runs out
+        self._idle = False  # between requests: the timer then times the keep-alive wait
         self._lane: Any = None  # the app's direct lane (False: it has none), looked up once
         self._direct: tuple[Any, str] | None = None  # (endpoint, user) of a direct request
         if self.access_log and not self.access_logger.isEnabledFor(logging.INFO):
@@ -183,6 +184,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.parser is None:
             return
+        if self._idle:
+            self._idle = False
+            self._disarm()
         if self._in_body:
             self._arm(self.limits.body_timeout)
         super().data_received(data)  # on_message_begin starts the header limits of a request
@@ -194,6 +198,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse(431, self._too_large())
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive wait timed by the connection's one timer (uvicorn
+        makes and cancels a timer per request)."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif not (self._in_headers or self._in_body):
+            self._idle = True
+            self._arm(self.timeout_keep_alive)
 
     # ---- parser callbacks -------------------------------------------------------------------
 
@@ -310,6 +328,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _timed_out(self) -> None:
         if self.transport.is_closing():
+            return
+        if self._idle:  # kept alive for `timeout_keep_alive` seconds with nothing sent
+            self._idle = False
+            self.transport.close()
             return
         what = "request body" if self._in_body else "request headers"
         started = self.cycle is not None and self.cycle.response_started
