@@ -135,6 +135,7 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
         async with aclosing(turn.batches()) as batches:
             async for batch in batches:
                 parts: list[str] = []
+                texts: list[str] = []  # a run of plain content deltas, encoded together
                 ended = False
                 for event in batch:
                     kind = type(event)
@@ -143,12 +144,15 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
                         if not text:
                             continue
                         if not with_logprobs:
-                            parts.append(content(text))
+                            texts.append(text)
                             continue
                         if held is not None:  # held until its tokens' logprobs arrive
                             parts.append(content(held))
                         held = text
                         continue
+                    if texts:
+                        parts.append(encoder.contents(texts))
+                        texts = []
                     if kind is TokenLogprobs:
                         out = encoder.content_logprobs(held or "", event.content)
                         held = None
@@ -169,6 +173,8 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
                         if first is None and parts:
                             first = time.perf_counter()
                     parts.append(out)
+                if texts:
+                    parts.append(encoder.contents(texts))
                 if not parts:
                     continue
                 if first is None and not ended:
