@@ -11,6 +11,7 @@ reasons, errors, another id) takes the full path: the line parsed as JSON, every
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,8 @@ FINISH: dict[str, FinishReason] = {
     "content_filter": "content_filter",
 }
 _KEY = b'"content":'
-_MARK = "\x01"  # a content value the template check puts in (JSON: "\u0001")
+_STRING = re.compile(rb'[ \t\r\n]*("(?:[^"\\]|\\.)*")', re.DOTALL)  # a JSON string token
+_MARK = b'"\\u0001"'  # a content value the template check puts in
 
 
 def completion_events(data: Any) -> list[ProviderEvent]:
@@ -180,29 +182,17 @@ class SSEParser:
         """Learn the fast path's template from a plain content chunk (its only key "content":
         with the text swapped for a marker, the line must parse to the same chunk)."""
         self.templated = True  # one try per stream
-        if line.count(_KEY) != 1:
+        at = line.find(_KEY)
+        if at < 0 or line.find(_KEY, at + 1) >= 0:
             return
-        at = line.index(_KEY) + len(_KEY)
-        while line[at : at + 1] in (b" ", b"\t"):
-            at += 1
-        if line[at : at + 1] != b'"':
+        value = _STRING.match(line, at + len(_KEY))
+        if value is None:
             return
-        end = at + 1
-        while True:
-            end = line.find(b'"', end)
-            if end < 0:
-                return
-            slashes = 0
-            while line[end - 1 - slashes] == 0x5C:  # backslash
-                slashes += 1
-            end += 1
-            if slashes % 2 == 0:
-                break
-        prefix, suffix = line[:at], line[end:]
+        prefix, suffix = line[: value.start(1)], line[value.end(1) :]
         if not prefix.startswith(b"data:") or not suffix:
             return
         try:
-            marked = orjson.loads(prefix[5:] + orjson.dumps(_MARK) + suffix)
+            marked = orjson.loads(prefix[5:] + _MARK + suffix)
             marked["choices"][0]["delta"]["content"] = data["choices"][0]["delta"]["content"]
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             return
