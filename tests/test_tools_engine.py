@@ -454,3 +454,41 @@ async def test_closing_the_turn_cancels_running_tools(
     await stream.aclose()
     await asyncio.wait_for(hang.cancelled.wait(), 5)  # fails if the tool is left running
     assert len(fake.requests) == 1
+
+
+class BatchingFake(FakeProvider):
+    """The fake provider handing its events over in lists of up to three, as a provider with
+    `stream_chat_batches` does (one list per received piece)."""
+
+    async def stream_chat_batches(self, *args: Any, **kwargs: Any) -> Any:
+        batch: list[Any] = []
+        async for event in self.stream_chat(*args, **kwargs):
+            batch.append(event)
+            if len(batch) == 3:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+async def test_batches_give_the_same_events(settings: Settings, registry: ToolRegistry) -> None:
+    script = [
+        calls(("calculator", {"expression": "6 * 7"}), text="Let me see."),
+        reply("It is 42.", chunks=4, usage=(3, 2)),
+    ]
+    plain, batching = FakeProvider(), BatchingFake()
+    plain.enqueue(*script)
+    batching.enqueue(*script)
+    req = TurnRequest(messages=[Message(role="user", content="6 * 7?")])
+    engine = engine_for(settings, registry)
+    expected = [e async for e in engine.stream_turn(req, route=(plain, "fake-model"))]
+    batches = [b async for b in engine.stream_turn_batches(req, route=(batching, "fake-model"))]
+    assert all(batches)
+    flat = [event for batch in batches for event in batch]
+    assert [type(e) for e in flat] == [type(e) for e in expected]
+    assert of(flat, TextDelta) == of(expected, TextDelta)
+    assert flat[-1] == expected[-1] == Done(finish_reason="stop", usage=Usage(3, 2))
+    assert [e.message.content for e in of(flat, MessageEvent)] == [
+        e.message.content for e in of(expected, MessageEvent)
+    ]
+    assert len(batches) < len(flat)  # the provider's lists were kept together

@@ -189,6 +189,7 @@ class ChunkEncoder:
         "_tail",
         "_content_head",
         "_content_tail",
+        "_between",
         "_finish_tail",
         "_seen",
         "_created",
@@ -211,6 +212,7 @@ class ChunkEncoder:
         self._finish_tail = usage_field + "}\n\n"
         self._content_head = self._head + '{"content":'
         self._content_tail = "}" + self._tail
+        self._between = self._content_tail + self._content_head
         self._seen: set[int] = set()
 
     def role(self) -> str:
@@ -218,6 +220,10 @@ class ChunkEncoder:
 
     def content(self, text: str) -> str:
         return self._content_head + _quote(text) + self._content_tail
+
+    def contents(self, texts: list[str]) -> str:
+        """The content chunks of `texts`, one after the other (`content` of each, joined)."""
+        return self._content_head + self._between.join(map(_quote, texts)) + self._content_tail
 
     def content_logprobs(self, text: str, logprobs: list[dict[str, Any]]) -> str:
         """A content chunk carrying its tokens' log probabilities."""

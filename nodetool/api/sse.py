@@ -11,7 +11,8 @@ real HTTP status; if nothing arrives within the keep-alive interval, the 200 hea
 headers is one `data: {"error": {...}}` event, then the done marker (`data: [DONE]`).
 Every SSE route answers through `EventStreamResponse`; `sse_data` frames a JSON payload.
 Events produced back to back (a fast upstream) are written in one batch: one send and one
-syscall instead of one per event.
+syscall instead of one per event; a stream produced without waiting is sent by the request's
+task itself, without a writer task.
 """
 
 from __future__ import annotations
@@ -154,7 +155,10 @@ class EventStreamResponse(Response):
 
 
 class _Stream:
-    """One response: the request task produces events into a buffer, a writer task sends."""
+    """One response: the request task produces events into a buffer; a writer task sends them,
+    started only once the producer waits with events buffered (or the keep-alive is due, or
+    the buffer is full). A producer that never waits (the whole upstream answer was already
+    there) sends everything itself at the end: no task, one send."""
 
     def __init__(self, response: EventStreamResponse, send: Send, watch: DisconnectWatch) -> None:
         self.response = response
@@ -163,43 +167,76 @@ class _Stream:
         self.buffer: list[str] = []
         self.started = False
         self.closing = False
-        self.wake = asyncio.Event()
-        self.room = asyncio.Event()
+        # made with the writer (the producer only uses them once there is one)
+        self.wake: asyncio.Event = None  # type: ignore[assignment]
+        self.room: asyncio.Event = None  # type: ignore[assignment]
         self.loop = asyncio.get_running_loop()
         self.last = self.loop.time()
-        self.timer: asyncio.TimerHandle | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.kick: asyncio.Handle | None = None  # starts the writer once the producer waits
+        self.timer: asyncio.TimerHandle | None = self.loop.call_at(
+            self.last + response.keepalive, self._tick
+        )
 
     async def run(self) -> None:
         events = self.response.events
-        buffer, wake = self.buffer, self.wake
-        writer = self.loop.create_task(self._write())
+        buffer = self.buffer
         try:
             try:
                 async for event in events:
                     buffer.append(event)
                     if len(buffer) == 1:  # was empty: the writer may be waiting
-                        wake.set()
+                        if self.writer is not None:
+                            self.wake.set()
+                        elif self.kick is None:
+                            self.kick = self.loop.call_soon(self._start_writer)
                     if len(buffer) >= MAX_BUFFER:  # the client reads slowly
-                        await self._wait_for_room(writer)
+                        await self._wait_for_room()
                 tail = self.response.done
             except Exception as exc:
                 if not self.started and not buffer:
-                    writer.cancel()
+                    self._stop()
                     self.watch.complete = True
                     await send_error(self.send, exc)
                     return
                 tail = self.response.error_event(exc) + self.response.done
             buffer.append(tail)
             self.closing = True
-            wake.set()
-            await writer
+            if self.writer is None:
+                self._stop()
+                await self._send_buffer()
+            else:
+                self.wake.set()
+                await self.writer
         finally:
-            writer.cancel()
+            self._stop()
             closer = getattr(events, "aclose", None)
             if closer is not None:
                 await closer()
 
-    async def _wait_for_room(self, writer: asyncio.Task[None]) -> None:
+    def _stop(self) -> None:
+        """Cancel the writer and the pending callbacks (none is left after the last send)."""
+        if self.writer is not None:
+            self.writer.cancel()
+        if self.kick is not None:
+            self.kick.cancel()
+            self.kick = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _start_writer(self) -> None:
+        if self.kick is not None:  # called directly while the kick was pending
+            self.kick.cancel()
+            self.kick = None
+        if self.writer is None:
+            self.wake = asyncio.Event()
+            self.room = asyncio.Event()
+            self.writer = self.loop.create_task(self._write())
+
+    async def _wait_for_room(self) -> None:
+        self._start_writer()
+        writer: asyncio.Task[None] = self.writer  # type: ignore[assignment]
         self.room.clear()
         waiter = self.loop.create_task(self.room.wait())
         try:
@@ -217,13 +254,33 @@ class _Stream:
 
     def _tick(self) -> None:
         """The keep-alive timer, armed once per idle spell rather than per batch: it wakes the
-        writer when the stream has been idle for the interval, else re-arms for the rest."""
+        writer (starting it if need be) when the stream has been idle for the interval, else
+        re-arms for the rest."""
         self.timer = None
         due = self.last + self.response.keepalive
-        if self.loop.time() >= due:
-            self.wake.set()
-        else:
+        if self.loop.time() < due:
             self.timer = self.loop.call_at(due, self._tick)
+        else:
+            self._start_writer()
+            self.wake.set()
+
+    async def _send_buffer(self) -> bool:
+        """Send what is buffered as one body; True when that was the last (the tail's)."""
+        buffer = self.buffer
+        last = self.closing  # set only after the tail is in the buffer
+        body = "".join(buffer).encode()
+        buffer.clear()
+        if self.room is not None:
+            self.room.set()
+        if not self.started:
+            await self._start()
+        self.last = self.loop.time()
+        if last:
+            self.watch.complete = True
+            await self.send({"type": "http.response.body", "body": body, "more_body": False})
+            return True
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        return False
 
     async def _write(self) -> None:
         """Send what the producer buffered, in batches; keep-alives while it is idle."""
@@ -231,24 +288,14 @@ class _Stream:
         interval = self.response.keepalive
         try:
             while True:
-                if not buffer:
+                if not buffer and not wake.is_set():
                     if self.timer is None:
                         self.timer = loop.call_at(self.last + interval, self._tick)
                     await wake.wait()
                 wake.clear()
                 if buffer:
-                    last = self.closing  # set only after the tail is in the buffer
-                    body = "".join(buffer).encode()
-                    buffer.clear()
-                    self.room.set()
-                    if not self.started:
-                        await self._start()
-                    self.last = loop.time()
-                    if last:
-                        self.watch.complete = True
-                        await send({"type": "http.response.body", "body": body, "more_body": False})
+                    if await self._send_buffer():
                         return
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
                 elif loop.time() - self.last >= interval:
                     await self._start()
                     self.last = loop.time()

@@ -23,6 +23,7 @@ from nodetool.types.events import (
     Finish,
     FinishReason,
     MessageEvent,
+    ProviderEvent,
     TextDelta,
     TokenLogprobs,
     ToolCallDelta,
@@ -103,6 +104,19 @@ class ChatEngine:
         server_tools: list[Tool] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """Yield the turn's events; ends with Done. Provider errors propagate as exceptions."""
+        async with aclosing(self.stream_turn_batches(req, route, server_tools)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def stream_turn_batches(
+        self,
+        req: TurnRequest,
+        route: tuple[ChatProvider, str] | None = None,
+        server_tools: list[Tool] | None = None,
+    ) -> AsyncIterator[list[ChatEvent]]:
+        """`stream_turn`'s events in lists (never empty): the events made from one batch of the
+        provider's together, so a fast upstream costs a resumption per piece, not per event."""
         provider, model_id = route or await self.resolve(req)
         tools = await self.server_tools(req) if server_tools is None else server_tools
         client_names = {spec.name for spec in req.client_tools}
@@ -131,62 +145,72 @@ class ChatEngine:
             returning: dict[int, int] = {}  # upstream index -> index shown to an OpenAI client
             names: dict[int, str] = {}
             ids: dict[int, str] = {}
-            stream = provider.stream_chat(history, model_id, offered, options)
+            stream = _batches(provider, history, model_id, offered, options)
             async with aclosing(stream):
-                async for event in stream:
-                    if isinstance(event, TextDelta):
-                        text.append(event.text)
-                        yield event
-                    elif isinstance(event, ToolCallDelta):
-                        if final_round:
-                            continue  # no tools were offered: the model must answer now
-                        if event.index not in ids:
-                            # ids must exist and be unique across the turn's rounds
-                            ids[event.index] = event.id or _new_call_id()
-                            event = ToolCallDelta(
-                                event.index, ids[event.index], event.name, event.arguments
-                            )
-                        calls.add(event)
-                        if event.name:
-                            names[event.index] = event.name
-                        name = names.get(event.index)
-                        if req.client_tool_runner is None and name in client_names:
-                            first = event.index not in returning
-                            shown = returning.setdefault(event.index, len(returning))
-                            yield ToolCallDelta(
-                                shown,
-                                ids[event.index] if first else None,
-                                name if first else None,
-                                event.arguments,
-                            )
-                    elif isinstance(event, TokenLogprobs):
-                        yield event
-                    elif isinstance(event, Usage):
-                        total.prompt_tokens += event.prompt_tokens
-                        total.completion_tokens += event.completion_tokens
-                    elif isinstance(event, Finish):
-                        finish = event.reason
+                async for batch in stream:
+                    out: list[ChatEvent] = []
+                    for event in batch:
+                        if isinstance(event, TextDelta):
+                            text.append(event.text)
+                            out.append(event)
+                        elif isinstance(event, ToolCallDelta):
+                            if final_round:
+                                continue  # no tools were offered: the model must answer now
+                            if event.index not in ids:
+                                # ids must exist and be unique across the turn's rounds
+                                ids[event.index] = event.id or _new_call_id()
+                                event = ToolCallDelta(
+                                    event.index, ids[event.index], event.name, event.arguments
+                                )
+                            calls.add(event)
+                            if event.name:
+                                names[event.index] = event.name
+                            name = names.get(event.index)
+                            if req.client_tool_runner is None and name in client_names:
+                                first = event.index not in returning
+                                shown = returning.setdefault(event.index, len(returning))
+                                out.append(
+                                    ToolCallDelta(
+                                        shown,
+                                        ids[event.index] if first else None,
+                                        name if first else None,
+                                        event.arguments,
+                                    )
+                                )
+                        elif isinstance(event, TokenLogprobs):
+                            out.append(event)
+                        elif isinstance(event, Usage):
+                            total.prompt_tokens += event.prompt_tokens
+                            total.completion_tokens += event.completion_tokens
+                        elif isinstance(event, Finish):
+                            finish = event.reason
+                    if out:
+                        yield out
             content = "".join(text)
             if not calls:
                 reply = trusted(Message, _reply(content))
-                yield MessageEvent(reply, model=model_id, provider=provider.name)
                 if finish is None or finish == "tool_calls":  # calls dropped in the cap round
                     finish = "stop"
-                yield Done(finish_reason=finish, usage=total)
+                yield [
+                    MessageEvent(reply, model=model_id, provider=provider.name),
+                    Done(finish_reason=finish, usage=total),
+                ]
                 return
             made = calls.calls()
             if req.client_tool_runner is None and any(c.name in client_names for c in made):
                 shown_calls = [c for c in made if c.name in client_names]
                 reply = Message(role="assistant", content=content or None, tool_calls=shown_calls)
-                yield MessageEvent(reply, model=model_id, provider=provider.name)
-                yield Done(finish_reason="tool_calls", usage=total)
+                yield [
+                    MessageEvent(reply, model=model_id, provider=provider.name),
+                    Done(finish_reason="tool_calls", usage=total),
+                ]
                 return
             assistant = Message(role="assistant", content=content or None, tool_calls=made)
             history.append(assistant)
-            yield MessageEvent(assistant, model=model_id, provider=provider.name)
+            yield [MessageEvent(assistant, model=model_id, provider=provider.name)]
             async for event in self._run_calls(req, made, by_name, client_names, history):
-                yield event
-        yield Done(finish_reason="stop", usage=total)  # unreachable: the cap round always ends
+                yield [event]
+        yield [Done(finish_reason="stop", usage=total)]  # unreachable: the cap round ends it
 
     async def _run_calls(
         self,
@@ -254,6 +278,27 @@ async def _run_client(
     if outcome.ok:
         outcome.result = json_safe(outcome.result, context)
     return outcome
+
+
+def _batches(
+    provider: ChatProvider,
+    history: list[Message],
+    model: str,
+    tools: list[ToolSpec] | None,
+    options: ChatOptions,
+) -> AsyncIterator[list[ProviderEvent]]:
+    """The provider's events in lists: from its `stream_chat_batches` when it has one (the
+    events of one received piece together), else each event alone."""
+    batched = getattr(provider, "stream_chat_batches", None)
+    if batched is not None:
+        return batched(history, model, tools, options)
+    return _single(provider.stream_chat(history, model, tools, options))
+
+
+async def _single(events: AsyncIterator[ProviderEvent]) -> AsyncIterator[list[ProviderEvent]]:
+    async with aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield [event]
 
 
 def _reply(content: str) -> dict[str, Any]:

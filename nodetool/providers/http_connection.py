@@ -68,7 +68,10 @@ class Connection(asyncio.Protocol):
         self._wait_since = 0.0
         self._timer: asyncio.TimerHandle | None = None  # one per connection, re-armed lazily
         self._body: deque[bytes] = deque()
-        self._buffered = 0
+        # httptools calls `on_body` per body piece (each chunk of a chunked body): the deque's
+        # own append, without a Python frame
+        self.on_body = self._body.append
+        self._buffered = 0  # bytes received since the body was last taken (framing included)
         self._paused = False
         self.received = False  # any byte of the current response
         self.headers_done = False
@@ -108,6 +111,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()  # type: ignore[union-attr]
             return
         self.received = True
+        self._buffered += len(data)
         try:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -129,10 +133,6 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
         self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-        self._buffered += len(body)
 
     def on_message_complete(self) -> None:
         self.complete = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import orjson
@@ -27,27 +28,13 @@ from nodetool.providers.http_client import (
     HttpTimeout,
     Response,
 )
+from nodetool.providers.openai_events import SSEParser, completion_events
 from nodetool.providers.openai_extras import OpenAIExtras
-from nodetool.types.events import (
-    Finish,
-    FinishReason,
-    ProviderEvent,
-    TextDelta,
-    TokenLogprobs,
-    ToolCallDelta,
-    Usage,
-)
+from nodetool.types.events import ProviderEvent
 from nodetool.types.messages import ChatOptions, Message, ModelInfo, ToolSpec
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_FINISH: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -139,118 +126,6 @@ class _ReadResponse(Protocol):
 def upstream_message(response: _ReadResponse) -> str:
     """`error_text` of a read httpx-style response (used by the ollama provider)."""
     return error_text(response.content, response.reason_phrase)
-
-
-def completion_events(data: Any) -> list[ProviderEvent]:
-    """A non-streaming `chat.completion` as the events its stream would have produced."""
-    choices = data.get("choices")
-    if not choices:
-        raise ValueError("the completion has no choices")
-    choice = choices[0]
-    message = choice.get("message") or {}
-    events: list[ProviderEvent] = []
-    content = message.get("content")
-    if content:
-        events.append(TextDelta(content if isinstance(content, str) else json.dumps(content)))
-    logprobs = (choice.get("logprobs") or {}).get("content")
-    if logprobs:
-        events.append(TokenLogprobs(logprobs))
-    calls = message.get("tool_calls") or ()
-    for index, call in enumerate(calls):
-        function = call.get("function") or {}
-        arguments = function.get("arguments") or ""
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments)
-        events.append(ToolCallDelta(index, call.get("id"), function.get("name"), arguments))
-    usage = data.get("usage")
-    if usage:
-        events.append(
-            Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        )
-    reason = choice.get("finish_reason")
-    events.append(
-        Finish(_FINISH.get(reason, "stop") if reason else ("tool_calls" if calls else "stop"))
-    )
-    return events
-
-
-class _SSEParser:
-    """Turns the SSE body of a streaming completion into provider events, chunk by chunk."""
-
-    __slots__ = ("provider", "pending", "finish", "usage", "saw_tools", "done")
-
-    def __init__(self, provider: OpenAIProvider) -> None:
-        self.provider = provider
-        self.pending = b""
-        self.finish: FinishReason | None = None
-        self.usage: dict[str, Any] | None = None
-        self.saw_tools = self.done = False
-
-    def feed(self, chunk: bytes) -> list[ProviderEvent]:
-        """The events completed by `chunk` (lines are split on LF; CR is stripped)."""
-        lines = (self.pending + chunk if self.pending else chunk).split(b"\n")
-        self.pending = lines.pop()
-        events: list[ProviderEvent] = []
-        loads = orjson.loads
-        for line in lines:
-            if not line.startswith(b"data:") or self.done:
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                self.done = True
-                continue
-            data = loads(payload)  # invalid JSON: a ValueError
-            if data.get("usage"):
-                self.usage = data["usage"]
-            choices = data.get("choices")
-            if not choices:
-                if data.get("error"):
-                    raise self.provider._stream_error(data["error"])
-                continue
-            choice = choices[0]
-            delta = choice.get("delta")
-            if delta:
-                content = delta.get("content")
-                if content:
-                    events.append(TextDelta(content))
-                logprobs = choice.get("logprobs")
-                if logprobs and logprobs.get("content"):
-                    events.append(TokenLogprobs(logprobs["content"]))
-                calls = delta.get("tool_calls")
-                if calls:
-                    self.saw_tools = True
-                    for call in calls:
-                        function = call.get("function") or {}
-                        events.append(
-                            ToolCallDelta(
-                                call.get("index", 0),
-                                call.get("id"),
-                                function.get("name"),
-                                function.get("arguments") or "",
-                            )
-                        )
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish = _FINISH.get(reason, "stop")
-        return events
-
-    def end(self) -> list[ProviderEvent]:
-        """Usage (if sent) and Finish, once the body ended; an unfinished stream is an error."""
-        if not self.done and self.finish is None:
-            name = self.provider.name
-            raise ProviderError(
-                f"{name} upstream closed the stream before it finished", provider=name
-            )
-        events: list[ProviderEvent] = []
-        usage = self.usage
-        if usage:
-            events.append(
-                Usage(
-                    int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-                )
-            )
-        events.append(Finish(self.finish or ("tool_calls" if self.saw_tools else "stop")))
-        return events
 
 
 class OpenAIProvider(OpenAIExtras):
@@ -351,13 +226,24 @@ class OpenAIProvider(OpenAIExtras):
             if isinstance(entry, dict) and entry.get("id")
         ]
 
-    async def stream_chat(
+    def stream_chat(
         self,
         messages: Sequence[Message],
         model: str,
         tools: Sequence[ToolSpec] | None = None,
         options: ChatOptions | None = None,
     ) -> AsyncIterator[ProviderEvent]:
+        return _flatten(self.stream_chat_batches(messages, model, tools, options))
+
+    async def stream_chat_batches(
+        self,
+        messages: Sequence[Message],
+        model: str,
+        tools: Sequence[ToolSpec] | None = None,
+        options: ChatOptions | None = None,
+    ) -> AsyncIterator[list[ProviderEvent]]:
+        """`stream_chat`'s events in lists: those parsed from one received piece of the body
+        together (never an empty list), so a consumer resumes once per piece, not per event."""
         stream = options is None or options.stream is not False
         body = _encode(build_request(messages, model, tools, options, stream))
         try:
@@ -368,17 +254,16 @@ class OpenAIProvider(OpenAIExtras):
             if response.status >= 400:
                 raise await self._error(response)
             if not stream:
-                for event in completion_events(orjson.loads(await response.read())):
-                    yield event
+                yield completion_events(orjson.loads(await response.read()))
                 return
-            parser = _SSEParser(self)
+            parser = SSEParser(self.name, self._stream_error)
             feed = parser.feed
             receive = response.receive
             while chunk := await receive():
-                for event in feed(chunk):
-                    yield event
-            for event in parser.end():  # the connection is back in the pool by now
-                yield event
+                events = feed(chunk)
+                if events:
+                    yield events
+            yield parser.end()  # the connection is back in the pool by now
         except HttpError as exc:
             raise self._transport_error(exc) from None
         except (ValueError, AttributeError, TypeError) as exc:
@@ -398,3 +283,11 @@ class OpenAIProvider(OpenAIExtras):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def _flatten(batches: AsyncIterator[list[ProviderEvent]]) -> AsyncIterator[ProviderEvent]:
+    """The events of `batches` one by one (closing this closes `batches`)."""
+    async with aclosing(batches):  # type: ignore[type-var]
+        async for batch in batches:
+            for event in batch:
+                yield event

@@ -35,6 +35,7 @@ from nodetool.chat.engine import TurnRequest
 from nodetool.errors import ModelNotFoundError, ProviderError
 from nodetool.providers.base import check_fields
 from nodetool.types.events import (
+    ChatEvent,
     Done,
     MessageEvent,
     TextDelta,
@@ -77,8 +78,9 @@ class _Turn:
         self.metrics = metrics
         self.started = started
 
-    def events(self) -> AsyncIterator:
-        return self.engine.stream_turn(self.request, route=self.route, server_tools=self.tools)
+    def batches(self) -> AsyncIterator[list[ChatEvent]]:
+        """The turn's events, in the engine's lists (see `ChatEngine.stream_turn_batches`)."""
+        return self.engine.stream_turn_batches(self.request, self.route, self.tools)
 
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, ProviderError):
@@ -119,7 +121,8 @@ router.add_route(CHAT_PATH, chat_completions, methods=["POST"])
 
 
 async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
-    """The engine's events as `chat.completion.chunk` SSE events (role first, finish, usage)."""
+    """The engine's events as `chat.completion.chunk` SSE events (role first, finish, usage);
+    the chunks made from one batch of events are yielded together, as one string."""
     metrics = turn.metrics
     metrics.inflight.inc()
     head: str | None = encoder.role()
@@ -127,41 +130,59 @@ async def _stream(turn: _Turn, encoder: ChunkEncoder) -> AsyncIterator[str]:
     usage = None
     held: str | None = None  # with logprobs: a text delta waits for its tokens' logprobs
     with_logprobs = bool(turn.request.options.logprobs)
+    content = encoder.content
     try:
-        async with aclosing(turn.events()) as events:
-            async for event in events:
-                kind = type(event)
-                if kind is TextDelta:
-                    if not event.text:
-                        continue
-                    if with_logprobs:  # held until its tokens' logprobs arrive
-                        out = encoder.content(held) if held is not None else ""
-                        held = event.text
-                        if not out:
+        async with aclosing(turn.batches()) as batches:
+            async for batch in batches:
+                parts: list[str] = []
+                texts: list[str] = []  # a run of plain content deltas, encoded together
+                ended = False
+                for event in batch:
+                    kind = type(event)
+                    if kind is TextDelta:
+                        text = event.text
+                        if not text:
                             continue
-                    else:
-                        out = encoder.content(event.text)
-                elif kind is TokenLogprobs:
-                    out = encoder.content_logprobs(held or "", event.content)
-                    held = None
-                elif kind is ToolCallDelta:
-                    out = encoder.tool_call(event)
-                elif kind is Done:
-                    usage = event.usage
-                    out = encoder.finish(event.finish_reason or "stop")
-                    if encoder.include_usage:
-                        out += encoder.usage(usage)
-                else:  # server-side tool activity is invisible to OpenAI clients
+                        if not with_logprobs:
+                            texts.append(text)
+                            continue
+                        if held is not None:  # held until its tokens' logprobs arrive
+                            parts.append(content(held))
+                        held = text
+                        continue
+                    if texts:
+                        parts.append(encoder.contents(texts))
+                        texts = []
+                    if kind is TokenLogprobs:
+                        out = encoder.content_logprobs(held or "", event.content)
+                        held = None
+                    elif kind is ToolCallDelta:
+                        out = encoder.tool_call(event)
+                    elif kind is Done:
+                        usage = event.usage
+                        out = encoder.finish(event.finish_reason or "stop")
+                        if encoder.include_usage:
+                            out += encoder.usage(usage)
+                    else:  # server-side tool activity is invisible to OpenAI clients
+                        continue
+                    if held is not None:
+                        parts.append(content(held))
+                        held = None
+                    if kind is Done:
+                        ended = True
+                        if first is None and parts:
+                            first = time.perf_counter()
+                    parts.append(out)
+                if texts:
+                    parts.append(encoder.contents(texts))
+                if not parts:
                     continue
-                if held is not None and kind is not TextDelta:
-                    out = encoder.content(held) + out
-                    held = None
-                if head is not None:
-                    out = head + out
-                    head = None
-                if first is None and kind is not Done:
+                if first is None and not ended:
                     first = time.perf_counter()
-                yield out
+                if head is not None:
+                    parts[0] = head + parts[0]
+                    head = None
+                yield "".join(parts)
     except Exception as exc:
         turn.failed(exc)
         raise
@@ -185,19 +206,20 @@ async def _complete(turn: _Turn) -> bytes:
     done: Done | None = None
     first: float | None = None
     try:
-        async with aclosing(turn.events()) as events:
-            async for event in events:
-                kind = type(event)
-                if kind is TextDelta:
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(event.text)
-                elif kind is TokenLogprobs:
-                    logprobs.extend(event.content)
-                elif kind is MessageEvent:
-                    reply = event.message
-                elif kind is Done:
-                    done = event
+        async with aclosing(turn.batches()) as batches:
+            async for batch in batches:
+                for event in batch:
+                    kind = type(event)
+                    if kind is TextDelta:
+                        if first is None:
+                            first = time.perf_counter()
+                        parts.append(event.text)
+                    elif kind is TokenLogprobs:
+                        logprobs.extend(event.content)
+                    elif kind is MessageEvent:
+                        reply = event.message
+                    elif kind is Done:
+                        done = event
     except Exception as exc:
         turn.failed(exc)
         raise
