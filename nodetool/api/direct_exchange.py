@@ -6,8 +6,9 @@ that cycle wherever the protocol looks at it (disconnects, timeouts, shutdown: t
 attribute names), and sends the response as uvicorn would, byte for byte: status line,
 uvicorn's default headers (`server`, `date`), the app's headers, `connection: close` when the
 connection will not be kept, and chunked transfer coding when no length is given. The header
-block waits for the first body part (or the end of the event-loop iteration), so a JSON answer
-is one socket write.
+block waits for the first body part, so a JSON answer is one socket write: the lane's
+responses (`TaskResponse`, `EventStreamResponse`, error envelopes) send their first body part
+right after their start, never waiting in between.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _DISCONNECT = {"type": "http.disconnect"}
 _CHECKED_NAMES: set[bytes] = set()  # response header names already found valid
+_DEFAULTS: list[object] = [None, b""]  # (uvicorn's default-header list, its formatted block)
 
 
 class DirectExchange:
@@ -149,9 +151,7 @@ class DirectExchange:
             )
         if self.request_id is not None:
             headers = with_request_id(headers, self.request_id)
-        content = [STATUS_LINE[status]]
-        for name, value in protocol.server_state.default_headers:
-            content.append(b"%b: %b\r\n" % (name, value))
+        content = [STATUS_LINE[status], _default_block(protocol.server_state.default_headers)]
         length: int | None = None
         close = False
         checked = _CHECKED_NAMES
@@ -182,13 +182,12 @@ class DirectExchange:
         self._remaining = 0 if self._chunked or length is None else length
         content.append(b"\r\n")
         self._held = b"".join(content)
-        protocol.loop.call_soon(self._flush)
 
-    def _flush(self) -> None:
-        """The header block alone, when no body part followed it in the same iteration."""
-        held = self._held
-        if held is not None:
-            self._held = None
-            transport = self.protocol.transport
-            if not transport.is_closing():
-                transport.write(held)
+
+def _default_block(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's default headers (`date` is renewed every second, as a new list), formatted
+    once per list."""
+    cached = _DEFAULTS
+    if cached[0] is not headers:
+        cached[:] = [headers, b"".join(b"%b: %b\r\n" % pair for pair in headers)]
+    return cached[1]  # type: ignore[return-value]

@@ -30,7 +30,9 @@ current_request_id: ContextVar[str | None] = ContextVar("nodetool_request_id", d
 
 def random_hex(digits: int) -> str:
     """`digits` random hex digits for ids that must be unique, not secret (no system call)."""
-    return f"{_bits(digits * 4):0{digits}x}"
+    if digits % 2:
+        return f"{_bits(digits * 4):0{digits}x}"
+    return _bits(digits * 4).to_bytes(digits // 2, "big").hex()  # twice as fast as formatting
 
 
 def new_request_id() -> str:

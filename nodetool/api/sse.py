@@ -87,15 +87,23 @@ class DisconnectWatch:
         try:
             await work
         except asyncio.CancelledError:
-            if not self.fired or self._task.uncancel() > 0:
+            if not self.client_left():
                 raise
             return True
         finally:
-            if self._signal is not None:
-                self._signal.watch(None)
-            else:
-                self._watcher.cancel()  # type: ignore[union-attr]
+            self.stop()
         return False
+
+    def client_left(self) -> bool:
+        """Whether the cancellation being handled is this watch's (then it is absorbed)."""
+        return self.fired and self._task.uncancel() == 0
+
+    def stop(self) -> None:
+        """Stop watching (call it once the response is done)."""
+        if self._signal is not None:
+            self._signal.watch(None)
+        else:
+            self._watcher.cancel()  # type: ignore[union-attr]
 
 
 async def run_until_disconnect(
@@ -116,18 +124,23 @@ class TaskResponse(Response):
         self.raw_headers = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What `DisconnectWatch.run` does, in this frame (the work is awaited in the fewest
+        frames: every suspension resumes each of them)."""
         watch = DisconnectWatch(scope, receive)
-        await watch.run(self._respond(send, watch))
-
-    async def _respond(self, send: Send, watch: DisconnectWatch) -> None:
         try:
-            body = await self.work
-        except Exception as exc:
+            try:
+                body = await self.work
+            except Exception as exc:
+                watch.complete = True
+                await send_error(send, exc)
+                return
             watch.complete = True
-            await send_error(send, exc)
-            return
-        watch.complete = True
-        await send_json(send, 200, body)
+            await send_json(send, 200, body)
+        except asyncio.CancelledError:
+            if not watch.client_left():
+                raise
+        finally:
+            watch.stop()
 
 
 class EventStreamResponse(Response):
