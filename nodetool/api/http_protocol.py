@@ -173,6 +173,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         self._disconnected()
 
+    def handle_websocket_upgrade(self) -> None:
+        """The socket becomes the WebSocket protocol's: stop timing it here (the timer would
+        otherwise keep this protocol, its parser and its request alive until it fired)."""
+        self._stop_timer()
+        self.pending.discard(self)
+        super().handle_websocket_upgrade()
+
     def _disconnected(self) -> None:
         """Fire the current request's disconnect signal if its response is unfinished."""
         cycle = self.cycle
