@@ -111,7 +111,10 @@ class ChatProvider(Protocol):
     """A source of chat completions. Implementations: openai, ollama, local.
 
     Optional attributes: `honours: frozenset[str]` (see GATED_FIELDS; default
-    DEFAULT_HONOURS) and `default_model: str | None`.
+    DEFAULT_HONOURS), `default_model: str | None`, `fixed_ids: frozenset[str]` (model ids
+    that never change: routing needs no listing), and `stream_chat_batches(...)`, with
+    `stream_chat`'s arguments, yielding its events in non-empty lists (those of one received
+    piece together; the engine prefers it, `chat.engine._batches`).
     """
 
     name: str

@@ -94,7 +94,8 @@ class _Run:
         self.done: Done | None = None
 
     async def events(self) -> AsyncIterator[str]:
-        """Builder output for each engine event, in one generator (the stream's hot path).
+        """Builder output for the engine's events, in one generator (the stream's hot path):
+        one string per batch of events.
 
         Streaming (`builder.emit`), a failure becomes a `response.failed` event (stored too);
         otherwise it propagates, to become the HTTP error."""
@@ -105,34 +106,41 @@ class _Run:
         try:
             if emit:
                 yield b.start()
-            stream = self.engine.stream_turn(self.turn, route=self.route, server_tools=self.tools)
-            async with aclosing(stream) as events:
-                async for event in events:
-                    kind = type(event)
-                    if kind is TextDelta:
-                        if not event.text:
+            stream = self.engine.stream_turn_batches(self.turn, self.route, self.tools)
+            async with aclosing(stream) as batches:
+                async for batch in batches:
+                    outs: list[str] = []  # the events of one batch leave as one string
+                    for event in batch:
+                        kind = type(event)
+                        if kind is TextDelta:
+                            if not event.text:
+                                continue
+                            if self.first is None:
+                                self.first = time.perf_counter()
+                            out = b.text(event.text)
+                        elif kind is TokenLogprobs:
+                            b.logprobs(event.content)
                             continue
-                        if self.first is None:
-                            self.first = time.perf_counter()
-                        out = b.text(event.text)
-                    elif kind is TokenLogprobs:
-                        b.logprobs(event.content)
-                        continue
-                    elif kind is ToolCallDelta:
-                        out = b.tool_call(event)
-                    elif kind is MessageEvent:
-                        self.produced.append(event.message)
-                        if not event.message.tool_calls:
+                        elif kind is ToolCallDelta:
+                            out = b.tool_call(event)
+                        elif kind is MessageEvent:
+                            self.produced.append(event.message)
+                            if not event.message.tool_calls:
+                                continue
+                            out = b.boundary()
+                        elif kind is Done:
+                            if outs:  # what came before is out before the store is written
+                                yield "".join(outs)
+                                outs = []
+                            self.done = event
+                            out = b.finish(event.finish_reason, event.usage)
+                            await self.save()  # before `response.completed` reaches the client
+                        else:
                             continue
-                        out = b.boundary()
-                    elif kind is Done:
-                        self.done = event
-                        out = b.finish(event.finish_reason, event.usage)
-                        await self.save()  # before `response.completed` reaches the client
-                    else:
-                        continue
-                    if out:
-                        yield out
+                        if out:
+                            outs.append(out)
+                    if outs:
+                        yield "".join(outs)
         except Exception as exc:
             self.failed(exc)
             if not emit:
