@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from nodetool.api.http_protocol import GuardedHttpToolsProtocol
 
 _DISCONNECT = {"type": "http.disconnect"}
-_CHECKED_NAMES: set[bytes] = set()  # response header names already found valid
 _DEFAULTS: list[object] = [None, b""]  # (uvicorn's default-header list, its formatted block)
 
 
@@ -154,13 +153,9 @@ class DirectExchange:
         content = [STATUS_LINE[status], _default_block(protocol.server_state.default_headers)]
         length: int | None = None
         close = False
-        checked = _CHECKED_NAMES
         for name, value in headers or ():
-            if name not in checked:
-                if HEADER_RE.search(name):
-                    raise RuntimeError("Invalid HTTP header name.")
-                if len(checked) < 64:  # the app's own few names
-                    checked.add(name)
+            if HEADER_RE.search(name):
+                raise RuntimeError("Invalid HTTP header name.")
             if HEADER_VALUE_RE.search(value):
                 raise RuntimeError("Invalid HTTP header value.")
             name = name.lower()

@@ -22,7 +22,6 @@ exists only when every middleware in it is one it knows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware.cors import CORSMiddleware
@@ -30,7 +29,7 @@ from starlette.middleware.cors import CORSMiddleware
 from nodetool.admission import Admission
 from nodetool.api.asgi_json import send_error
 from nodetool.api.auth.cors import WebSocketOriginGuard
-from nodetool.api.auth.middleware import AuthMiddleware, StaticAuthenticator
+from nodetool.api.auth.middleware import AuthMiddleware, StaticAuthenticator, bearer_token
 from nodetool.api.hosts import HostPolicy, TrustedHostMiddleware
 from nodetool.api.hot_paths import Endpoint, HotPathMiddleware, _run, hot_endpoints
 from nodetool.api.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
@@ -55,9 +54,8 @@ class DirectLane:
     __slots__ = (
         "app",
         "endpoints",
-        "paths",
+        "by_path",
         "hosts",
-        "cors",
         "authenticator",
         "admission",
         "prefix",
@@ -69,9 +67,8 @@ class DirectLane:
     def __init__(self, app: Any, endpoints: dict[str, Endpoint]) -> None:
         self.app = app
         self.endpoints = endpoints
-        self.paths = frozenset(p.encode() for p in endpoints)
+        self.by_path = {path.encode(): endpoint for path, endpoint in endpoints.items()}
         self.hosts: HostPolicy | None = None
-        self.cors = False
         self.authenticator: StaticAuthenticator | None = None
         self.admission: Admission | None = None
         self.prefix = "/v1/"
@@ -81,7 +78,6 @@ class DirectLane:
 
     def use_cors(self) -> None:
         """Under a CORS policy a request with an `Origin` takes the ordinary way."""
-        self.cors = True
         self._refused = _UNTAKEN | {b"origin"}
 
     def take(
@@ -91,7 +87,7 @@ class DirectLane:
 
         `forwarded`: uvicorn would apply `X-Forwarded-*` headers from this client.
         """
-        endpoint = self.endpoints.get(path.decode("latin-1")) if path in self.paths else None
+        endpoint = self.by_path.get(path)
         if endpoint is None:
             return None
         length = -1
@@ -114,19 +110,11 @@ class DirectLane:
         authenticator = self.authenticator
         if authenticator is None:
             return endpoint, DEFAULT_USER
-        if token is None:
-            return None
-        scheme, _, credentials = token.strip().partition(b" ")
-        credentials = credentials.strip()
-        if scheme.lower() != b"bearer" or not credentials:
-            return None
-        user = authenticator.check(credentials)
+        credentials = bearer_token(token)
+        user = authenticator.check(credentials) if credentials else None
         return None if user is None else (endpoint, user)
 
-    def run(self, exchange: DirectExchange, endpoint: Endpoint, user: str) -> Awaitable[None]:
-        return self._run(exchange, endpoint, user)
-
-    async def _run(self, exchange: DirectExchange, endpoint: Endpoint, user: str) -> None:
+    async def run(self, exchange: DirectExchange, endpoint: Endpoint, user: str) -> None:
         scope = exchange.scope
         scope["app"] = self.app
         set_user_id(scope, user)
@@ -135,8 +123,8 @@ class DirectLane:
         admission = self.admission if scope["path"].startswith(self.prefix) else None
         try:
             if admission is not None and not admission.try_acquire():
-                admission = None
-                await send_error(exchange.send, self._overloaded())
+                refusal, admission = admission.overloaded(), None
+                await send_error(exchange.send, refusal)
             else:
                 await _run(endpoint, scope, exchange.receive, exchange.send)
             gone = not exchange.response_complete
@@ -153,10 +141,6 @@ class DirectLane:
                 admission.release()
             complete = exchange.response_complete
             close_request(self.metrics, scope, exchange.status, complete, gone, token)  # type: ignore[arg-type]
-
-    def _overloaded(self) -> Exception:
-        assert self.admission is not None
-        return self.admission.overloaded()
 
 
 def build_direct_lane(app: Any, middleware: list[Any]) -> DirectLane | None:

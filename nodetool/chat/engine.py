@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 ClientToolRunner = Callable[[ToolCall, dict[str, Any]], Awaitable[ToolOutcome]]
 ToolContextFactory = Callable[[str, str | None], ToolContext]  # (user_id, thread_id)
 
-_NONE: frozenset[str] = frozenset()
 CAP_NOTICE = (
     "The tool-call limit for this turn has been reached. "
     "Answer the user now from the information you have, without calling tools."
@@ -120,14 +119,10 @@ class ChatEngine:
         provider's together, so a fast upstream costs a resumption per piece, not per event."""
         provider, model_id = route or await self.resolve(req)
         tools = await self.server_tools(req) if server_tools is None else server_tools
-        client_names = {spec.name for spec in req.client_tools} if req.client_tools else _NONE
+        client_names = {spec.name for spec in req.client_tools}
         # a client tool shadows a server tool of the same name (names must be unique upstream)
         by_name = {tool.name: tool for tool in tools if tool.name not in client_names}
-        specs = (
-            [tool.spec() for tool in by_name.values()] + req.client_tools
-            if tools
-            else list(req.client_tools)
-        )
+        specs = [tool.spec() for tool in by_name.values()] + list(req.client_tools)
         history = list(req.messages)
         total = Usage()
         cap = self.settings.max_tool_rounds

@@ -95,13 +95,20 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def bearer_token(authorization: bytes | None) -> bytes | None:
+    """The credentials of an `Authorization: Bearer <token>` header value, else None."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(b" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == b"bearer" and credentials else None
+
+
 def request_token(scope: Scope) -> bytes | None:
     """`Authorization: Bearer` value; for WebSockets also the `api_key`/`token` query value."""
-    value = _header(scope, b"authorization")
-    if value:
-        scheme, _, credentials = value.strip().partition(b" ")
-        if scheme.lower() == b"bearer" and credentials.strip():
-            return credentials.strip()
+    token = bearer_token(_header(scope, b"authorization"))
+    if token:
+        return token
     if scope["type"] == "websocket" and scope.get("query_string"):
         params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         for key in _QUERY_KEYS:
