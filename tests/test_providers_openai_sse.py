@@ -126,6 +126,8 @@ def variants() -> list[list[str]]:
         [plain[0], plain[0].replace('"content":"hi"', '"content":"a\\u0001b"'), "data: [DONE]"],
         [plain[0], plain[0].replace('"hi"', '"hi","content":"dup"'), *plain[1:], "data: [DONE]"],
         [plain[0], ": comment", "event: x", *plain[1:], "data: [DONE]", plain[0]],
+        [*plain, "x" + plain[1], *plain, plain[2] + " ", *plain, line({}, "stop")],
+        [*plain, plain[1].replace("data: ", "data:"), *plain, "data: [DONE]", *plain],
     ]
 
 
@@ -152,6 +154,14 @@ def test_the_template_serves_plain_chunks_only() -> None:
     parser.feed(sse([line({"role": "assistant", "content": ""}), line({"content": "a"})]))
     assert parser.prefix.endswith(b'"delta":{"content":')
     assert parser.suffix == b'},"finish_reason":null}]}'
+
+
+def test_an_escape_json_refuses_is_a_value_error_after_a_run_too() -> None:
+    plain = [line({"content": text}) for text in TEXTS]
+    body = sse([*plain, plain[0].replace('"hi"', '"h\\qi"'), *plain])
+    for cuts in ([], [len(body) // 2], [len(sse(plain[:3]))]):
+        with pytest.raises(ValueError):
+            parse(body, cuts)
 
 
 def test_invalid_json_is_a_value_error() -> None:

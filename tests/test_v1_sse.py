@@ -7,6 +7,7 @@ import json
 
 from nodetool.api import sse
 from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
+from nodetool.api.http_writes import SEND_NOW_KEY
 from nodetool.errors import ProviderError
 
 
@@ -177,3 +178,46 @@ async def test_the_servers_disconnect_signal_cancels_without_receive() -> None:
         await asyncio.wait_for(task, 5)
         assert cancelled.is_set()
         assert client.messages == []
+
+
+class SendNow:
+    """A server's `SEND_NOW_KEY` function: takes messages while `paused` is False."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.paused = False
+        self.taken = 0
+
+    def __call__(self, message: dict) -> bool:
+        if self.paused:
+            return False
+        self.taken += 1
+        self.client.messages.append(message)
+        return True
+
+
+async def call_with(response, client: Client, send_now: SendNow) -> None:
+    await response({"type": "http", SEND_NOW_KEY: send_now}, client.receive, client.send)
+
+
+async def test_events_are_sent_at_once_when_the_server_takes_them() -> None:
+    client = Client()
+    send_now = SendNow(client)
+    await call_with(sse.EventStreamResponse(events(4, delay=0.01), keepalive=10), client, send_now)
+    assert client.body == "".join(f"data: {i}\n\n" for i in range(4)) + "data: [DONE]\n\n"
+    # the start and a body for each event the producer waited after; the last with the tail,
+    # by `send`, as the producer ends
+    assert send_now.taken == 4
+    assert [m.get("more_body", False) for m in client.bodies] == [True] * 3 + [False]
+
+
+async def test_a_paused_client_gets_the_events_from_the_writer() -> None:
+    client = Client()
+    send_now = SendNow(client)
+    send_now.paused = True
+    response = sse.EventStreamResponse(events(4, delay=0.01), keepalive=0.005)
+    await call_with(response, client, send_now)
+    assert send_now.taken == 0
+    data = [e for e in client.body.split("\n\n") if e and not e.startswith(":")]
+    assert data == [f"data: {i}" for i in range(4)] + ["data: [DONE]"]
+    assert client.body.startswith(": keep-alive\n\n")  # the writer's keep-alives, too

@@ -93,11 +93,23 @@ class DirectExchange:
         return _DISCONNECT
 
     async def send(self, message: Message) -> None:
-        protocol = self.protocol
-        if protocol.flow.write_paused and not self.disconnected:
-            await protocol.flow.drain()
+        flow = self.protocol.flow
+        if flow.write_paused and not self.disconnected:
+            await flow.drain()
+        self._send(message)
+
+    def send_now(self, message: Message) -> bool:
+        """`send` without waiting (see `nodetool.api.http_writes.SEND_NOW_KEY`): False, and
+        nothing sent, while the client's writes are paused."""
+        if self.protocol.flow.write_paused and not self.disconnected:
+            return False
+        self._send(message)
+        return True
+
+    def _send(self, message: Message) -> None:
         if self.disconnected:
             return
+        protocol = self.protocol
         kind = message["type"]
         if not self.response_started:
             if kind != "http.response.start":

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nodetool.api.direct_exchange import DirectExchange
 from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
-from nodetool.api.http_writes import HeldHead
+from nodetool.api.http_writes import SEND_NOW_KEY, HeldHead
 from nodetool.config import Settings
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -320,7 +320,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         scope["query_string"] = query
         scope[SCOPE_KEY] = DisconnectSignal()  # type: ignore[literal-required]
         keep_alive = version != "1.0" and parser.should_keep_alive()
-        self.cycle = DirectExchange(self, scope, keep_alive)  # type: ignore[assignment]
+        exchange = DirectExchange(self, scope, keep_alive)
+        scope[SEND_NOW_KEY] = exchange.send_now  # type: ignore[literal-required]
+        self.cycle = exchange  # type: ignore[assignment]
         self._direct = taken
         return True
 

@@ -6,11 +6,17 @@ syscalls) for a response whose body follows at once, as every JSON answer's does
 `HeldHead` holds the response's first write until the next one, or until the end of the
 current event-loop iteration if none comes in it, so the bytes on the wire and their order
 are unchanged and nothing waits longer than that iteration.
+
+A server may also put a function under `SEND_NOW_KEY` in a request's scope: it sends an ASGI
+message at once and returns True, or returns False without sending while the client's writes
+are paused (then the response awaits `send` as usual). The direct lane's exchange does.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+SEND_NOW_KEY = "nodetool.send_now"
 
 
 class HeldHead:

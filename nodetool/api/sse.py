@@ -12,7 +12,9 @@ headers is one `data: {"error": {...}}` event, then the done marker (`data: [DON
 Every SSE route answers through `EventStreamResponse`; `sse_data` frames a JSON payload.
 Events produced back to back (a fast upstream) are written in one batch: one send and one
 syscall instead of one per event; a stream produced without waiting is sent by the request's
-task itself, without a writer task.
+task itself, without a writer task. When the producer waits with events buffered, they are
+written at once if the server can take them without waiting (`SEND_NOW_KEY`), else by a
+writer task.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from nodetool.api.asgi_json import error_parts, send_error, send_json
 from nodetool.api.disconnect import SCOPE_KEY, DisconnectSignal
+from nodetool.api.http_writes import SEND_NOW_KEY
 from nodetool.api.json_encoding import compact_json
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -164,18 +167,26 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = DisconnectWatch(scope, receive)
-        await watch.run(_Stream(self, send, watch).run())
+        await watch.run(_Stream(self, send, watch, scope.get(SEND_NOW_KEY)).run())
 
 
 class _Stream:
-    """One response: the request task produces events into a buffer; a writer task sends them,
-    started only once the producer waits with events buffered (or the keep-alive is due, or
-    the buffer is full). A producer that never waits (the whole upstream answer was already
-    there) sends everything itself at the end: no task, one send."""
+    """One response: the request task produces events into a buffer. Once the producer waits
+    with events buffered, they are sent at once when `send_now` takes them; otherwise (or
+    when the keep-alive is due, or the buffer is full) a writer task sends them. A producer
+    that never waits (the whole upstream answer was already there) sends everything itself at
+    the end: one send."""
 
-    def __init__(self, response: EventStreamResponse, send: Send, watch: DisconnectWatch) -> None:
+    def __init__(
+        self,
+        response: EventStreamResponse,
+        send: Send,
+        watch: DisconnectWatch,
+        send_now: Callable[[Message], bool] | None = None,
+    ) -> None:
         self.response = response
         self.send = send
+        self.send_now = send_now
         self.watch = watch
         self.buffer: list[str] = []
         self.started = False
@@ -202,7 +213,7 @@ class _Stream:
                         if self.writer is not None:
                             self.wake.set()
                         elif self.kick is None:
-                            self.kick = self.loop.call_soon(self._start_writer)
+                            self.kick = self.loop.call_soon(self._flush)
                     if len(buffer) >= MAX_BUFFER:  # the client reads slowly
                         await self._wait_for_room()
                 tail = self.response.done
@@ -238,6 +249,32 @@ class _Stream:
             self.timer.cancel()
             self.timer = None
 
+    def _flush(self) -> None:
+        """The producer waits with events buffered: send them now if the server takes them
+        without waiting, else start the writer."""
+        self.kick = None
+        if self.send_now is None or self.writer is not None or not self._sent_now():
+            self._start_writer()
+
+    def _sent_now(self) -> bool:
+        send_now: Callable[[Message], bool] = self.send_now  # type: ignore[assignment]
+        try:
+            if not self.started:
+                if not send_now(self._start_message()):
+                    return False
+                self.started = True
+            body = "".join(self.buffer).encode()
+            if not send_now({"type": "http.response.body", "body": body, "more_body": True}):
+                return False
+        except Exception:  # the writer sends again, and its task gets the error
+            return False
+        self.buffer.clear()
+        self.last = self.loop.time()
+        return True
+
+    def _start_message(self) -> Message:
+        return {"type": "http.response.start", "status": 200, "headers": self.response.raw_headers}
+
     def _start_writer(self) -> None:
         if self.kick is not None:  # called directly while the kick was pending
             self.kick.cancel()
@@ -262,8 +299,7 @@ class _Stream:
     async def _start(self) -> None:
         if not self.started:
             self.started = True
-            headers = self.response.raw_headers
-            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+            await self.send(self._start_message())
 
     def _tick(self) -> None:
         """The keep-alive timer, armed once per idle spell rather than per batch: it wakes the
