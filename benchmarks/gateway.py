@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -243,11 +244,17 @@ class Result:
     elapsed: float
     latencies: list[float]
     cpu: float = 0.0  # CPU seconds the target process used during the run
+    stub_cpu: float = 0.0  # ... the upstream stub (for `direct`, the same as `cpu`)
+    load_cpu: float = 0.0  # ... this process, the load generator
 
     @property
     def cpu_ms(self) -> float:
         """Target process CPU per request (robust to other load on the machine)."""
         return self.cpu / self.requests * 1000 if self.requests else float("nan")
+
+    def per_request(self, seconds: float) -> float:
+        """CPU ms per request of `seconds` (e.g. `stub_cpu`)."""
+        return seconds / self.requests * 1000 if self.requests else float("nan")
 
     @property
     def rps(self) -> float:
@@ -352,8 +359,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
-    port: int, pid: int, stream: bool, concurrency: int, duration: float, api: str = "chat"
+    port: int,
+    pid: int,
+    stream: bool,
+    concurrency: int,
+    duration: float,
+    api: str = "chat",
+    stub_pid: int | None = None,
 ) -> Result:
     try:
         import uvloop
@@ -362,9 +380,12 @@ def measure(
     except ImportError:
         runner = asyncio.run
     runner(load(port, stream, min(concurrency, 4), min(1.0, duration / 2), api))  # warm up
-    before = cpu_seconds(pid)
+    stub_pid = stub_pid or pid
+    before, stub_before, load_before = cpu_seconds(pid), cpu_seconds(stub_pid), own_cpu_seconds()
     result = runner(load(port, stream, concurrency, duration, api))
     result.cpu = cpu_seconds(pid) - before
+    result.stub_cpu = cpu_seconds(stub_pid) - stub_before
+    result.load_cpu = own_cpu_seconds() - load_before
     return result
 
 
@@ -494,7 +515,9 @@ def main() -> None:
         for stream in (False, True):
             for concurrency in (1, 32):
                 for name, (target_port, pid, api) in targets.items():
-                    result = measure(target_port, pid, stream, concurrency, args.duration, api)
+                    result = measure(
+                        target_port, pid, stream, concurrency, args.duration, api, procs[0].pid
+                    )
                     results[(name, stream, concurrency)] = result
                     print(
                         f"  measured {name:12s} {'stream' if stream else 'json':6s} "
@@ -506,6 +529,21 @@ def main() -> None:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def stream_budget(direct: Result, ours: Result) -> str:
+    """What the stub and the load generator leave of the machine for a gateway at 0.9x the
+    stub's stream throughput (c=32): all three processes share the CPUs, and one process
+    can use at most one."""
+    goal = 0.9 * direct.rps
+    stub, load = ours.per_request(ours.stub_cpu), ours.per_request(ours.load_cpu)
+    room = min(1.0, (os.cpu_count() or 1) - goal * (stub + load) / 1000) / goal * 1000
+    return (
+        f"stream c=32 CPU per stream: gateway {ours.cpu_ms:.3f} ms, stub {stub:.3f} ms "
+        f"behind it ({direct.cpu_ms:.3f} ms direct), load generator {load:.3f} ms "
+        f"({direct.per_request(direct.load_cpu):.3f} ms direct); at 0.9x the stub's "
+        f"{direct.rps:.0f} streams/s a gateway may use at most {room:.3f} ms per stream"
+    )
 
 
 def report(results, names: list[str], notes: list[str], duration: float) -> None:
@@ -563,6 +601,7 @@ def report(results, names: list[str], notes: list[str], duration: float) -> None
     checks.append(
         (f"stream c=32 throughput: {ratio:.2f}x the stub's (target >= 0.9x)", ratio >= 0.9)
     )
+    print(stream_budget(results["direct", True, 32], results["nodetool", True, 32]))
     for stream in (False, True):
         for concurrency in (1, 32):
             kind = f"{'stream' if stream else 'non-stream'} c={concurrency}"
