@@ -1,6 +1,7 @@
 """Gateway overhead benchmark: direct upstream vs `nodetool chat-server` vs LiteLLM's proxy.
 
-    .venv/bin/python benchmarks/gateway.py [--duration 4] [--no-litellm] [--httpx] [--baseline DIR]
+    .venv/bin/python benchmarks/gateway.py [--duration 4] [--rounds 1] [--no-litellm] [--httpx]
+                                           [--baseline DIR]
 
 Starts a lean OpenAI-compatible upstream stub (uvicorn + httptools in its own process), then
 measures side by side, in one run, with an asyncio HTTP/1.1 load generator on keep-alive
@@ -20,6 +21,9 @@ concurrency 32 >= 0.9x the bare stub's.
 With `--httpx` a second gateway whose openai provider runs on httpx is measured too, and the
 own HTTP client is judged against it (keep it only at >= 1.3x httpx's throughput at
 concurrency 32 or >= 0.2 ms less added p50 at concurrency 1).
+With `--rounds N` every target is measured N times, the rounds interleaved (each round runs
+every workload against every target), and each row pools its rounds: a drift in the machine's
+speed then weighs on every target alike.
 Everything listens on 127.0.0.1; every load loop is bounded by a duration and a request cap.
 """
 
@@ -267,6 +271,19 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def pooled(runs: list[Result]) -> Result:
+    """One row from interleaved rounds: their requests, time, latencies and CPU together."""
+    return Result(
+        sum(r.requests for r in runs),
+        sum(r.errors for r in runs),
+        sum(r.elapsed for r in runs),
+        [latency for r in runs for latency in r.latencies],
+        sum(r.cpu for r in runs),
+        sum(r.stub_cpu for r in runs),
+        sum(r.load_cpu for r in runs),
+    )
+
+
 def build_request(port: int, stream: bool, api: str = "chat") -> bytes:
     if api != "chat":  # "responses", or "nostore" (`"store": false`)
         body: dict = {"model": MODEL, "input": "Say something."}
@@ -409,6 +426,9 @@ def litellm_config(stub_url: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds per target, pooled per row"
+    )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--no-install", action="store_true", help="do not install LiteLLM")
     parser.add_argument(
@@ -511,20 +531,23 @@ def main() -> None:
         else:
             notes.append("LiteLLM proxy: skipped (--no-litellm)")
 
-        results: dict[tuple[str, bool, int], Result] = {}
-        for stream in (False, True):
-            for concurrency in (1, 32):
-                for name, (target_port, pid, api) in targets.items():
-                    result = measure(
-                        target_port, pid, stream, concurrency, args.duration, api, procs[0].pid
-                    )
-                    results[(name, stream, concurrency)] = result
-                    print(
-                        f"  measured {name:12s} {'stream' if stream else 'json':6s} "
-                        f"c={concurrency:<3d} {result.rps:8.1f} req/s",
-                        flush=True,
-                    )
-        report(results, list(targets), notes, args.duration)
+        rounds: dict[tuple[str, bool, int], list[Result]] = {}
+        for number in range(1, args.rounds + 1):
+            for stream in (False, True):
+                for concurrency in (1, 32):
+                    for name, (target_port, pid, api) in targets.items():
+                        result = measure(
+                            target_port, pid, stream, concurrency, args.duration, api, procs[0].pid
+                        )
+                        rounds.setdefault((name, stream, concurrency), []).append(result)
+                        print(
+                            f"  round {number} measured {name:12s} "
+                            f"{'stream' if stream else 'json':6s} c={concurrency:<3d} "
+                            f"{result.rps:8.1f} req/s",
+                            flush=True,
+                        )
+        results = {key: pooled(runs) for key, runs in rounds.items()}
+        report(results, list(targets), notes, args.duration * args.rounds)
     finally:
         for proc in reversed(procs):
             stop(proc)
