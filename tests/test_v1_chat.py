@@ -270,12 +270,13 @@ def test_models_list_and_retrieve(client) -> None:
     [
         ({"messages": []}, "messages"),
         ({"messages": user("x"), "n": 2}, "n"),
+        ({"messages": user("x"), "n": True}, "n"),  # pydantic's Literal[1] takes true
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": user("x"), "temperature": "hot"}, "temperature"),
         ({"messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
     ],
-    ids=["empty", "n", "role", "type", "content-type", "content-missing"],
+    ids=["empty", "n", "n-true", "role", "type", "content-type", "content-missing"],
 )
 def test_bad_request_names_the_param(client, kwargs, param) -> None:
     with pytest.raises(openai.BadRequestError) as info:

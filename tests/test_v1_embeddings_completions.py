@@ -152,7 +152,13 @@ def test_completion_on_ollama_uses_generate_raw(client, ollama) -> None:
 
 @pytest.mark.parametrize(
     ("body", "param"),
-    [({"prompt": "x", "suffix": "y"}, "suffix"), ({"prompt": "x", "n": 2}, "n"), ({}, "prompt")],
+    [
+        ({"prompt": "x", "suffix": "y"}, "suffix"),
+        ({"prompt": "x", "n": 2}, "n"),
+        ({"prompt": "x", "n": True}, "n"),
+        ({"prompt": "", "best_of": True}, "best_of"),  # found by the schema fuzzing
+        ({}, "prompt"),
+    ],
 )
 def test_completion_bad_input(server, body, param) -> None:
     raw = httpx.post(server.url + "/v1/completions", json={"model": MODEL, **body}, timeout=10)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from nodetool.api.wire.common import OutModel, StreamOptions, Usage, WireModel, one_message
+from nodetool.api.wire.common import One, OutModel, StreamOptions, Usage, WireModel, one_message
 
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -189,7 +189,7 @@ class ChatCompletionRequest(WireModel):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
-    n: Literal[1] | None = Field(None, description="only 1 is supported")
+    n: One | None = Field(None, description="only 1 is supported")
     provider: str | None = Field(
         None, description="route to this provider; it must be configured on the server"
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, WrapValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
 
@@ -28,6 +28,16 @@ def one_message(message: str) -> WrapValidator:
             raise PydanticCustomError("value_error", message) from None
 
     return WrapValidator(validate)
+
+
+def _not_a_bool(value: Any) -> Any:
+    if type(value) is bool:
+        raise PydanticCustomError("literal_error", "Input should be 1")
+    return value
+
+
+# the integer 1 (`n`, `best_of`): pydantic's `Literal[1]` alone takes JSON `true` as well
+One = Annotated[Literal[1], BeforeValidator(_not_a_bool)]
 
 
 class Usage(OutModel):

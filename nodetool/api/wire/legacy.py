@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from nodetool.api.wire.chat import Stop
-from nodetool.api.wire.common import OutModel, StreamOptions, WireModel, one_message
+from nodetool.api.wire.common import One, OutModel, StreamOptions, WireModel, one_message
 
 Texts = Annotated[
     str | Annotated[list[str], Field(min_length=1)],
@@ -39,8 +39,8 @@ class CompletionRequest(WireModel):
     stream_options: StreamOptions | None = None
     echo: bool | None = None
     logprobs: int | None = Field(None, ge=0, le=5)
-    n: Literal[1] | None = Field(None, description="only 1 is supported")
-    best_of: Literal[1] | None = Field(None, description="only 1 is supported")
+    n: One | None = Field(None, description="only 1 is supported")
+    best_of: One | None = Field(None, description="only 1 is supported")
     suffix: Literal[""] | None = Field(None, description="not supported")
     user: str | None = None
     provider: str | None = None
