@@ -23,7 +23,7 @@ class Result:
     @property
     def cpu_ms(self) -> float:
         """Target process CPU per request (robust to other load on the machine)."""
-        return self.cpu / self.requests * 1000 if self.requests else float("nan")
+        return self.per_request(self.cpu)
 
     def per_request(self, seconds: float) -> float:
         """CPU ms per request of `seconds` (e.g. `stub_cpu`)."""

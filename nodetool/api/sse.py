@@ -252,8 +252,8 @@ class _Stream:
     def _flush(self) -> None:
         """The producer waits with events buffered: send them now if the server takes them
         without waiting, else start the writer."""
-        self.kick = None
-        if self.send_now is None or self.writer is not None or not self._sent_now():
+        self.kick = None  # a pending kick means no writer yet (starting one cancels it)
+        if self.send_now is None or not self._sent_now():
             self._start_writer()
 
     def _sent_now(self) -> bool:
