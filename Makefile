@@ -1,5 +1,6 @@
 # nodetool — set-up, run and test. `make run` and `make test` work on a fresh machine.
-PYTHON ?= python3
+# the interpreter .venv is made from: the OS's optimised build when it can (scripts/python.sh)
+PYTHON ?= $(shell sh scripts/python.sh)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

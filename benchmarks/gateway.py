@@ -1,7 +1,7 @@
 """Gateway overhead benchmark: direct upstream vs `nodetool chat-server` vs LiteLLM's proxy.
 
     .venv/bin/python benchmarks/gateway.py [--duration 4] [--rounds 1] [--no-litellm] [--httpx]
-                                           [--baseline DIR]
+                                           [--baseline DIR] [--python PY]
 
 Starts a lean OpenAI-compatible upstream stub (uvicorn + httptools in its own process), then
 measures side by side, in one run, with an asyncio HTTP/1.1 load generator on keep-alive
@@ -21,6 +21,8 @@ concurrency 32 >= 0.9x the bare stub's.
 With `--httpx` a second gateway whose openai provider runs on httpx is measured too, and the
 own HTTP client is judged against it (keep it only at >= 1.3x httpx's throughput at
 concurrency 32 or >= 0.2 ms less added p50 at concurrency 1).
+With `--python PY` the same checkout's gateway is measured a second time under another
+interpreter (e.g. a pyenv build against the distribution's, which `make install` prefers).
 With `--rounds N` every target is measured N times, the rounds interleaved (each round runs
 every workload against every target), and each row pools its rounds: a drift in the machine's
 speed then weighs on every target alike.
@@ -399,6 +401,13 @@ def main() -> None:
         help="also measure, in the same run, a chat-server whose openai provider uses httpx "
         "instead of nodetool.providers.http_client: targets `httpx` and `httpx-resp`",
     )
+    parser.add_argument(
+        "--python",
+        metavar="PY",
+        help="also measure, in the same run, this checkout's chat-server run by another "
+        "interpreter PY (a virtualenv's python with nodetool's dependencies): targets "
+        "`other-py` and `other-py-resp`",
+    )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stub-token-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -453,6 +462,15 @@ def main() -> None:
             targets["base"] = (port, procs[-1].pid, "chat")
             targets["base-resp"] = (port, procs[-1].pid, "responses")
             targets["base-nostore"] = (port, procs[-1].pid, "nostore")
+        if args.python:
+            port = free_port()
+            other_env = {**own_env, "NODETOOL_DATA_DIR": str(work / "other-py-data")}
+            cmd = [args.python, "-m", "nodetool", "chat-server", "--port", str(port)]
+            cmd += ["--provider", "openai", "--log-level", "warning"]
+            ready = f"http://127.0.0.1:{port}/health"
+            procs.append(start(cmd, other_env, ready, work / "o.log", cwd=str(ROOT)))
+            targets["other-py"] = (port, procs[-1].pid, "chat")
+            targets["other-py-resp"] = (port, procs[-1].pid, "responses")
         if args.httpx:
             port = free_port()
             httpx_env = {**own_env, "NODETOOL_DATA_DIR": str(work / "httpx-data")}

@@ -158,6 +158,7 @@ def report(
     for note in notes:
         print(f"note: {note}")
     print(
-        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; the stub, the "
+        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]} "
+        f"({os.path.realpath(sys.executable)}); the stub, the "
         "gateway and the load generator share them"
     )
