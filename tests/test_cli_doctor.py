@@ -38,6 +38,9 @@ def test_healthy_machine(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert checks[name]["status"] == "ok", checks[name]
     assert checks["database"]["status"] == "ok"
     assert checks["redis"]["status"] == "skip"
+    # the suite runs in a virtualenv: the row names the interpreter it was made from
+    assert sys.prefix != sys.base_prefix
+    assert f"(a virtualenv of {os.path.realpath(sys.executable)})" in checks["python"]["detail"]
 
 
 def test_a_build_that_dies_of_sigill_is_named(tmp_path: Path) -> None:

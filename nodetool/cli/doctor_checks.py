@@ -32,9 +32,14 @@ class Check:
 
 
 def python_check() -> Check:
+    """The version, and the interpreter a virtualenv was made from (its build sets the speed:
+    see `scripts/python.sh`)."""
     version = platform.python_version()
     ok = sys.version_info >= (3, 11)
-    return Check("python", "ok" if ok else "fail", f"{version} at {sys.executable}")
+    detail = f"{version} at {sys.executable}"
+    if sys.prefix != sys.base_prefix:
+        detail += f" (a virtualenv of {os.path.realpath(sys.executable)})"
+    return Check("python", "ok" if ok else "fail", detail)
 
 
 def cpu_name() -> str:
