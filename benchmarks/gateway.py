@@ -209,6 +209,15 @@ def start(
     return proc
 
 
+def start_gateway(
+    python: str, port: int, env: dict[str, str], cwd: str, log: Path
+) -> subprocess.Popen:
+    """`nodetool chat-server` on `port`, run by `python` from `cwd` (the checkout it imports)."""
+    cmd = [python, "-m", "nodetool", "chat-server", "--port", str(port)]
+    cmd += ["--provider", "openai", "--log-level", "warning"]
+    return start(cmd, env, f"http://127.0.0.1:{port}/health", log, cwd=cwd)
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -442,11 +451,8 @@ def main() -> None:
             "NODETOOL_CONFIG_DIR": str(work / "config"),
         }
         # the checkout this script is in (the venv's `nodetool` may be installed from another)
-        cmd = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port)]
-        cmd += ["--provider", "openai", "--log-level", "warning"]
         own_env = {**env, "PYTHONPATH": str(ROOT)}
-        ready = f"http://127.0.0.1:{port}/health"
-        procs.append(start(cmd, own_env, ready, work / "nodetool.log", cwd=str(ROOT)))
+        procs.append(start_gateway(sys.executable, port, own_env, str(ROOT), work / "nodetool.log"))
         targets["nodetool"] = (port, procs[-1].pid, "chat")
         targets["responses"] = (port, procs[-1].pid, "responses")  # same server
         targets["resp-nostore"] = (port, procs[-1].pid, "nostore")
@@ -455,20 +461,14 @@ def main() -> None:
             baseline = str(Path(args.baseline).resolve())
             base_env = {**env, "PYTHONPATH": baseline}
             base_env["NODETOOL_DATA_DIR"] = str(work / "base-data")
-            cmd = [sys.executable, "-m", "nodetool", "chat-server", "--port", str(port)]
-            cmd += ["--provider", "openai", "--log-level", "warning"]
-            ready = f"http://127.0.0.1:{port}/health"
-            procs.append(start(cmd, base_env, ready, work / "b.log", cwd=baseline))
+            procs.append(start_gateway(sys.executable, port, base_env, baseline, work / "b.log"))
             targets["base"] = (port, procs[-1].pid, "chat")
             targets["base-resp"] = (port, procs[-1].pid, "responses")
             targets["base-nostore"] = (port, procs[-1].pid, "nostore")
         if args.python:
             port = free_port()
             other_env = {**own_env, "NODETOOL_DATA_DIR": str(work / "other-py-data")}
-            cmd = [args.python, "-m", "nodetool", "chat-server", "--port", str(port)]
-            cmd += ["--provider", "openai", "--log-level", "warning"]
-            ready = f"http://127.0.0.1:{port}/health"
-            procs.append(start(cmd, other_env, ready, work / "o.log", cwd=str(ROOT)))
+            procs.append(start_gateway(args.python, port, other_env, str(ROOT), work / "o.log"))
             targets["other-py"] = (port, procs[-1].pid, "chat")
             targets["other-py-resp"] = (port, procs[-1].pid, "responses")
         if args.httpx:

@@ -139,6 +139,12 @@ def report(
             if "base" in names:
                 base = results[("base", stream, concurrency)]
                 line += f", nodetool/base {ours.rps / base.rps:.2f}"
+            if "other-py" in names:
+                other = results[("other-py", stream, concurrency)]
+                line += (
+                    f", nodetool/other-py {ours.rps / other.rps:.2f} "
+                    f"(cpu per request: {ours.cpu_ms / other.cpu_ms:.2f}x)"
+                )
             if "litellm" in names:
                 lite = results[("litellm", stream, concurrency)]
                 ratio = ours.rps / lite.rps if lite.rps else float("inf")
